@@ -1,0 +1,45 @@
+# Signalbox: `make run` starts everything with a demo fleet; `make test` checks everything.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck pytest venv migrate seed bench clean
+
+$(BIN)/python:
+	@echo "== creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Signalbox needs Python 3.11+; set PYTHON=python3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.requirements: $(BIN)/python requirements.txt requirements-dev.txt
+	@echo "== installing requirements into $(VENV)"
+	$(BIN)/pip install --quiet -r requirements-dev.txt || { echo "pip install failed: check network access to PyPI"; exit 1; }
+	@touch $@
+
+venv: $(VENV)/.requirements
+
+run: venv
+	@scripts/run.sh
+
+test: lint typecheck pytest
+
+lint: venv
+	@echo "== ruff"
+	$(BIN)/ruff check .
+
+typecheck: venv
+	@echo "== mypy"
+	$(BIN)/mypy .
+
+pytest: venv
+	@echo "== pytest (real PostgreSQL and Redis; see docs/operations.md if they are not running)"
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+migrate: venv
+	$(BIN)/python manage.py migrate
+
+seed: venv
+	$(BIN)/python manage.py seed_demo
+
+clean:
+	rm -rf var/ .mypy_cache .ruff_cache .pytest_cache

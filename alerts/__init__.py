@@ -1,0 +1,1 @@
+"""Alerts: rules, incidents, silences, routes, channels and the notification outbox."""

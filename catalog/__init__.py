@@ -1,0 +1,1 @@
+"""The catalog: teams, memberships, environments, services, instances, API tokens."""

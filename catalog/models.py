@@ -1,0 +1,309 @@
+"""Teams, people's roles in them, environments, services, instances and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from catalog.choices import ROLE_RANK, Lifecycle, Role, Scope, Tier
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+    "use lowercase letters, digits and hyphens (1-63 characters, no leading/trailing hyphen)",
+)
+
+
+class Team(models.Model):
+    """A group of people that owns services."""
+
+    slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    slack_channel = models.CharField(max_length=80, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:team", args=[self.slug])
+
+    def owning_team(self) -> Team:
+        return self
+
+    def role_of(self, user: AbstractBaseUser | AnonymousUser) -> str | None:
+        """The user's role in this team, or None."""
+        if not user.is_authenticated:
+            return None
+        membership = self.memberships.filter(user_id=user.pk).first()
+        return membership.role if membership else None
+
+
+class Membership(models.Model):
+    """A user's role in a team: viewer, deployer or owner."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        ordering = ["team__slug", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "team"], name="membership_unique_user_team")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} as {self.role}"
+
+    def allows(self, needed: str) -> bool:
+        """True when this role is at least `needed`."""
+        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(needed)]
+
+
+class Environment(models.Model):
+    """A place services run (staging, production, ...), ordered as a deploy moves through."""
+
+    slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    order = models.PositiveSmallIntegerField(default=0)
+    is_production = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["order", "slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class ExternalDependency(models.Model):
+    """A service we rely on but do not run (a payment provider, S3), with its status page."""
+
+    slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status_page_url = models.URLField(blank=True)
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name_plural = "external dependencies"
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Service(models.Model):
+    """A deployable unit owned by one team."""
+
+    slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="services")
+    description = models.TextField(blank=True)
+    tier = models.PositiveSmallIntegerField(choices=Tier.choices, default=Tier.STANDARD)
+    repository_url = models.URLField(blank=True)
+    runbook_url = models.URLField(blank=True)
+    depends_on = models.ManyToManyField(
+        "self", symmetrical=False, blank=True, related_name="dependents"
+    )
+    external_dependencies = models.ManyToManyField(
+        ExternalDependency, blank=True, related_name="dependents"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:service", args=[self.slug])
+
+    def owning_team(self) -> Team:
+        return self.team
+
+
+class Instance(models.Model):
+    """One running copy of a service in an environment, reachable at host:port."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="instances")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="instances")
+    host = models.CharField(max_length=253)
+    port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    version = models.CharField(max_length=128, blank=True)
+    zone = models.CharField(max_length=63, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    lifecycle = models.CharField(
+        max_length=24, choices=Lifecycle.choices, default=Lifecycle.REGISTERED
+    )
+    registered_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    heartbeat_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Set by self-registering instances: they re-register this often, "
+        "and become stale after three missed beats.",
+    )
+
+    class Meta:
+        ordering = ["service__slug", "environment__order", "host", "port"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "environment", "host", "port"],
+                name="instance_unique_address",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["environment", "lifecycle"], name="instance_env_lifecycle"),
+            models.Index(fields=["lifecycle", "last_seen_at"], name="instance_lifecycle_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.slug}@{self.address}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:instance", args=[self.pk])
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def owning_team(self) -> Team:
+        return self.service.team
+
+
+TOKEN_PREFIX = "sbx"  # noqa: S105 (a public marker, like GitHub's ghp_)
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def active(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at__isnull=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+        )
+
+
+class ApiToken(models.Model):
+    """A team's API credential with scopes; only its SHA-256 is stored."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="tokens")
+    service = models.ForeignKey(
+        Service,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="tokens",
+        help_text="When set, the token may only act for this service.",
+    )
+    name = models.CharField(max_length=100)
+    scopes = ArrayField(models.CharField(max_length=16, choices=Scope.choices))
+    key_id = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["team__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "name"],
+                condition=Q(revoked_at__isnull=True),
+                name="apitoken_unique_active_name",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}"
+
+    @staticmethod
+    def hash_secret(secret: str) -> str:
+        # The secret is 256 random bits, so a fast hash is enough (as GitHub and PyPI do).
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @classmethod
+    def issue(
+        cls,
+        *,
+        team: Team,
+        name: str,
+        scopes: list[str],
+        service: Service | None = None,
+        created_by: Any = None,
+    ) -> tuple[ApiToken, str]:
+        """Create a token; returns it and the plain value, which is never stored or shown again."""
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        plain = f"{TOKEN_PREFIX}_{key_id}_{secret}"
+        token = cls.objects.create(
+            team=team,
+            service=service,
+            name=name,
+            scopes=sorted(set(scopes)),
+            key_id=key_id,
+            key_hash=cls.hash_secret(plain),
+            created_by=created_by,
+        )
+        return token, plain
+
+    @classmethod
+    def find(cls, plain: str) -> ApiToken | None:
+        """The active token for a presented value, or None (constant-time comparison)."""
+        parts = plain.split("_", 2)
+        if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+            return None
+        token = (
+            cls.objects.active().select_related("team", "service").filter(key_id=parts[1]).first()
+        )
+        if token is None or not secrets.compare_digest(token.key_hash, cls.hash_secret(plain)):
+            return None
+        return token
+
+    def owning_team(self) -> Team:
+        return self.team
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])
+
+    def touch(self) -> None:
+        """Record use, at most once a minute per token to keep writes off the hot path."""
+        now = timezone.now()
+        if self.last_used_at is None or (now - self.last_used_at).total_seconds() > 60:
+            ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now

@@ -1,0 +1,1 @@
+"""Circuits: every circuit breaker's state, ingest, aggregation and overrides."""

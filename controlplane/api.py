@@ -1,0 +1,104 @@
+"""API conventions shared by every app: pagination, the one error shape, strict input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class Pagination(PageNumberPagination):
+    """`?page=N&page_size=M` (at most 500); answers count, next, previous and results."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ConflictError(exceptions.APIException):
+    """409: the request is valid but clashes with the current state."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "the request conflicts with the current state"
+    default_code = "conflict"
+
+
+_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    415: "unsupported_media_type",
+    429: "throttled",
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every error answers `{"error": {"status", "code", "message", "fields"}}`.
+
+    `fields` maps each bad field (dotted for nested ones) to its reasons; it is empty
+    for errors that are not about one field.
+    """
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    fields: dict[str, list[str]] = {}
+    if isinstance(exc, exceptions.ValidationError):
+        _flatten(exc.detail, "", fields)
+        message = "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()) or "invalid input"
+    else:
+        detail = getattr(exc, "detail", "")
+        message = str(detail)
+    code = _CODES.get(response.status_code, "error")
+    if isinstance(exc, exceptions.APIException) and exc.default_code not in {"error", "invalid"}:
+        code = str(exc.default_code)
+    response.data = {
+        "error": {
+            "status": response.status_code,
+            "code": code,
+            "message": message,
+            "fields": fields,
+        }
+    }
+    return response
+
+
+def _flatten(detail: Any, prefix: str, out: dict[str, list[str]]) -> None:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            out.setdefault(prefix or "non_field_errors", []).extend(str(item) for item in detail)
+        else:
+            for index, item in enumerate(detail):
+                _flatten(item, f"{prefix}.{index}" if prefix else str(index), out)
+    else:
+        out.setdefault(prefix or "non_field_errors", []).append(str(detail))
+
+
+class StrictSerializerMixin:
+    """Refuse fields the serializer does not know, instead of silently ignoring them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = set(self.fields)  # type: ignore[attr-defined]
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        name: ["unknown field; the allowed fields are: " + ", ".join(sorted(known))]
+                        for name in unknown
+                    }
+                )
+        return super().to_internal_value(data)  # type: ignore[misc]

@@ -1,0 +1,29 @@
+"""Top-level URLs: dashboard pages, API v1, schema and docs, the control plane's health."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from controlplane import metrics, probes, views
+
+api_v1 = [
+    path("", include("catalog.api.urls")),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("events/", views.events, name="events"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("catalog/", include("catalog.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+]

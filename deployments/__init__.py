@@ -1,0 +1,1 @@
+"""Deployments: rollouts, strategies, analysis, the reconciler and traffic routers."""

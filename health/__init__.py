@@ -1,0 +1,1 @@
+"""Health: check specs, probes, the scheduler, states, rollups, heartbeats, maintenance."""

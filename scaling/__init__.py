@@ -1,0 +1,1 @@
+"""Scaling: scaling groups, policies, drivers, drain and the termination handshake."""

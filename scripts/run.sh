@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make run`: prepare the database and the demo, then start every process with honcho.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SIGNALBOX_PORT="${SIGNALBOX_PORT:-8000}"
+PY=.venv/bin/python
+
+echo "== checking PostgreSQL and Redis"
+$PY scripts/preflight.py || exit 1
+
+echo "== migrating the database"
+$PY manage.py migrate --no-input >/dev/null || { echo "migrate failed: see the error above"; exit 1; }
+
+echo "== planning the demo fleet (var/fleet.json)"
+$PY -m fleet plan --config fleet/demo.yaml --out var/fleet.json
+
+echo "== seeding the demo (safe to re-run)"
+$PY manage.py seed_demo --fleet var/fleet.json
+
+echo "== starting web, worker, beat and the demo fleet (Ctrl-C stops them all)"
+exec .venv/bin/honcho start -f Procfile
