@@ -12,6 +12,9 @@ import pytest
 
 os.environ.setdefault("SIGNALBOX_ENV", "test")
 
+# Browser fixtures (asgi_server, chromium, page) for tests marked `browser`: docs/testing.md.
+pytest_plugins = ["controlplane.tests.browser"]
+
 
 @dataclass
 class World:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from catalog import signals
 from catalog.choices import ROLE_RANK, Lifecycle, Role, Scope, Tier
+from controlplane.events import publish
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -75,6 +78,16 @@ class Membership(models.Model):
     def allows(self, needed: str) -> bool:
         """True when this role is at least `needed`."""
         return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(needed)]
+
+    def owning_team(self) -> Team:
+        return self.team
+
+    def is_last_owner(self) -> bool:
+        """True when removing or demoting this owner would leave the team without one."""
+        if self.role != Role.OWNER:
+            return False
+        others = self.team.memberships.filter(role=Role.OWNER).exclude(pk=self.pk)
+        return not others.exists()
 
 
 class Environment(models.Model):
@@ -188,6 +201,98 @@ class Instance(models.Model):
     def owning_team(self) -> Team:
         return self.service.team
 
+    @classmethod
+    def register(
+        cls,
+        *,
+        service: Service,
+        environment: Environment,
+        host: str,
+        port: int,
+        reported: dict[str, Any],
+        actor: Any = None,
+    ) -> tuple[Instance, bool]:
+        """Create or refresh the instance at (service, environment, host, port).
+
+        Idempotent and safe when two registrations race (the row is locked). `reported`
+        holds any of version, zone, labels and heartbeat_seconds; what it leaves out stays
+        as it was. A stale or deregistered instance that registers again comes back as
+        registered. Only real changes are published: a plain heartbeat only moves
+        last_seen_at, so the timeline is not flooded by instances checking in.
+        """
+        now = timezone.now()
+        with transaction.atomic():
+            instance, created = cls.objects.select_for_update().get_or_create(
+                service=service,
+                environment=environment,
+                host=host,
+                port=port,
+                defaults={**reported, "registered_at": now, "last_seen_at": now},
+            )
+            if created:
+                publish(
+                    "instance.registered",
+                    actor=actor,
+                    subject=instance,
+                    message=f"{instance} registered (version {instance.version or 'unknown'})",
+                    payload={"version": instance.version, "zone": instance.zone},
+                )
+            else:
+                instance._refresh_registration(reported, now, actor)
+            signals.send_on_commit(signals.instance_registered, instance)
+        return instance, created
+
+    def _refresh_registration(self, reported: dict[str, Any], now: Any, actor: Any) -> None:
+        changes = {
+            name: [getattr(self, name), value]
+            for name, value in reported.items()
+            if getattr(self, name) != value
+        }
+        revived = self.lifecycle in (Lifecycle.STALE, Lifecycle.DEREGISTERED)
+        if revived:
+            changes["lifecycle"] = [self.lifecycle, Lifecycle.REGISTERED]
+            if self.lifecycle == Lifecycle.DEREGISTERED:
+                self.registered_at = now
+        for name, (_, value) in changes.items():
+            setattr(self, name, value)
+        self.last_seen_at = now
+        self.save(update_fields=[*changes, "last_seen_at", "registered_at"])
+        if revived:
+            publish(
+                "instance.registered",
+                actor=actor,
+                subject=self,
+                message=f"{self} registered again",
+                payload={"changes": changes},
+            )
+        elif changes:
+            publish(
+                "instance.updated",
+                actor=actor,
+                subject=self,
+                message=f"{self} reported " + ", ".join(sorted(changes)),
+                payload={"changes": changes},
+            )
+
+    def deregister(self, actor: Any = None) -> bool:
+        """Mark this instance gone; False when it already was (deregistering is idempotent)."""
+        if self.lifecycle == Lifecycle.DEREGISTERED:
+            return False
+        previous = self.lifecycle
+        with transaction.atomic():
+            self.lifecycle = Lifecycle.DEREGISTERED
+            self.last_seen_at = timezone.now()
+            self.save(update_fields=["lifecycle", "last_seen_at"])
+            publish(
+                "instance.deregistered",
+                actor=actor,
+                subject=self,
+                message=f"{self} deregistered",
+                payload={"changes": {"lifecycle": [previous, Lifecycle.DEREGISTERED]}},
+            )
+            signals.send_on_commit(signals.instance_deregistered, self)
+        return True
+
 
 TOKEN_PREFIX = "sbx"  # noqa: S105 (a public marker, like GitHub's ghp_)
 
@@ -256,6 +361,7 @@ class ApiToken(models.Model):
         scopes: list[str],
         service: Service | None = None,
         created_by: Any = None,
+        expires_at: datetime | None = None,
     ) -> tuple[ApiToken, str]:
         """Create a token; returns it and the plain value, which is never stored or shown again."""
         key_id = secrets.token_hex(6)
@@ -269,6 +375,7 @@ class ApiToken(models.Model):
             key_id=key_id,
             key_hash=cls.hash_secret(plain),
             created_by=created_by,
+            expires_at=expires_at,
         )
         return token, plain
 

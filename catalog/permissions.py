@@ -15,6 +15,9 @@ from catalog.models import ApiToken, Membership, Service, Team
 # The least role a person needs in the owning team for each scope.
 ROLE_FOR_SCOPE = {Scope.WRITE: Role.OWNER, Scope.DEPLOY: Role.DEPLOYER, Scope.REPORT: Role.DEPLOYER}
 
+# A pseudo-scope for a view's `scopes` map: platform admins (superusers, signed in) only.
+ADMIN = "admin"
+
 
 class TeamOwned(Protocol):
     def owning_team(self) -> Team: ...
@@ -82,6 +85,26 @@ class Access:
             return f"token:{self.token.team.slug}/{self.token.name}"
         return str(self.user.get_username()) if self.user.is_authenticated else "anonymous"
 
+    def why_not(self, scope: str, team: Team | None, service: Service | None = None) -> str:
+        """A sentence telling the caller why `can(scope, team, service)` said no."""
+        admins_only = "only platform admins may change this"
+        if self.token is None:
+            if scope == ADMIN or team is None:
+                return admins_only
+            role = ROLE_FOR_SCOPE[Scope(scope)]
+            return f"'{scope}' on team '{team.slug}' needs the {role} role in that team"
+        if scope == ADMIN:
+            return admins_only + " (signed in, not with a token)"
+        if not self.token.has_scope(scope):
+            held = ", ".join(self.token.scopes)
+            return f"this token lacks the '{scope}' scope (it has: {held})"
+        if team is None:
+            return admins_only
+        if self.token.team_id != team.pk:
+            return f"this token belongs to team '{self.token.team.slug}', not '{team.slug}'"
+        bound = self.token.service.slug if self.token.service else ""
+        return f"this token may only act for service '{bound}'"
+
 
 class DenyWithoutRule(BasePermission):
     """The default: an API view that declares no permission rule answers nobody."""
@@ -97,38 +120,60 @@ class ScopeRule(BasePermission):
 
     Reads need authentication (or a `read` token). Writes are checked on the object's
     owning team; for creation the view's `team_for_create(request)` names the team.
+    The pseudo-scope `ADMIN` admits platform admins only; a view with
+    `people_only = True` refuses API tokens altogether (token management, for one).
     """
 
+    message = "you may not do this"
+
     def _scope(self, request: Request, view: Any) -> str | None:
-        return view.scopes.get(request.method, view.scopes.get("*"))
+        scopes = getattr(view, "scopes", {})
+        return scopes.get(request.method, scopes.get("*"))
+
+    def _deny(self, reason: str) -> bool:
+        self.message = reason  # DRF reads it after has_permission answers False
+        return False
 
     def has_permission(self, request: Request, view: Any) -> bool:
         access = Access.of(request)
         scope = self._scope(request, view)
-        if scope is None or not access.is_authenticated:
-            return False
+        if not access.is_authenticated:
+            return False  # DRF answers 401 with the WWW-Authenticate challenge
+        if scope is None:
+            if (request.method or "").lower() not in view.http_method_names:
+                return True  # the view answers 405 Method Not Allowed itself
+            return self._deny(f"this endpoint declares no scope for {request.method}")
+        if access.token is not None and getattr(view, "people_only", False):
+            return self._deny("API tokens cannot use this endpoint; sign in as a person")
+        if scope == ADMIN:
+            return access.is_admin or self._deny(access.why_not(ADMIN, None))
         if scope == Scope.READ:
-            return access.can(Scope.READ)
+            return access.can(Scope.READ) or self._deny(access.why_not(Scope.READ, None))
+        if access.token is not None and not access.token.has_scope(scope):
+            return self._deny(access.why_not(scope, access.token.team))
         if getattr(view, "detail_action", False) or _is_detail(view):
             return True  # decided per object in has_object_permission
         team_for_create = getattr(view, "team_for_create", None)
         if team_for_create is None:
-            return access.can(scope, None)
+            return access.can(scope, None) or self._deny(access.why_not(scope, None))
         team, service = team_for_create(request)
         if team is None:
             return True  # the serializer reports the missing/unknown field as a 400
-        return access.can(scope, team, service)
+        return access.can(scope, team, service) or self._deny(access.why_not(scope, team, service))
 
     def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
         access = Access.of(request)
         scope = self._scope(request, view)
         if scope is None:
             return False
+        if scope == ADMIN:
+            return access.is_admin or self._deny(access.why_not(ADMIN, None))
         if scope == Scope.READ:
             return access.can(Scope.READ)
         team = obj.owning_team() if hasattr(obj, "owning_team") else None
         service = obj if isinstance(obj, Service) else getattr(obj, "service", None)
-        return access.can(scope, team, service if isinstance(service, Service) else None)
+        service = service if isinstance(service, Service) else None
+        return access.can(scope, team, service) or self._deny(access.why_not(scope, team, service))
 
 
 def _is_detail(view: Any) -> bool:

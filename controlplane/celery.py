@@ -16,6 +16,7 @@ app.conf.task_routes = {
     "health.*": {"queue": "probes"},
     "deployments.*": {"queue": "rollouts"},
     "alerts.*": {"queue": "notify"},
+    "circuits.*": {"queue": "default"},
 }
 # Every beat entry expires: a clock tick nobody ran in time is skipped, not queued up.
 app.conf.beat_schedule = {
@@ -28,6 +29,21 @@ app.conf.beat_schedule = {
         "task": "catalog.tasks.mark_stale_instances",
         "schedule": 30.0,
         "options": {"expires": 25},
+    },
+    "alerts-tick": {
+        "task": "alerts.tasks.tick",
+        "schedule": 1.0,
+        "options": {"expires": 5},
+    },
+    "alerts-catch-up": {
+        "task": "alerts.tasks.catch_up",
+        "schedule": 10.0,
+        "options": {"expires": 30},
+    },
+    "alerts-recheck": {
+        "task": "alerts.tasks.recheck",
+        "schedule": 60.0,
+        "options": {"expires": 120},
     },
 }
 app.autodiscover_tasks()

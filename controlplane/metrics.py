@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from urllib.parse import urlparse
 
 import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from django.views.decorators.cache import never_cache
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+
+logger = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # this process's CPU, memory and open files
 REQUESTS = Counter(
     "signalbox_http_requests_total",
-    "HTTP requests answered, by method, view and status class.",
+    "HTTP requests answered by this web process, by method, view and status class.",
     ["method", "view", "status"],
     registry=REGISTRY,
 )
 LATENCY = Histogram(
     "signalbox_http_request_duration_seconds",
-    "Time to answer an HTTP request, by view.",
+    "Time this web process took to answer an HTTP request, by view.",
     ["view"],
     registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 QUEUE_DEPTH = Gauge(
     "signalbox_celery_queue_depth",
-    "Messages waiting in each Celery queue.",
+    "Messages waiting in each Celery queue (all priorities), read from the broker at scrape.",
     ["queue"],
     registry=REGISTRY,
 )
@@ -36,7 +42,15 @@ LIVE_CLIENTS = Gauge(
     "Dashboard websocket clients connected, across all web processes.",
     registry=REGISTRY,
 )
+SOURCE_UP = Gauge(
+    "signalbox_metrics_source_up",
+    "1 when the scrape could read its source (broker, live), 0 when it could not.",
+    ["source"],
+    registry=REGISTRY,
+)
 QUEUES = ("probes", "rollouts", "notify", "default")
+# Celery's Redis transport keeps priorities 3, 6 and 9 in lists of their own: "name\x06\x163".
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 class RequestMetricsMiddleware:
@@ -55,17 +69,50 @@ class RequestMetricsMiddleware:
         return response
 
 
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition; queue depths and live clients are read at scrape time."""
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=1)
+def read_queue_depths() -> None:
+    """Set the queue depth gauges from the broker; leave none behind when it cannot answer."""
+    url = settings.CELERY_BROKER_URL
+    if urlparse(url).scheme not in {"redis", "rediss", "unix"}:
+        return  # other brokers report depth themselves (RabbitMQ's own exporter)
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     try:
+        pipe = client.pipeline(transaction=False)
         for queue in QUEUES:
-            QUEUE_DEPTH.labels(queue).set(client.llen(queue))
-        from controlplane.live import connected_clients
-
-        LIVE_CLIENTS.set(connected_clients())
+            for suffix in _PRIORITY_SUFFIXES:
+                pipe.llen(queue + suffix)
+        lengths = pipe.execute()
     except redis.RedisError:
-        pass  # the scrape still answers; /readyz is where Redis being down shows
+        QUEUE_DEPTH.clear()
+        SOURCE_UP.labels("broker").set(0)
+        logger.warning("metrics: could not read queue depths from the broker", exc_info=True)
+        return
     finally:
         client.close()
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    per_queue = len(_PRIORITY_SUFFIXES)
+    for index, queue in enumerate(QUEUES):
+        QUEUE_DEPTH.labels(queue).set(sum(lengths[index * per_queue : (index + 1) * per_queue]))
+    SOURCE_UP.labels("broker").set(1)
+
+
+def read_live_clients() -> None:
+    from controlplane.live import connected_clients
+
+    try:
+        LIVE_CLIENTS.set(connected_clients())
+        SOURCE_UP.labels("live").set(1)
+    except redis.RedisError:
+        SOURCE_UP.labels("live").set(0)
+        logger.warning("metrics: could not count live clients", exc_info=True)
+
+
+@never_cache
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition; queue depths and live clients are read at scrape time.
+
+    Request counters are this process's own: scrape every web process (docs/operations.md).
+    """
+    read_queue_depths()
+    read_live_clients()
+    # Text format 0.0.4 unless the scraper asks for OpenMetrics or text 1.0.0.
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encode(REGISTRY), content_type=content_type)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlparse
 
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
@@ -27,6 +28,10 @@ if SIGNALBOX_ENV not in {"development", "production", "test"}:
         f"SIGNALBOX_ENV={SIGNALBOX_ENV!r}; use development, production or test"
     )
 PRODUCTION = SIGNALBOX_ENV == "production"
+if SIGNALBOX_ENV == "test":
+    # PBKDF2 costs ~0.35 s per user and tests create personas for every test; tests of
+    # password storage itself do not exist here (Django's own suite covers hashing).
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 if PRODUCTION:
     SECRET_KEY = env_secret("SECRET_KEY") or ""
@@ -135,7 +140,12 @@ CHANNEL_LAYERS = {
     "default": {
         # One Redis PUBLISH per group message, however many clients are subscribed.
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "signalbox:live"},
+        # Redis pub/sub ignores database numbers, so the prefix names the database: two
+        # installs (or test runs) sharing one Redis on different databases stay apart.
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": f"signalbox:{urlparse(REDIS_URL).path.strip('/') or '0'}:live",
+        },
     }
 }
 
@@ -167,6 +177,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request without it
 WHITENOISE_USE_FINDERS = not PRODUCTION
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -186,7 +197,8 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "controlplane.api.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Adds the one error shape and each view's permission rule to every operation.
+    "DEFAULT_SCHEMA_CLASS": "catalog.api.schema.SignalboxAutoSchema",
     "EXCEPTION_HANDLER": "controlplane.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
@@ -218,10 +230,42 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SILENCED_SYSTEM_CHECKS: list[str] = []
 
-# Event spine: Celery task names handed each committed event id. Empty until alerting
-# exists; the Alerts app adds "alerts.tasks.evaluate" here.
-SIGNALBOX_EVENT_CONSUMERS: list[str] = env_list("SIGNALBOX_EVENT_CONSUMERS", [])
+# Event spine: Celery task names handed each committed event id (alert evaluation).
+SIGNALBOX_EVENT_CONSUMERS: list[str] = env_list(
+    "SIGNALBOX_EVENT_CONSUMERS", ["alerts.tasks.evaluate"]
+)
 SIGNALBOX_EVENT_RETENTION_DAYS = env_int("SIGNALBOX_EVENT_RETENTION_DAYS", 90, minimum=1)
+
+# Health (docs/health.md): probes refuse link-local and cloud-metadata addresses unless allowed;
+# per-minute rollups become hourly after a day and everything is pruned after the retention.
+SIGNALBOX_PROBE_ALLOW_LINK_LOCAL = env_bool("SIGNALBOX_PROBE_ALLOW_LINK_LOCAL", False)
+SIGNALBOX_HEALTH_RETENTION_DAYS = env_int("SIGNALBOX_HEALTH_RETENTION_DAYS", 35, minimum=1)
+SIGNALBOX_PROBE_CONCURRENCY = env_int("SIGNALBOX_PROBE_CONCURRENCY", 500, minimum=1)
+
+# Alerts (docs/alerts.md).
+SLACK_SIGNING_SECRET = env_secret("SLACK_SIGNING_SECRET") or ""
+ALERTS_PAGERDUTY_EVENTS_URL = env_str(
+    "ALERTS_PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue"
+)
+ALERTS_HTTP_TIMEOUT_SECONDS = env_int("ALERTS_HTTP_TIMEOUT_SECONDS", 10, minimum=1)
+# A lease outlives the slowest send (the timeout), so a live worker never loses its row.
+ALERTS_LEASE_SECONDS = env_int(
+    "ALERTS_LEASE_SECONDS", 60, minimum=ALERTS_HTTP_TIMEOUT_SECONDS + 5
+)
+ALERTS_MAX_ATTEMPTS = env_int("ALERTS_MAX_ATTEMPTS", 12, minimum=1)
+ALERTS_RETRY_BASE_MS = env_int("ALERTS_RETRY_BASE_MS", 2000, minimum=1)
+ALERTS_RETRY_MAX_SECONDS = env_int("ALERTS_RETRY_MAX_SECONDS", 600, minimum=1)
+ALERTS_REPEAT_SECONDS = env_int("ALERTS_REPEAT_SECONDS", 4 * 3600, minimum=60)
+ALERTS_ESCALATE_AFTER_SECONDS = env_int("ALERTS_ESCALATE_AFTER_SECONDS", 900, minimum=60)
+# Enqueue a delivery task as soon as an outbox row commits (off: only the sweep delivers).
+ALERTS_DISPATCH = env_bool("ALERTS_DISPATCH", True)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "signalbox@localhost")
 
 LOGGING = {
     "version": 1,

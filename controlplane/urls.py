@@ -7,10 +7,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from alerts import views as alerts_views
 from controlplane import metrics, probes, views
 
 api_v1 = [
     path("", include("catalog.api.urls")),
+    path("", include("catalog.api.io_urls")),
+    path("", include("alerts.api.urls")),
 ]
 
 urlpatterns = [
@@ -20,6 +23,9 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("catalog/", include("catalog.urls")),
+    path("alerts/", include("alerts.urls")),
+    path("slack/commands", alerts_views.slack_command, name="slack-commands"),
+    path("slack/interactions", alerts_views.slack_interaction, name="slack-interactions"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

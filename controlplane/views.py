@@ -2,36 +2,55 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from catalog.models import Environment, Service, Team
 from controlplane.models import Event
+from controlplane.timeline import ACTION_FAMILIES, Cursor, EventFilters, event_page, page_link
+
+HOME_RECENT_EVENTS = 20
+# Suggestions only: the actor filter takes any name (tokens and system actors too).
+ACTOR_SUGGESTIONS = 500
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    recent = Event.objects.select_related("team", "service", "environment")[:20]
-    return render(request, "controlplane/home.html", {"events": recent})
+    recent = Event.objects.select_related("team", "service", "environment")[:HOME_RECENT_EVENTS]
+    return render(
+        request, "controlplane/home.html", {"events": recent, "recent_limit": HOME_RECENT_EVENTS}
+    )
 
 
 @login_required
 def events(request: HttpRequest) -> HttpResponse:
-    """The audit log: every event, newest first, filtered by team, service, env and actor."""
-    queryset = Event.objects.select_related("team", "service", "environment")
-    filters = {
-        "team": "team__slug",
-        "service": "service__slug",
-        "environment": "environment__slug",
-        "actor": "actor_label",
-        "action": "action__startswith",
+    """The audit log: every event, newest first, filtered by team, service, env, actor, action."""
+    filters = EventFilters.from_query(request.GET)
+    page = event_page(
+        filters,
+        before=Cursor.parse(request.GET.get("before", "")),
+        after=Cursor.parse(request.GET.get("after", "")),
+    )
+    services = Service.objects.select_related("team").order_by("team__slug", "slug")
+    if filters.team:
+        services = services.filter(team__slug=filters.team)
+    context = {
+        "page": page,
+        "filters": filters,
+        # New events are only ever the newest of everything: other views stay still.
+        "live": not filters and page.is_latest,
+        "newest_url": page_link(filters),
+        "newer_url": page_link(filters, after=page.newer) if page.newer else "",
+        "older_url": page_link(filters, before=page.older) if page.older else "",
+        "teams": Team.objects.only("slug", "name"),
+        "services": services.only("slug", "name", "team__slug", "team__name"),
+        "environments": Environment.objects.only("slug", "name"),
+        "actors": get_user_model()
+        .objects.filter(is_active=True)
+        .order_by("username")
+        .values_list("username", flat=True)[:ACTOR_SUGGESTIONS],
+        "action_families": ACTION_FAMILIES,
     }
-    applied = {}
-    for param, lookup in filters.items():
-        value = request.GET.get(param, "").strip()
-        if value:
-            queryset = queryset.filter(**{lookup: value})
-            applied[param] = value
-    page = Paginator(queryset, 50).get_page(request.GET.get("page"))
-    return render(request, "controlplane/events.html", {"page": page, "filters": applied})
+    return render(request, "controlplane/events.html", context)

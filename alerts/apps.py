@@ -1,0 +1,14 @@
+"""The Alerts app: rules, incidents, silences, routes, channels and the notification outbox."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class AlertsConfig(AppConfig):
+    name = "alerts"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Connects the team receiver and registers the live fragments.
+        from alerts import live, signals  # noqa: F401

@@ -1,0 +1,94 @@
+"""Channel settings checked the same way from the API and the dashboard, and "send test"."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, URLValidator
+from django.utils import timezone
+
+from alerts.choices import ChannelKind, DeliveryState, NotificationAction
+from alerts.models import Channel, DeliveryAttempt, Notification
+from alerts.notifiers import Result, send
+from alerts.notifiers.pagerduty import ROUTING_KEY_RE
+
+SLACK_WEBHOOK_PREFIX = "https://hooks.slack.com/"
+
+
+def check(
+    kind: str, secret: str, url: str, config: dict[str, Any], *, has_secret: bool
+) -> dict[str, list[str]]:
+    """{field: [reasons]} for a channel's settings; `has_secret` when one is already stored."""
+    errors: dict[str, list[str]] = {}
+    if kind == ChannelKind.SLACK:
+        if not secret and not has_secret:
+            errors["secret"] = ["give the Slack incoming webhook URL"]
+        elif secret and not _is_url(secret):
+            errors["secret"] = [
+                "must be the webhook URL Slack gave you (https://hooks.slack.com/...)"
+            ]
+    elif kind == ChannelKind.PAGERDUTY:
+        if not secret and not has_secret:
+            errors["secret"] = ["give the integration's routing key (32 characters)"]
+        elif secret and not ROUTING_KEY_RE.match(secret):
+            errors["secret"] = ["a PagerDuty routing key is 32 letters and digits"]
+    elif kind == ChannelKind.WEBHOOK:
+        if not url:
+            errors["url"] = ["give the URL to POST to"]
+        if secret and len(secret) < 16:
+            errors["secret"] = ["use a signing secret of at least 16 characters"]
+    elif kind == ChannelKind.EMAIL:
+        to = config.get("to")
+        if not isinstance(to, list) or not to or not all(_is_email(a) for a in to):
+            errors["config.to"] = ["give a list of one or more email addresses"]
+    if url and not _is_url(url):
+        errors["url"] = ["not a valid http(s) URL"]
+    unknown = set(config) - ({"to"} if kind == ChannelKind.EMAIL else set())
+    if unknown:
+        errors["config"] = [f"unknown settings: {', '.join(sorted(unknown))}"]
+    return errors
+
+
+def _is_url(value: str) -> bool:
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _is_email(value: Any) -> bool:
+    try:
+        EmailValidator()(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def send_test(channel: Channel, worker: str = "send-test") -> Result:
+    """Send a test now (the person is waiting for the answer) and log it like any delivery."""
+    notification = Notification.objects.create(
+        channel=channel,
+        action=NotificationAction.TEST,
+        state=DeliveryState.DELIVERING,
+        attempts=1,
+        leased_by=worker,
+    )
+    started = time.monotonic()
+    result = send(channel, NotificationAction.TEST, [], notification.pk)
+    DeliveryAttempt.objects.create(
+        notification=notification,
+        worker=worker,
+        status_code=result.status_code,
+        ok=result.ok,
+        error=result.error[:500],
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+    notification.state = DeliveryState.DELIVERED if result.ok else DeliveryState.FAILED
+    notification.delivered_at = timezone.now() if result.ok else None
+    notification.last_status_code = result.status_code
+    notification.last_error = result.error[:500]
+    notification.save()
+    return result

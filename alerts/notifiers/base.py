@@ -1,0 +1,87 @@
+"""What a notifier returns, and the one HTTP POST every HTTP notifier makes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import httpx
+from django.conf import settings
+from django.utils import timezone
+
+from alerts.models import Incident
+
+USER_AGENT = "Signalbox-Alerts/1"
+
+
+@dataclass(frozen=True)
+class Result:
+    """How a send went. `retryable` False means trying again cannot help (a 4xx)."""
+
+    ok: bool
+    status_code: int | None = None
+    error: str = ""
+    retryable: bool = False
+    retry_after: float | None = None
+
+
+def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> Result:
+    """POST JSON; 2xx is success, 429 and 5xx and network errors are retried, other 4xx not."""
+    all_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    all_headers.update(headers or {})
+    try:
+        response = httpx.post(
+            url,
+            content=body,
+            headers=all_headers,
+            timeout=settings.ALERTS_HTTP_TIMEOUT_SECONDS,
+            follow_redirects=False,
+        )
+    except httpx.HTTPError as exc:
+        return Result(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}"[:500])
+    code = response.status_code
+    if 200 <= code < 300:
+        return Result(ok=True, status_code=code)
+    error = f"HTTP {code}: {response.text[:300]}"
+    if code == 429:
+        return Result(
+            ok=False,
+            status_code=code,
+            error=error,
+            retryable=True,
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+        )
+    return Result(ok=False, status_code=code, error=error, retryable=code >= 500 or code < 200)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds or as an HTTP date; capped so a bad header cannot park a row."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - timezone.now()).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), 3600.0)
+
+
+def incident_url(incident: Incident) -> str:
+    return settings.SIGNALBOX_BASE_URL.rstrip("/") + incident.get_absolute_url()
+
+
+def runbook_url(incident: Incident) -> str:
+    return incident.service.runbook_url if incident.service is not None else ""
+
+
+def state_word(action: str, incident: Incident) -> str:
+    """What a message says the incident is: the action's outcome, or its state for triggers."""
+    from alerts.choices import NotificationAction
+
+    if action == NotificationAction.RESOLVE:
+        return "resolved"
+    if action == NotificationAction.ACKNOWLEDGE:
+        return "acknowledged"
+    return str(incident.state)

@@ -1,0 +1,64 @@
+"""Why a trigger would not be sent now: a silence that matches, or a maintenance window."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.utils import timezone
+
+from alerts.choices import MATCHER_LABELS, MatchOp
+from alerts.models import Incident, Silence
+
+MAX_MATCHERS = 20
+
+
+def suppression_for(incident: Incident) -> str:
+    """ "" when the incident may notify; else what stops it ("silence 4", "maintenance")."""
+    from alerts.rules import kind_of
+
+    if kind_of(incident.rule).honours_maintenance and (
+        incident.in_maintenance or _maintenance_now(incident)
+    ):
+        return "maintenance"
+    labels = incident.labels()
+    for silence in Silence.objects.active(timezone.now()).filter(team_id=incident.team_id):
+        if silence.matches(labels):
+            return f"silence {silence.pk}"
+    return ""
+
+
+def clean_matchers(raw: Any) -> list[dict[str, str]]:
+    """Checked matchers, or ValueError naming the first bad one and why."""
+    if not isinstance(raw, list) or len(raw) > MAX_MATCHERS:
+        raise ValueError(f"give a list of at most {MAX_MATCHERS} matchers")
+    cleaned = []
+    for index, matcher in enumerate(raw):
+        where = f"matcher {index}"
+        if not isinstance(matcher, dict) or set(matcher) != {"label", "op", "value"}:
+            raise ValueError(f"{where}: give exactly label, op and value")
+        label, op, value = matcher["label"], matcher["op"], matcher["value"]
+        if label not in MATCHER_LABELS:
+            raise ValueError(f"{where}: label must be one of {', '.join(MATCHER_LABELS)}")
+        if op not in MatchOp.values:
+            raise ValueError(f"{where}: op must be one of {', '.join(MatchOp.values)}")
+        if not isinstance(value, str) or len(value) > 200:
+            raise ValueError(f"{where}: value must be text of at most 200 characters")
+        if op in (MatchOp.REGEX, MatchOp.NOT_REGEX):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{where}: not a regular expression ({exc})") from None
+        cleaned.append({"label": label, "op": op, "value": value})
+    return cleaned
+
+
+def _maintenance_now(incident: Incident) -> bool:
+    """Whether health has a maintenance window over the incident's service right now."""
+    if incident.service_id is None or incident.environment_id is None:
+        return False
+    try:
+        from health.maintenance import in_maintenance
+    except ImportError:  # health not installed: only the events' in_maintenance flag counts
+        return False
+    return bool(in_maintenance(incident.service_id, incident.environment_id))

@@ -1,0 +1,182 @@
+"""The incidents API and dashboard pages: acknowledge and resolve, silences, live rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from alerts.choices import IncidentState, RuleKind, Severity
+from alerts.live import incident_fragments
+from alerts.models import Incident, Rule, Silence
+from alerts.tests.conftest import service_changed
+from controlplane.models import Event
+
+
+def firing(world: Any) -> Incident:
+    Rule.objects.filter(team=world.team).update(enabled=False)
+    Rule.objects.create(
+        team=world.team,
+        name="down",
+        kind=RuleKind.SERVICE_STATE,
+        severity=Severity.PAGE,
+        params={"states": ["down"], "for_seconds": 0},
+    )
+    service_changed(world, "down", reason="all instances failing")
+    return Incident.objects.get()
+
+
+@pytest.mark.django_db
+def test_the_api_lists_and_acknowledges_and_resolves(api_as: Any, world: Any) -> None:
+    incident = firing(world)
+    listed = api_as("viewer").get("/api/v1/alerts/incidents?state=firing&service=checkout")
+    assert [i["id"] for i in listed.json()["results"]] == [incident.pk]
+    acked = api_as("deployer").post(f"/api/v1/alerts/incidents/{incident.pk}/acknowledge")
+    assert acked.json()["state"] == "acknowledged"
+    assert acked.json()["acknowledged_by"] == "deployer"
+    again = api_as("deployer").post(f"/api/v1/alerts/incidents/{incident.pk}/acknowledge")
+    assert again.status_code == 409
+    done = api_as("owner").post(f"/api/v1/alerts/incidents/{incident.pk}/resolve")
+    assert done.json()["state"] == "resolved"
+    assert [e["kind"] for e in done.json()["timeline"]][-2:] == ["acknowledged", "resolved"]
+
+
+@pytest.mark.django_db
+def test_a_silence_needs_a_comment_a_future_end_and_valid_matchers(api_as: Any, world: Any) -> None:
+    answer = api_as("deployer").post(
+        "/api/v1/alerts/silences",
+        {
+            "team": "payments",
+            "comment": " ",
+            "ends_at": (timezone.now() - timedelta(hours=1)).isoformat(),
+            "matchers": [{"label": "colour", "op": "=", "value": "red"}],
+        },
+    )
+    assert answer.status_code == 400
+    assert set(answer.json()["error"]["fields"]) == {"comment", "matchers"}
+    answer = api_as("deployer").post(
+        "/api/v1/alerts/silences",
+        {
+            "team": "payments",
+            "comment": "deploying the DB",
+            "matchers": [],
+            "ends_at": (timezone.now() - timedelta(hours=1)).isoformat(),
+        },
+    )
+    assert answer.json()["error"]["fields"] == {"ends_at": ["must be in the future"]}
+
+
+@pytest.mark.django_db
+def test_a_silence_is_expired_not_deleted(api_as: Any, world: Any) -> None:
+    created = (
+        api_as("deployer")
+        .post(
+            "/api/v1/alerts/silences",
+            {
+                "team": "payments",
+                "comment": "maintenance",
+                "matchers": [{"label": "environment", "op": "=", "value": "staging"}],
+                "ends_at": (timezone.now() + timedelta(hours=1)).isoformat(),
+            },
+        )
+        .json()
+    )
+    assert created["created_by"] == "deployer" and created["active"] is True
+    assert api_as("deployer").delete(f"/api/v1/alerts/silences/{created['id']}").status_code == 204
+    silence = Silence.objects.get(pk=created["id"])
+    assert silence.expired_at is not None and not silence.is_active()
+
+
+@pytest.mark.django_db
+def test_the_incidents_page_shows_buttons_only_to_people_who_may_act(world: Any) -> None:
+    incident = firing(world)
+    deployer, viewer = Client(), Client()
+    deployer.force_login(world.deployer)
+    viewer.force_login(world.viewer)
+    page = deployer.get("/alerts/").content.decode()
+    assert "checkout in production is down" in page
+    assert f"/alerts/incidents/{incident.pk}/acknowledge" in page
+    assert "acknowledge" not in viewer.get("/alerts/").content.decode().lower().replace(
+        "acknowledged", ""
+    )
+
+
+@pytest.mark.django_db
+def test_acknowledging_from_the_page_swaps_the_row(world: Any) -> None:
+    incident = firing(world)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world.deployer)
+    page = client.get(f"/alerts/incidents/{incident.pk}/")
+    token = page.context["csrf_token"]
+    row = client.post(
+        f"/alerts/incidents/{incident.pk}/acknowledge",
+        HTTP_HX_REQUEST="true",
+        HTTP_X_CSRFTOKEN=str(token),
+    )
+    assert row.status_code == 200
+    assert "Acknowledged" in row.content.decode()
+    incident.refresh_from_db()
+    assert incident.state == IncidentState.ACKNOWLEDGED
+    outsider = Client()
+    outsider.force_login(world.outsider)
+    assert outsider.post(f"/alerts/incidents/{incident.pk}/resolve").status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_incident_page_shows_the_timeline(world: Any) -> None:
+    incident = firing(world)
+    client = Client()
+    client.force_login(world.viewer)
+    page = client.get(f"/alerts/incidents/{incident.pk}/").content.decode()
+    assert "Timeline" in page and "all instances failing" in page
+
+
+@pytest.mark.django_db
+def test_each_incident_event_renders_its_row_once_for_the_live_pages(world: Any) -> None:
+    incident = firing(world)
+    event = Event.objects.get(action="incident.firing")
+    fragments = {topic: html for topic, html in incident_fragments(event)}  # type: ignore[misc]
+    assert set(fragments) == {"incidents", f"incident:{incident.pk}"}
+    assert 'hx-swap-oob="afterbegin:#incident-rows"' in fragments["incidents"]
+    assert f'id="incident-{incident.pk}"' in fragments["incidents"]
+
+
+@pytest.mark.django_db
+def test_owners_manage_channels_and_routes_and_send_tests_from_the_page(
+    world: Any, receiver: Any
+) -> None:
+    client = Client()
+    client.force_login(world.owner)
+    url = "/alerts/teams/payments/"
+    client.post(
+        url,
+        {
+            "what": "channel",
+            "channel-name": "ops-hook",
+            "channel-kind": "webhook",
+            "channel-url": receiver.url("/hook"),
+            "channel-secret": "0123456789abcdef0123",
+        },
+    )
+    channel = world.team.alert_channels.get(name="ops-hook")
+    client.post(
+        url,
+        {
+            "what": "route",
+            "route-severity": "page",
+            "route-channel": channel.pk,
+            "route-escalation_level": 0,
+            "route-group_wait_seconds": 0,
+        },
+    )
+    assert world.team.alert_routes.filter(channel=channel).exists()
+    client.post(url, {"what": "test", "channel": channel.pk})
+    assert receiver.wait_for("/hook", 1)[0].json()["action"] == "test"
+    page = client.get(url).content.decode()
+    assert "0123456789abcdef0123" not in page and "••••••••0123" in page
+    viewer = Client()
+    viewer.force_login(world.viewer)
+    assert viewer.get(url).status_code == 403

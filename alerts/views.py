@@ -1,0 +1,371 @@
+"""Alerts dashboard pages (incidents, silences, team alert settings) and the Slack endpoints."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from alerts import channels, slack_bot
+from alerts.choices import MATCHER_LABELS, ChannelKind, IncidentState, MatchOp, Severity
+from alerts.incidents import acknowledge, resolve
+from alerts.models import Channel, Incident, Route, Rule, Silence
+from alerts.silences import clean_matchers
+from catalog.choices import Scope
+from catalog.models import Team
+from catalog.permissions import Access
+
+STATE_TABS = [
+    ("open", "Open"),
+    (IncidentState.FIRING, "Firing"),
+    (IncidentState.ACKNOWLEDGED, "Acknowledged"),
+    (IncidentState.RESOLVED, "Resolved"),
+]
+
+
+def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    """Every alerts page shows links to the settings of teams the person owns."""
+    return {"settings_teams": Access.of(request).teams_with(Scope.WRITE), **extra}
+
+
+@login_required
+def incidents(request: HttpRequest) -> HttpResponse:
+    state = request.GET.get("state", "open")
+    queryset = Incident.objects.visible().select_related("team", "service", "environment")
+    if state == "open":
+        queryset = queryset.filter(state__in=[IncidentState.FIRING, IncidentState.ACKNOWLEDGED])
+    elif state in IncidentState.values:
+        queryset = queryset.filter(state=state)
+    team = request.GET.get("team", "").strip()
+    if team:
+        queryset = queryset.filter(team__slug=team)
+    page = Paginator(queryset, 50).get_page(request.GET.get("page"))
+    allowed = {t.pk for t in Access.of(request).teams_with(Scope.DEPLOY)}
+    for incident in page:
+        incident.can_act = incident.team_id in allowed  # type: ignore[attr-defined]
+    return render(
+        request,
+        "alerts/incidents.html",
+        _context(request, page=page, state=state, states=STATE_TABS, filters={"team": team}),
+    )
+
+
+@login_required
+def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    incident = get_object_or_404(
+        Incident.objects.visible().select_related("team", "service", "environment", "rule"), pk=pk
+    )
+    access = Access.of(request)
+    return render(
+        request,
+        "alerts/incident.html",
+        _context(
+            request,
+            incident=incident,
+            timeline=incident.timeline.all(),
+            notifications=incident.notifications.select_related("channel").order_by("id"),
+            can_act=access.can(Scope.DEPLOY, incident.team, incident.service),
+        ),
+    )
+
+
+def _respond(request: HttpRequest, pk: int, act: Any, verb: str) -> HttpResponse:
+    incident = get_object_or_404(
+        Incident.objects.visible().select_related("team", "service"), pk=pk
+    )
+    access = Access.of(request)
+    if not access.can(Scope.DEPLOY, incident.team, incident.service):
+        return HttpResponseForbidden(
+            f"You need the deployer or owner role in {incident.team.slug} to {verb} this."
+        )
+    if act(incident.pk, access) is None:
+        messages.warning(request, f"#{incident.pk} is {incident.state}; nothing to {verb}.")
+    incident = Incident.objects.select_related("team", "service", "environment").get(pk=pk)
+    if request.headers.get("HX-Request"):
+        return render(
+            request, "alerts/partials/incident_row.html", {"incident": incident, "can_act": True}
+        )
+    return redirect(incident.get_absolute_url())
+
+
+@login_required
+@require_POST
+def incident_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    return _respond(request, pk, acknowledge, "acknowledge")
+
+
+@login_required
+@require_POST
+def incident_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    return _respond(request, pk, resolve, "resolve")
+
+
+class SilenceForm(forms.Form):
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), to_field_name="slug")
+    matchers = forms.CharField(
+        required=False,
+        help_text="One per line: label=value, label!=value, label=~regex or label!~regex "
+        f"(labels: {', '.join(MATCHER_LABELS)}).",
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    hours = forms.FloatField(min_value=0.01, max_value=24 * 90, initial=2)
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_matchers(self) -> list[dict[str, str]]:
+        parsed = []
+        for line in self.cleaned_data["matchers"].splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            for op in (MatchOp.NOT_REGEX, MatchOp.REGEX, MatchOp.NOT_EQUAL, MatchOp.EQUAL):
+                label, found, value = line.partition(str(op))
+                if found:
+                    parsed.append({"label": label.strip(), "op": str(op), "value": value.strip()})
+                    break
+            else:
+                raise ValidationError(f"'{line}' has no operator (=, !=, =~, !~)")
+        try:
+            return clean_matchers(parsed)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+@login_required
+def silences(request: HttpRequest) -> HttpResponse:
+    access = Access.of(request)
+    teams = access.teams_with(Scope.DEPLOY)
+    form = SilenceForm(request.POST or None)
+    form.fields["team"].queryset = Team.objects.filter(pk__in=[t.pk for t in teams])  # type: ignore[attr-defined]
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        with transaction.atomic():
+            silence = Silence.objects.create(
+                team=data["team"],
+                matchers=data["matchers"],
+                ends_at=timezone.now() + timedelta(hours=data["hours"]),
+                comment=data["comment"],
+                created_by_id=request.user.pk,
+                created_by_label=access.label(),
+            )
+            from controlplane.events import publish
+
+            publish(
+                "silence.created",
+                actor=access,
+                subject=silence,
+                team=silence.team,
+                message=silence.comment[:200],
+                payload={"matchers": silence.matchers},
+            )
+        messages.success(request, f"Silence {silence.pk} created.")
+        return redirect("alerts:silences")
+    now = timezone.now()
+    listed = Silence.objects.select_related("team").filter(
+        expired_at__isnull=True, ends_at__gt=now
+    )[:200]
+    return render(
+        request,
+        "alerts/silences.html",
+        _context(
+            request,
+            silences=listed,
+            form=form,
+            can_create=bool(teams),
+            allowed={t.pk for t in teams},
+        ),
+    )
+
+
+@login_required
+@require_POST
+def silence_expire(request: HttpRequest, pk: int) -> HttpResponse:
+    silence = get_object_or_404(Silence.objects.select_related("team"), pk=pk)
+    if not Access.of(request).can(Scope.DEPLOY, silence.team):
+        return HttpResponseForbidden("You need the deployer or owner role to expire this.")
+    silence.expire()
+    messages.success(request, f"Silence {silence.pk} expired.")
+    return redirect("alerts:silences")
+
+
+class ChannelForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    kind = forms.ChoiceField(choices=ChannelKind.choices)
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput,
+        help_text="Slack webhook URL, PagerDuty routing key or webhook "
+        "signing secret; never shown again.",
+    )
+    url = forms.URLField(required=False, max_length=500, assume_scheme="https")
+    to = forms.CharField(required=False, help_text="Email: addresses separated by commas.")
+
+
+class RouteForm(forms.Form):
+    severity = forms.ChoiceField(choices=Severity.choices)
+    channel = forms.ModelChoiceField(queryset=Channel.objects.none())
+    escalation_level = forms.IntegerField(min_value=0, max_value=9, initial=0)
+    group_wait_seconds = forms.IntegerField(min_value=0, max_value=3600, initial=10)
+
+
+@login_required
+def team_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    """A team's rules, channels and routes, for its owners."""
+    team = get_object_or_404(Team, slug=slug)
+    if not Access.of(request).can(Scope.WRITE, team):
+        return HttpResponseForbidden(f"Only owners of {team.slug} manage its alert settings.")
+    channel_form = ChannelForm(prefix="channel")
+    route_form = RouteForm(prefix="route")
+    route_form.fields["channel"].queryset = team.alert_channels.all()  # type: ignore[attr-defined]
+    if request.method == "POST":
+        outcome = _settings_post(request, team)
+        if isinstance(outcome, HttpResponse):
+            return outcome
+        channel_form = outcome.get("channel_form", channel_form)  # type: ignore[assignment]
+        route_form = outcome.get("route_form", route_form)  # type: ignore[assignment]
+    return render(
+        request,
+        "alerts/team_settings.html",
+        _context(
+            request,
+            team=team,
+            rules=team.alert_rules.select_related("service", "environment"),
+            channels=team.alert_channels.all(),
+            routes=team.alert_routes.select_related("channel"),
+            channel_form=channel_form,
+            route_form=route_form,
+            severities=Severity.choices,
+        ),
+    )
+
+
+def _settings_post(request: HttpRequest, team: Team) -> HttpResponse | dict[str, forms.Form]:
+    """Apply one settings change; a response when done, else the forms with their errors."""
+    what = request.POST.get("what", "")
+    back = redirect("alerts:team_settings", team.slug)
+    if what == "rule":
+        rule = get_object_or_404(Rule, pk=request.POST.get("rule"), team=team)
+        enabled = request.POST.get("enabled") == "on"
+        severity = request.POST.get("severity", rule.severity)
+        if rule.is_protected and not enabled:
+            messages.error(
+                request, "A rollback always notifies the owning team; the rollback rule stays on."
+            )
+            return back
+        if severity in Severity.values:
+            rule.severity = severity
+        rule.enabled = enabled
+        rule.save(update_fields=["severity", "enabled", "updated_at"])
+        messages.success(request, f"Rule '{rule.name}' saved.")
+        return back
+    if what == "channel":
+        form = ChannelForm(request.POST, prefix="channel")
+        if form.is_valid():
+            data = form.cleaned_data
+            config = (
+                {"to": [a.strip() for a in data["to"].split(",") if a.strip()]}
+                if data["kind"] == ChannelKind.EMAIL
+                else {}
+            )
+            errors = channels.check(
+                data["kind"], data["secret"], data["url"], config, has_secret=False
+            )
+            for field, reasons in errors.items():
+                form.add_error(field if field in form.fields else None, " ".join(reasons))
+            if not errors:
+                try:
+                    Channel.objects.create(
+                        team=team,
+                        name=data["name"],
+                        kind=data["kind"],
+                        secret=data["secret"],
+                        url=data["url"],
+                        config=config,
+                    )
+                except IntegrityError:
+                    form.add_error("name", "this team already has a channel of that name")
+                else:
+                    messages.success(request, f"Channel '{data['name']}' created.")
+                    return back
+        return {"channel_form": form}
+    if what == "test":
+        channel = get_object_or_404(Channel, pk=request.POST.get("channel"), team=team)
+        result = channels.send_test(channel)
+        if result.ok:
+            messages.success(
+                request, f"Test sent to '{channel.name}' ({result.status_code or 'ok'})."
+            )
+        else:
+            messages.error(request, f"Test to '{channel.name}' failed: {result.error}")
+        return back
+    if what == "delete-channel":
+        get_object_or_404(Channel, pk=request.POST.get("channel"), team=team).delete()
+        return back
+    if what == "route":
+        route = RouteForm(request.POST, prefix="route")
+        route.fields["channel"].queryset = team.alert_channels.all()  # type: ignore[attr-defined]
+        if route.is_valid():
+            try:
+                Route.objects.create(team=team, **route.cleaned_data)
+            except IntegrityError:
+                route.add_error("channel", "that route already exists")
+            else:
+                messages.success(request, "Route added.")
+                return back
+        return {"route_form": route}
+    if what == "delete-route":
+        get_object_or_404(Route, pk=request.POST.get("route"), team=team).delete()
+        return back
+    messages.error(request, "Unknown action.")
+    return back
+
+
+def _verified(request: HttpRequest) -> str:
+    return slack_bot.verify(
+        settings.SLACK_SIGNING_SECRET,
+        request.headers.get("X-Slack-Request-Timestamp"),
+        request.headers.get("X-Slack-Signature"),
+        request.body,
+        time.time(),
+    )
+
+
+@csrf_exempt  # Slack cannot send our CSRF token; the request signature replaces it
+@require_POST
+def slack_command(request: HttpRequest) -> HttpResponse:
+    refusal = _verified(request)
+    if refusal:
+        return JsonResponse({"error": refusal}, status=401)
+    form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+    answer = slack_bot.command(
+        form.get("team_id", ""), form.get("user_id", ""), form.get("text", "")
+    )
+    return JsonResponse(answer)
+
+
+@csrf_exempt  # as above: signed by Slack
+@require_POST
+def slack_interaction(request: HttpRequest) -> HttpResponse:
+    refusal = _verified(request)
+    if refusal:
+        return JsonResponse({"error": refusal}, status=401)
+    raw = parse_qs(request.body.decode()).get("payload", ["{}"])[0]
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return JsonResponse({"error": "payload is not JSON"}, status=400)
+    return JsonResponse(slack_bot.interaction(payload))

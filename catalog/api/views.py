@@ -1,0 +1,435 @@
+"""Catalog API: teams, memberships, environments, dependencies, services, instances, tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Model, ProtectedError, QuerySet, RestrictedError
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions, filters, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+
+from catalog import signals
+from catalog.api import filters as catalog_filters
+from catalog.api import serializers as s
+from catalog.choices import Lifecycle, Scope
+from catalog.models import (
+    ApiToken,
+    Environment,
+    ExternalDependency,
+    Instance,
+    Membership,
+    Service,
+    Team,
+)
+from catalog.permissions import ADMIN, Access, ScopeRule
+from controlplane.api import ConflictError
+from controlplane.events import publish
+
+READ_WRITE = {"GET": Scope.READ, "POST": Scope.WRITE, "PATCH": Scope.WRITE, "DELETE": Scope.WRITE}
+ADMIN_WRITES = {"GET": Scope.READ, "POST": ADMIN, "PATCH": ADMIN, "DELETE": ADMIN}
+SLUG_LOOKUP = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+ID_LOOKUP = r"[0-9]+"
+
+
+def body_value(request: Request, field: str) -> str | None:
+    """A string field of the request body, or None (the serializer then explains the 400)."""
+    data = request.data
+    value = data.get(field) if isinstance(data, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def team_in_body(request: Request) -> tuple[Team | None, Service | None]:
+    slug = body_value(request, "team")
+    return (Team.objects.filter(slug=slug).first() if slug else None), None
+
+
+def service_in_body(request: Request) -> tuple[Team | None, Service | None]:
+    slug = body_value(request, "service")
+    service = Service.objects.select_related("team").filter(slug=slug).first() if slug else None
+    return (service.team if service else None), service
+
+
+def changes_between(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
+    return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+
+
+class CatalogViewSet(viewsets.ModelViewSet):
+    """One rule for every catalog resource: ScopeRule, PATCH (no PUT), every write published
+    in the same transaction as the change, deleting something still in use answers 409."""
+
+    permission_classes = [ScopeRule]
+    scopes: Mapping[str, str] = READ_WRITE
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    event_noun = ""
+    event_actions: dict[str, str] = {}
+
+    def action_for(self, verb: str) -> str:
+        return self.event_actions.get(verb, f"{self.event_noun}.{verb}")
+
+    def publish(self, verb: str, obj: Model, payload: dict[str, Any] | None = None) -> None:
+        publish(
+            self.action_for(verb),
+            actor=Access.of(self.request),
+            subject=obj,
+            message=f"{self.event_noun.replace('_', ' ')} {obj} {verb}",
+            payload=payload or {},
+        )
+
+    def perform_create(self, serializer: BaseSerializer) -> None:
+        with transaction.atomic():
+            obj = serializer.save()
+            self.publish("created", obj, {"fields": serializer.data})
+
+    def perform_update(self, serializer: BaseSerializer) -> None:
+        before = serializer.to_representation(serializer.instance)
+        with transaction.atomic():
+            obj = serializer.save()
+            changes = changes_between(before, serializer.to_representation(obj))
+            if changes:  # a PATCH that changes nothing is not a fact worth recording
+                self.publish("updated", obj, {"changes": changes})
+
+    def perform_destroy(self, instance: Model) -> None:
+        with transaction.atomic():
+            self.publish("deleted", instance)
+            try:
+                with transaction.atomic():
+                    instance.delete()
+            except (ProtectedError, RestrictedError) as exc:
+                users = (
+                    exc.protected_objects
+                    if isinstance(exc, ProtectedError)
+                    else exc.restricted_objects
+                )
+                names = sorted(str(o) for o in users)
+                more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+                raise ConflictError(
+                    f"{instance} is still in use by {', '.join(names[:5])}{more}; "
+                    "remove or move those first"
+                ) from exc
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List teams"),
+    retrieve=extend_schema(summary="Show a team"),
+    create=extend_schema(summary="Create a team"),
+    partial_update=extend_schema(summary="Change a team's name, description or Slack channel"),
+    destroy=extend_schema(summary="Delete a team that owns no services"),
+)
+class TeamViewSet(CatalogViewSet):
+    """Teams own services. Platform admins create and delete teams; owners edit theirs."""
+
+    queryset = Team.objects.all()
+    serializer_class = s.TeamSerializer
+    lookup_field = "slug"
+    lookup_value_regex = SLUG_LOOKUP
+    scopes = {"GET": Scope.READ, "POST": ADMIN, "PATCH": Scope.WRITE, "DELETE": ADMIN}
+    filter_backends = [filters.SearchFilter]
+    search_fields = ["slug", "name"]
+    event_noun = "team"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List memberships"),
+    retrieve=extend_schema(summary="Show a membership"),
+    create=extend_schema(summary="Add a person to a team with a role"),
+    partial_update=extend_schema(summary="Change a member's role"),
+    destroy=extend_schema(summary="Remove a person from a team"),
+)
+class MembershipViewSet(CatalogViewSet):
+    """Who is in which team, as viewer, deployer or owner. Team owners manage their team's
+    members; a team always keeps at least one owner (removing the last one answers 409)."""
+
+    queryset = Membership.objects.select_related("team", "user")
+    serializer_class = s.MembershipSerializer
+    lookup_value_regex = ID_LOOKUP
+    filterset_class = catalog_filters.MembershipFilter
+    event_noun = "membership"
+
+    def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
+        return team_in_body(request)
+
+    def perform_update(self, serializer: BaseSerializer) -> None:
+        membership = serializer.instance
+        assert isinstance(membership, Membership)
+        new_role = serializer.validated_data.get("role", membership.role)
+        if new_role != membership.role and membership.is_last_owner():
+            raise ConflictError(
+                f"{membership.user} is the last owner of {membership.team}; "
+                "make someone else owner first"
+            )
+        super().perform_update(serializer)
+
+    def perform_destroy(self, instance: Model) -> None:
+        assert isinstance(instance, Membership)
+        if instance.is_last_owner():
+            raise ConflictError(
+                f"{instance.user} is the last owner of {instance.team}; "
+                "make someone else owner first"
+            )
+        super().perform_destroy(instance)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List environments, in deploy order"),
+    retrieve=extend_schema(summary="Show an environment"),
+    create=extend_schema(summary="Create an environment"),
+    partial_update=extend_schema(summary="Change an environment"),
+    destroy=extend_schema(summary="Delete an environment without instances"),
+)
+class EnvironmentViewSet(CatalogViewSet):
+    """Where services run (staging, production, ...). Platform admins change them."""
+
+    queryset = Environment.objects.all()
+    serializer_class = s.EnvironmentSerializer
+    lookup_field = "slug"
+    lookup_value_regex = SLUG_LOOKUP
+    scopes = ADMIN_WRITES
+    filterset_class = catalog_filters.EnvironmentFilter
+    event_noun = "environment"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List external dependencies"),
+    retrieve=extend_schema(summary="Show an external dependency"),
+    create=extend_schema(summary="Declare an external dependency"),
+    partial_update=extend_schema(summary="Change an external dependency"),
+    destroy=extend_schema(summary="Delete an external dependency"),
+)
+class ExternalDependencyViewSet(CatalogViewSet):
+    """Things services rely on but nobody here runs (a payment provider, S3). Admins change them."""
+
+    queryset = ExternalDependency.objects.all()
+    serializer_class = s.ExternalDependencySerializer
+    lookup_field = "slug"
+    lookup_value_regex = SLUG_LOOKUP
+    scopes = ADMIN_WRITES
+    filter_backends = [filters.SearchFilter]
+    search_fields = ["slug", "name"]
+    event_noun = "external_dependency"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List services (filter, search, order)"),
+    retrieve=extend_schema(summary="Show a service"),
+    create=extend_schema(summary="Create a service owned by a team"),
+    partial_update=extend_schema(
+        summary="Change a service (moving it needs ownership of both teams)"
+    ),
+    destroy=extend_schema(summary="Delete a service and its instances"),
+)
+class ServiceViewSet(CatalogViewSet):
+    """Deployable units, each owned by one team, with declared dependencies."""
+
+    queryset = Service.objects.select_related("team").prefetch_related(
+        "depends_on", "external_dependencies"
+    )
+    serializer_class = s.ServiceSerializer
+    lookup_field = "slug"
+    lookup_value_regex = SLUG_LOOKUP
+    filter_backends = [DjangoFilterBackend, filters.SearchFilter, filters.OrderingFilter]
+    filterset_class = catalog_filters.ServiceFilter
+    search_fields = ["slug", "name", "description"]
+    ordering_fields = ["slug", "name", "tier", "created_at"]
+    event_noun = "service"
+
+    def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
+        return team_in_body(request)
+
+    def perform_update(self, serializer: BaseSerializer) -> None:
+        access = Access.of(self.request)
+        new_team = serializer.validated_data.get("team")
+        if new_team is not None and not access.can(Scope.WRITE, new_team):
+            raise exceptions.PermissionDenied(
+                "moving a service needs 'write' on the new team too: "
+                + access.why_not(Scope.WRITE, new_team)
+            )
+        super().perform_update(serializer)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List instances"),
+    retrieve=extend_schema(summary="Show an instance"),
+    create=extend_schema(summary="Add an instance by hand"),
+    partial_update=extend_schema(
+        summary="Change an instance's version, zone, labels, lifecycle or heartbeat"
+    ),
+    destroy=extend_schema(summary="Delete an instance (self-registered ones should deregister)"),
+)
+class InstanceViewSet(CatalogViewSet):
+    """Running copies of services. Owners edit them; instances register themselves with a
+    `report` token (see register and deregister)."""
+
+    queryset = Instance.objects.select_related("service", "service__team", "environment")
+    serializer_class = s.InstanceSerializer
+    lookup_value_regex = ID_LOOKUP
+    filter_backends = [DjangoFilterBackend, filters.OrderingFilter]
+    filterset_class = catalog_filters.InstanceFilter
+    ordering_fields = ["last_seen_at", "registered_at", "version", "host", "port"]
+    event_noun = "instance"
+    event_actions = {"created": "instance.registered"}
+
+    def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
+        return service_in_body(request)
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        if self.action == "register":
+            return s.RegistrationSerializer
+        if self.action == "deregister":
+            return s.InstanceAddressSerializer
+        return super().get_serializer_class()
+
+    def perform_create(self, serializer: BaseSerializer) -> None:
+        with transaction.atomic():
+            super().perform_create(serializer)
+            signals.send_on_commit(signals.instance_registered, serializer.instance)
+
+    def perform_update(self, serializer: BaseSerializer) -> None:
+        instance = serializer.instance
+        assert isinstance(instance, Instance)
+        data: dict[str, Any] = serializer.validated_data
+        deregistering = (
+            data.get("lifecycle") == Lifecycle.DEREGISTERED
+            and instance.lifecycle != Lifecycle.DEREGISTERED
+        )
+        if not deregistering:
+            super().perform_update(serializer)
+            return
+        # Deregistering is one fact however it arrives: the same event and signal as
+        # POST /instances/deregister, after any other fields of this PATCH are saved.
+        data.pop("lifecycle")
+        with transaction.atomic():
+            super().perform_update(serializer)
+            instance.deregister(actor=Access.of(self.request))
+
+    @extend_schema(
+        summary="Register (or re-register) the calling instance",
+        description="Idempotent on (service, environment, host, port): the first call creates "
+        "the instance (201), later calls refresh its version, zone, labels, heartbeat and "
+        "last-seen time (200). Fields left out keep their values. A stale or deregistered "
+        "instance comes back as registered. Needs `report` on the service's team.",
+        request=s.RegistrationSerializer,
+        responses={
+            200: OpenApiResponse(s.InstanceSerializer, description="Known instance refreshed."),
+            201: OpenApiResponse(s.InstanceSerializer, description="New instance registered."),
+        },
+    )
+    @action(detail=False, methods=["post"], scopes={"POST": Scope.REPORT})
+    def register(self, request: Request) -> Response:
+        serializer = s.RegistrationSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        instance, created = Instance.register(
+            service=data["service"],
+            environment=data["environment"],
+            host=data["host"],
+            port=data["port"],
+            reported=serializer.reported(),
+            actor=Access.of(request),
+        )
+        answer = s.InstanceSerializer(instance).data
+        return Response(answer, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        summary="Deregister the calling instance",
+        description="Marks the instance at (service, environment, host, port) deregistered. "
+        "Idempotent; 404 when no instance was ever registered there.",
+        request=s.InstanceAddressSerializer,
+        responses={200: s.InstanceSerializer},
+    )
+    @action(detail=False, methods=["post"], scopes={"POST": Scope.REPORT})
+    def deregister(self, request: Request) -> Response:
+        serializer = s.InstanceAddressSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = dict(serializer.validated_data)
+        with transaction.atomic():
+            instance = self.get_queryset().select_for_update(of=("self",)).filter(**key).first()
+            if instance is None:
+                raise exceptions.NotFound(
+                    f"{key['service']} has no instance at {key['host']}:{key['port']} "
+                    f"in {key['environment']}"
+                )
+            instance.deregister(actor=Access.of(request))
+        return Response(s.InstanceSerializer(instance).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List the tokens of teams you own"),
+    retrieve=extend_schema(summary="Show a token (never its value)"),
+    create=extend_schema(
+        summary="Issue a token; its value is in this answer only",
+        request=s.TokenIssueSerializer,
+        responses={201: s.IssuedTokenSerializer},
+    ),
+    destroy=extend_schema(summary="Revoke a token (the row stays, with revoked_at)"),
+)
+class TokenViewSet(CatalogViewSet):
+    """Team API tokens. Team owners (people, not tokens) list, issue and revoke their team's
+    tokens; platform admins see all. Only a hash is stored: the value is shown once."""
+
+    serializer_class = s.TokenSerializer
+    lookup_value_regex = ID_LOOKUP
+    filterset_class = catalog_filters.TokenFilter
+    http_method_names = ["get", "post", "delete", "head", "options"]
+    people_only = True
+    event_noun = "token"
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        tokens = ApiToken.objects.select_related("team", "service", "created_by")
+        if getattr(self, "swagger_fake_view", False):
+            return tokens.none()  # the schema generator has no caller
+        access = Access.of(self.request)
+        if access.is_admin:
+            return tokens
+        return tokens.filter(team__in=[t.pk for t in access.teams_with(Scope.WRITE)])
+
+    def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
+        return team_in_body(request)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = s.TokenIssueSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():
+            token, plain = serializer.issue(created_by=request.user)
+            publish(
+                "token.issued",
+                actor=Access.of(request),
+                subject=token,
+                message=f"token {token} issued with {', '.join(token.scopes)}",
+                payload={"scopes": token.scopes},
+            )
+        answer = s.IssuedTokenSerializer(token, context={"plain": plain}).data
+        return Response(answer, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: Model) -> None:
+        assert isinstance(instance, ApiToken)
+        self._revoke(instance)
+
+    @extend_schema(
+        summary="Revoke a token (same as DELETE, answers the token)",
+        request=None,
+        responses={200: s.TokenSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str | None = None) -> Response:
+        token = self.get_object()
+        self._revoke(token)
+        return Response(s.TokenSerializer(token).data)
+
+    def _revoke(self, token: ApiToken) -> None:
+        if token.revoked_at is not None:
+            return  # revoking twice changes nothing and says nothing
+        with transaction.atomic():
+            token.revoke()
+            publish(
+                "token.revoked",
+                actor=Access.of(self.request),
+                subject=token,
+                message=f"token {token} revoked",
+            )

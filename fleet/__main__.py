@@ -1,0 +1,153 @@
+"""`python -m fleet plan|run|bench`: lay out, run, or measure the demo fleet."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from fleet.bench import run_bench
+from fleet.breaker import BreakerConfig
+from fleet.errors import FleetError
+from fleet.plan import ConfigError, Plan, build_plan, load_plan, write_plan
+from fleet.runtime import Fleet
+
+TRAFFIC_ENV = "SIGNALBOX_FLEET_TRAFFIC_RPS"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="fleet %(levelname)s %(message)s")
+    try:
+        if args.command == "plan":
+            return _plan(args)
+        if args.command == "bench":
+            return run_bench(args.config, args.count_per_service, args.probes, args.base_port)
+        return asyncio.run(_run(args))
+    except (ConfigError, FleetError) as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fleet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plan = sub.add_parser("plan", help="write the plan JSON without starting anything")
+    plan.add_argument("--config", type=Path, default=Path("fleet/demo.yaml"))
+    plan.add_argument("--out", type=Path, default=Path("var/fleet.json"))
+    _layout_options(plan)
+
+    run = sub.add_parser("run", help="run the fleet until SIGINT or SIGTERM")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--plan", type=Path, help="a plan written by `plan`")
+    source.add_argument("--config", type=Path, help="plan from this YAML in memory")
+    _layout_options(run)
+    run.add_argument("--state", type=Path,
+                     help="where to keep the instance list (default: the --plan file)")
+    run.add_argument("--traffic", type=float, default=None, metavar="RPS",
+                     help=f"calls per second to the entry services (default: ${TRAFFIC_ENV} or 0)")
+    run.add_argument("--breaker-wait", type=float, default=None, metavar="SECONDS",
+                     help="seconds a circuit stays open before trial calls (default 10)")
+    run.add_argument("--breaker-minimum-calls", type=int, default=None, metavar="N",
+                     help="calls in the window before a circuit may open (default 10)")
+
+    bench = sub.add_parser("bench", help="start a big fleet in a subprocess and measure it")
+    bench.add_argument("--config", type=Path, default=Path("fleet/demo.yaml"))
+    bench.add_argument("--count-per-service", type=int, default=64,
+                       help="instances per service per environment")
+    bench.add_argument("--probes", type=int, default=20_000,
+                       help="GET /health requests to send across all instances")
+    bench.add_argument("--base-port", type=int, default=0,
+                       help="0 = free ports (Linux gives bind(0) only half its ephemeral "
+                            "range, so above ~10,000 instances pass a free range, e.g. 10000)")
+    return parser
+
+
+def _layout_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-port", type=int, default=None,
+                        help="instances count up from this + 1; 0 = free ports "
+                             "(default: $SIGNALBOX_FLEET_BASE_PORT, the YAML, 7100)")
+    parser.add_argument("--control-port", type=int, default=None,
+                        help="the control API's port; 0 = a free port "
+                             "(default: $SIGNALBOX_FLEET_CONTROL_PORT, the YAML, 7900)")
+    parser.add_argument("--count-per-service", type=int, default=None, metavar="N",
+                        help="run N instances of every service in every environment")
+
+
+def _plan(args: argparse.Namespace) -> int:
+    plan = build_plan(
+        args.config,
+        base_port=args.base_port,
+        control_port=args.control_port,
+        count_per_service=args.count_per_service,
+    )
+    write_plan(plan, args.out)
+    print(f"fleet: wrote {args.out}: {len(plan.services)} services, "
+          f"{len(plan.instances)} instances, control API on port {plan.control_port}")
+    return 0
+
+
+async def _run(args: argparse.Namespace) -> int:
+    plan: Plan
+    if args.plan is not None:
+        if args.base_port is not None or args.count_per_service is not None:
+            raise ConfigError("--base-port and --count-per-service go with --config "
+                              "(a plan's ports are already laid out)")
+        plan = load_plan(args.plan)
+        if args.control_port is not None:
+            plan.control_port = args.control_port
+    else:
+        plan = build_plan(
+            args.config,
+            base_port=args.base_port,
+            control_port=args.control_port,
+            count_per_service=args.count_per_service,
+        )
+    defaults = BreakerConfig()
+    breaker = BreakerConfig(
+        wait_in_open=args.breaker_wait if args.breaker_wait is not None
+        else defaults.wait_in_open,
+        minimum_calls=args.breaker_minimum_calls if args.breaker_minimum_calls is not None
+        else defaults.minimum_calls,
+    )
+    fleet = Fleet(
+        plan,
+        state_path=args.state or args.plan,
+        breaker_config=breaker,
+        traffic_rps=args.traffic if args.traffic is not None else _traffic_from_env(),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await fleet.start()
+    print(f"fleet: {len(fleet.instances)} instances up, control API at {fleet.control_url}, "
+          f"traffic {fleet.traffic.rps:g} rps (Ctrl-C stops it)", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        print("fleet: stopping", flush=True)
+        await fleet.stop()
+    return 0
+
+
+def _traffic_from_env() -> float:
+    raw = os.environ.get(TRAFFIC_ENV, "")
+    if not raw:
+        return 0.0
+    try:
+        rps = float(raw)
+    except ValueError:
+        raise ConfigError(f"{TRAFFIC_ENV}={raw!r}: must be a number of calls per second") from None
+    if rps < 0:
+        raise ConfigError(f"{TRAFFIC_ENV}={raw!r}: must not be negative")
+    return rps
+
+
+if __name__ == "__main__":
+    sys.exit(main())
