@@ -17,4 +17,4 @@ RUN mkdir -p /var/lib/signalbox && chown signalbox /var/lib/signalbox \
 
 USER signalbox
 EXPOSE 8000
-CMD ["uvicorn", "controlplane.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--ws", "websockets"]
+CMD ["uvicorn", "controlplane.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--ws", "websockets-sansio"]

@@ -30,6 +30,31 @@ app.conf.beat_schedule = {
         "schedule": 30.0,
         "options": {"expires": 25},
     },
+    "health-schedule-due": {
+        "task": "health.tasks.schedule_due",
+        "schedule": 1.0,
+        "options": {"expires": 2},
+    },
+    "health-mark-late-heartbeats": {
+        "task": "health.tasks.mark_late_heartbeats",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
+    "health-announce-maintenance": {
+        "task": "health.tasks.announce_maintenance",
+        "schedule": 15.0,
+        "options": {"expires": 15},
+    },
+    "health-compact-rollups": {
+        "task": "health.tasks.compact_rollups",
+        "schedule": 600.0,
+        "options": {"expires": 300},
+    },
+    "health-reconcile-checks": {
+        "task": "health.tasks.reconcile_checks",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
     "alerts-tick": {
         "task": "alerts.tasks.tick",
         "schedule": 1.0,
@@ -46,4 +71,38 @@ app.conf.beat_schedule = {
         "options": {"expires": 120},
     },
 }
+app.conf.beat_schedule.update(
+    {
+        "circuits-dispatch-scrapes": {
+            "task": "circuits.tasks.dispatch_scrapes",
+            "schedule": 1.0,
+            "options": {"expires": 2},
+        },
+        "circuits-push-live-tiles": {
+            "task": "circuits.tasks.push_live_tiles",
+            "schedule": 2.0,
+            "options": {"expires": 2},
+        },
+        "circuits-mark-stale": {
+            "task": "circuits.tasks.mark_stale",
+            "schedule": 10.0,
+            "options": {"expires": 10},
+        },
+        "circuits-expire-overrides": {
+            "task": "circuits.tasks.expire_overrides",
+            "schedule": 15.0,
+            "options": {"expires": 15},
+        },
+        "circuits-sync-scrape-targets": {
+            "task": "circuits.tasks.sync_scrape_targets",
+            "schedule": 60.0,
+            "options": {"expires": 50},
+        },
+        "circuits-prune": {
+            "task": "circuits.tasks.prune",
+            "schedule": 3600.0,
+            "options": {"expires": 600},
+        },
+    }
+)
 app.autodiscover_tasks()

@@ -241,6 +241,20 @@ SIGNALBOX_EVENT_RETENTION_DAYS = env_int("SIGNALBOX_EVENT_RETENTION_DAYS", 90, m
 SIGNALBOX_PROBE_ALLOW_LINK_LOCAL = env_bool("SIGNALBOX_PROBE_ALLOW_LINK_LOCAL", False)
 SIGNALBOX_HEALTH_RETENTION_DAYS = env_int("SIGNALBOX_HEALTH_RETENTION_DAYS", 35, minimum=1)
 SIGNALBOX_PROBE_CONCURRENCY = env_int("SIGNALBOX_PROBE_CONCURRENCY", 500, minimum=1)
+# A per-process connection pool (psycopg_pool) instead of persistent per-thread
+# connections. uvicorn runs each request's sync code on a fresh thread, so CONN_MAX_AGE
+# keeps one connection per request until PostgreSQL refuses more ("too many clients"):
+# set this (e.g. 10) for web processes under load. 0 keeps the default behaviour.
+# Celery workers reuse a connection across tasks safely (its Django fixup closes stale
+# ones), so `make run` sets DATABASE_CONN_MAX_AGE=60 for them; web processes use the pool.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
+SIGNALBOX_DB_POOL_SIZE = env_int("SIGNALBOX_DB_POOL_SIZE", 0, minimum=0)
+if SIGNALBOX_DB_POOL_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"]["OPTIONS"],  # type: ignore[dict-item]
+        "pool": {"min_size": 1, "max_size": SIGNALBOX_DB_POOL_SIZE, "timeout": 10},
+    }
 
 # Alerts (docs/alerts.md).
 SLACK_SIGNING_SECRET = env_secret("SLACK_SIGNING_SECRET") or ""

@@ -12,8 +12,10 @@ from controlplane import metrics, probes, views
 
 api_v1 = [
     path("", include("catalog.api.urls")),
+    path("", include("health.api.urls")),
     path("", include("catalog.api.io_urls")),
     path("", include("alerts.api.urls")),
+    path("", include("circuits.api.urls")),
 ]
 
 urlpatterns = [
@@ -23,7 +25,9 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("catalog/", include("catalog.urls")),
+    path("health/", include("health.urls")),
     path("alerts/", include("alerts.urls")),
+    path("circuits/", include("circuits.urls")),
     path("slack/commands", alerts_views.slack_command, name="slack-commands"),
     path("slack/interactions", alerts_views.slack_interaction, name="slack-interactions"),
     path("api/v1/", include(api_v1)),

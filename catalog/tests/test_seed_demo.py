@@ -194,7 +194,7 @@ def test_it_registers_the_fleet_as_active_instances_and_follows_the_plan(demo: P
     assert (web.version, web.lifecycle, web.labels) == (
         "1.1.0",
         Lifecycle.ACTIVE,
-        {"fleet_id": "web-staging-1"},
+        {"fleet_id": "web-staging-1", "circuits.prometheus_path": "/metrics"},
     )
     assert "Instances: 0 created, 1 updated, 3 unchanged." in out
     checkout = Service.objects.get(slug="checkout")

@@ -284,7 +284,8 @@ def _documents(plan: dict[str, Any], people: dict[str, dict[str, str]]) -> list[
 
 
 def _labels(spec: dict[str, Any]) -> dict[str, str]:
-    labels = {"fleet_id": str(spec["id"])}
+    # Every demo instance serves resilience4j metrics, so circuits are scraped from the start.
+    labels = {"fleet_id": str(spec["id"]), "circuits.prometheus_path": "/metrics"}
     if spec.get("grpc_port"):
         labels["grpc_port"] = str(spec["grpc_port"])
     return labels

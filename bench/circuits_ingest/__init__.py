@@ -1,0 +1,1 @@
+"""Circuits ingest benchmark: `python -m bench.circuits_ingest` (see __main__.py)."""

@@ -1,0 +1,1 @@
+"""Heartbeat ingest benchmark: `python -m bench.heartbeat_ingest` (see __main__.py)."""

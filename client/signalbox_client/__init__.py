@@ -1,0 +1,26 @@
+"""signalbox-client: report circuit breakers to Signalbox, obey its overrides, serve /health."""
+
+from __future__ import annotations
+
+from signalbox_client.breaker import SignalboxBreaker, SignalboxListener
+from signalbox_client.client import Signalbox
+from signalbox_client.health import CONTENT_TYPE, Health, HealthASGI, HealthWSGI
+from signalbox_client.overrides import FORCED_CLOSED, FORCED_OPEN
+from signalbox_client.tracing import TraceASGI, TraceContext, TraceWSGI, inject
+
+__all__ = [
+    "CONTENT_TYPE",
+    "FORCED_CLOSED",
+    "FORCED_OPEN",
+    "Health",
+    "HealthASGI",
+    "HealthWSGI",
+    "Signalbox",
+    "SignalboxBreaker",
+    "SignalboxListener",
+    "TraceASGI",
+    "TraceContext",
+    "TraceWSGI",
+    "inject",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,96 @@
+"""Named states and kinds of health checking; call sites never use the bare strings."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class CheckKind(models.TextChoices):
+    HTTP = "http", "HTTP"
+    TCP = "tcp", "TCP connect"
+    GRPC = "grpc", "gRPC health (grpc.health.v1)"
+    TLS = "tls", "TLS certificate expiry"
+
+
+class Scheme(models.TextChoices):
+    HTTP = "http", "http"
+    HTTPS = "https", "https"
+
+
+class HttpMethod(models.TextChoices):
+    GET = "GET", "GET"
+    HEAD = "HEAD", "HEAD"
+    POST = "POST", "POST"
+
+
+class CheckStatus(models.TextChoices):
+    """The state of one instance's check (and the verdict of one probe, minus unknown)."""
+
+    PASS = "pass", "Pass"
+    WARN = "warn", "Warn"
+    FAIL = "fail", "Fail"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class ServiceStatus(models.TextChoices):
+    """A service's health in one environment, derived from its instances (docs/health.md)."""
+
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
+    DOWN = "down", "Down"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class TransitionLevel(models.TextChoices):
+    INSTANCE = "instance", "Instance"
+    SERVICE = "service", "Service"
+
+
+class Resolution(models.TextChoices):
+    MINUTE = "minute", "Per minute"
+    HOUR = "hour", "Per hour"
+
+
+class ScheduleKind(models.TextChoices):
+    PERIOD = "period", "Every period (plus grace)"
+    CRON = "cron", "Cron schedule (plus grace)"
+
+
+class HeartbeatStatus(models.TextChoices):
+    NEW = "new", "New (never pinged)"
+    UP = "up", "Up"
+    DOWN = "down", "Down"
+    PAUSED = "paused", "Paused"
+
+
+class PingKind(models.TextChoices):
+    SUCCESS = "success", "Success"
+    START = "start", "Start"
+    FAIL = "fail", "Fail"
+
+
+class JsonOp(models.TextChoices):
+    """Comparisons a JSON-path condition may make against the first match."""
+
+    EQUALS = "eq", "equals"
+    NOT_EQUALS = "ne", "does not equal"
+    EXISTS = "exists", "exists"
+    LESS = "lt", "less than"
+    GREATER = "gt", "greater than"
+    CONTAINS = "contains", "contains"
+
+
+# How a status reads on the dashboard: an icon and a word, never colour alone.
+STATUS_ICONS = {
+    CheckStatus.PASS: "✔",
+    CheckStatus.WARN: "▲",
+    CheckStatus.FAIL: "✖",
+    CheckStatus.UNKNOWN: "?",
+    ServiceStatus.HEALTHY: "✔",
+    ServiceStatus.DEGRADED: "▲",
+    ServiceStatus.DOWN: "✖",
+    HeartbeatStatus.UP: "✔",
+    HeartbeatStatus.DOWN: "✖",
+    HeartbeatStatus.NEW: "…",
+    HeartbeatStatus.PAUSED: "‖",
+}

@@ -1,0 +1,196 @@
+"""Heartbeat pings (one query on the common path) and the sweep that marks silent ones down."""
+
+from __future__ import annotations
+
+import uuid as uuid_module
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from controlplane.events import publish
+from health.choices import HeartbeatStatus, PingKind
+from health.models import Heartbeat
+from health.models.heartbeats import LOG_TAIL_BYTES
+
+_PING_FIELDS = [
+    "status",
+    "down_reason",
+    "last_ping_at",
+    "last_ping_kind",
+    "started_at",
+    "last_duration_seconds",
+    "last_exit_code",
+    "last_log",
+    "ping_count",
+    "deadline",
+]
+
+
+# The common ping (a heartbeat on a period schedule) in one statement: lock the row, apply
+# the ping, return the status before and after. Cron schedules need croniter for the next
+# deadline, so they take the two-query ORM path below.
+_PING_SQL = """
+UPDATE health_heartbeat AS h SET
+  status = CASE
+    WHEN %(kind)s = 'start' THEN (CASE WHEN h.status = 'paused' THEN 'new' ELSE h.status END)
+    WHEN %(kind)s = 'fail' THEN 'down' ELSE 'up' END,
+  down_reason = CASE
+    WHEN %(kind)s = 'start' THEN h.down_reason
+    WHEN %(kind)s = 'fail' THEN %(fail_reason)s ELSE '' END,
+  deadline = CASE
+    WHEN %(kind)s = 'start' THEN %(now)s + make_interval(secs => h.grace_seconds)
+    WHEN %(kind)s = 'fail' THEN NULL
+    ELSE %(now)s + make_interval(secs => h.period_seconds + h.grace_seconds) END,
+  last_duration_seconds = CASE
+    WHEN %(kind)s = 'start' OR h.started_at IS NULL THEN h.last_duration_seconds
+    ELSE EXTRACT(EPOCH FROM (%(now)s - h.started_at)) END,
+  started_at = CASE WHEN %(kind)s = 'start' THEN %(now)s ELSE NULL END,
+  last_ping_at = %(now)s, last_ping_kind = %(kind)s, last_exit_code = %(exit_code)s,
+  last_log = %(log)s, ping_count = h.ping_count + 1
+FROM (SELECT id, status FROM health_heartbeat
+      WHERE uuid = %(uuid)s AND schedule_kind = 'period' FOR UPDATE) AS before
+WHERE h.id = before.id
+RETURNING h.id, before.status, h.status
+"""
+
+
+def ping(
+    key: uuid_module.UUID, kind: str, exit_code: int | None = None, body: bytes = b""
+) -> str | None:
+    """Record a ping and return the heartbeat's status, or None when no heartbeat has this
+    uuid. One query for period schedules, two for cron; state changes are published."""
+    now = timezone.now()
+    if exit_code is not None:
+        kind = PingKind.SUCCESS if exit_code == 0 else PingKind.FAIL
+    # The tail is what tells why a job failed; the head is mostly start-up noise.
+    log = body[-LOG_TAIL_BYTES:].decode(errors="replace")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PING_SQL,
+            {
+                "kind": kind, "now": now, "exit_code": exit_code, "log": log, "uuid": key,
+                "fail_reason": _fail_reason(exit_code),
+            },
+        )  # fmt: skip
+        row = cursor.fetchone()
+    if row is None:
+        return _ping_with_orm(key, kind, exit_code, log, now)
+    heartbeat_id, previous, status = row
+    if status != previous:
+        with transaction.atomic():
+            heartbeat = Heartbeat.objects.select_related(
+                "service", "service__team", "environment"
+            ).get(pk=heartbeat_id)
+            _announce(heartbeat, previous)
+    return str(status)
+
+
+def _fail_reason(exit_code: int | None) -> str:
+    return f"failed with exit code {exit_code}" if exit_code is not None else "reported failure"
+
+
+def _ping_with_orm(
+    key: uuid_module.UUID, kind: str, exit_code: int | None, log: str, now: datetime
+) -> str | None:
+    with transaction.atomic():
+        # Locks the row against the late sweep: a ping and a sweep never both decide.
+        heartbeat = (
+            Heartbeat.objects.select_for_update(of=("self",))
+            .select_related("service", "service__team", "environment")
+            .filter(uuid=key)
+            .first()
+        )
+        if heartbeat is None:
+            return None
+        previous = heartbeat.status
+        _apply(heartbeat, kind, exit_code, now)
+        heartbeat.last_ping_at = now
+        heartbeat.last_ping_kind = kind
+        heartbeat.last_exit_code = exit_code
+        heartbeat.last_log = log
+        heartbeat.ping_count += 1
+        heartbeat.save(update_fields=_PING_FIELDS)
+        if heartbeat.status != previous:
+            _announce(heartbeat, previous)
+    return str(heartbeat.status)
+
+
+def _apply(heartbeat: Heartbeat, kind: str, exit_code: int | None, now: datetime) -> None:
+    if kind == PingKind.START:
+        heartbeat.started_at = now
+        # Started jobs must finish within the grace time, as in Healthchecks.io.
+        heartbeat.deadline = now + timedelta(seconds=heartbeat.grace_seconds)
+        if heartbeat.status == HeartbeatStatus.PAUSED:
+            heartbeat.status = HeartbeatStatus.NEW
+        return
+    if heartbeat.started_at is not None:
+        heartbeat.last_duration_seconds = (now - heartbeat.started_at).total_seconds()
+        heartbeat.started_at = None
+    if kind == PingKind.FAIL:
+        heartbeat.status = HeartbeatStatus.DOWN
+        heartbeat.down_reason = _fail_reason(exit_code)
+        heartbeat.deadline = None
+        return
+    heartbeat.status = HeartbeatStatus.UP
+    heartbeat.down_reason = ""
+    heartbeat.deadline = heartbeat.deadline_after(now)
+
+
+def _announce(heartbeat: Heartbeat, previous: str) -> None:
+    if heartbeat.status == HeartbeatStatus.DOWN:
+        action = "heartbeat.failed"
+    elif heartbeat.status == HeartbeatStatus.UP and previous == HeartbeatStatus.DOWN:
+        action = "heartbeat.recovered"
+    else:
+        return  # new -> up and paused -> new are not news
+    publish(
+        action,
+        subject=heartbeat,
+        service=heartbeat.service,
+        environment=heartbeat.environment,
+        message=heartbeat.down_reason or "pinging again",
+        payload={"from": previous, "to": heartbeat.status, "reason": heartbeat.down_reason},
+    )
+
+
+def mark_late(now: datetime | None = None, limit: int = 1000) -> int:
+    """Heartbeats past their deadline go down (heartbeat.late); returns how many."""
+    now = now or timezone.now()
+    marked = 0
+    with transaction.atomic():
+        late = (
+            Heartbeat.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("service", "service__team", "environment")
+            .filter(deadline__lt=now)
+            .exclude(status__in=[HeartbeatStatus.DOWN, HeartbeatStatus.PAUSED])[:limit]
+        )
+        for heartbeat in late:
+            previous = heartbeat.status
+            heartbeat.status = HeartbeatStatus.DOWN
+            if heartbeat.started_at is not None:
+                heartbeat.down_reason = (
+                    f"started {heartbeat.started_at:%Y-%m-%d %H:%M:%S} UTC, "
+                    f"not finished within {heartbeat.grace_seconds} s grace"
+                )
+            else:
+                last = (
+                    f"{heartbeat.last_ping_at:%Y-%m-%d %H:%M:%S} UTC"
+                    if heartbeat.last_ping_at
+                    else "never"
+                )
+                heartbeat.down_reason = (
+                    f"late: last ping {last}, due by {heartbeat.deadline:%Y-%m-%d %H:%M:%S} UTC"
+                )
+            heartbeat.deadline = None
+            heartbeat.save(update_fields=["status", "down_reason", "deadline"])
+            publish(
+                "heartbeat.late",
+                subject=heartbeat,
+                service=heartbeat.service,
+                environment=heartbeat.environment,
+                message=heartbeat.down_reason,
+                payload={"from": previous, "to": heartbeat.status, "reason": heartbeat.down_reason},
+            )
+            marked += 1
+    return marked

@@ -1,0 +1,18 @@
+"""Health models: check specs and states, history, heartbeats, maintenance windows."""
+
+from __future__ import annotations
+
+from health.models.checks import CheckSpec, InstanceCheck, ServiceHealth
+from health.models.heartbeats import Heartbeat
+from health.models.history import Rollup, Transition
+from health.models.maintenance import MaintenanceWindow
+
+__all__ = [
+    "CheckSpec",
+    "Heartbeat",
+    "InstanceCheck",
+    "MaintenanceWindow",
+    "Rollup",
+    "ServiceHealth",
+    "Transition",
+]

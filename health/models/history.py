@@ -1,0 +1,101 @@
+"""History that grows with transitions and time buckets, never with raw probes."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils import timezone
+
+from catalog.models import Environment, Instance, Service, Team
+from health.choices import Resolution, TransitionLevel
+
+
+class Transition(models.Model):
+    """An instance check or a service's health changed state, and why."""
+
+    level = models.CharField(max_length=10, choices=TransitionLevel.choices)
+    instance = models.ForeignKey(
+        Instance, on_delete=models.CASCADE, null=True, blank=True, related_name="transitions"
+    )
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="transitions")
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="transitions"
+    )
+    from_status = models.CharField(max_length=10)
+    to_status = models.CharField(max_length=10)
+    reason = models.CharField(max_length=500, blank=True)
+    in_maintenance = models.BooleanField(default=False)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["service", "environment", "-at"], name="transition_service_time"),
+            models.Index(fields=["instance", "-at"], name="transition_instance_time"),
+            models.Index(fields=["at"], name="transition_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.from_status}->{self.to_status}"
+
+    def owning_team(self) -> Team:
+        return self.service.team
+
+
+# Latency histogram bucket upper bounds in ms (the last bucket is everything slower).
+# Log-spaced so p50/p95 estimates stay within ~25% at any scale, and histograms from
+# different batches merge exactly by adding counts.
+LATENCY_BOUNDS_MS: tuple[float, ...] = (
+    1,
+    2,
+    3,
+    5,
+    7,
+    10,
+    15,
+    20,
+    30,
+    50,
+    75,
+    100,
+    150,
+    200,
+    300,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    10000,
+)
+HISTOGRAM_SIZE = len(LATENCY_BOUNDS_MS) + 1
+
+
+class Rollup(models.Model):
+    """Probe results of one service in one environment over one minute (or hour)."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="rollups")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="rollups")
+    resolution = models.CharField(max_length=8, choices=Resolution.choices)
+    bucket = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    warnings = models.PositiveIntegerField(default=0)
+    latency_sum_ms = models.FloatField(default=0)
+    latency_max_ms = models.FloatField(default=0)
+    histogram = ArrayField(models.IntegerField(), size=HISTOGRAM_SIZE)
+
+    class Meta:
+        ordering = ["bucket"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "environment", "resolution", "bucket"],
+                name="rollup_unique_bucket",
+            )
+        ]
+        indexes = [models.Index(fields=["resolution", "bucket"], name="rollup_resolution_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.service_id}@{self.environment_id} {self.resolution} {self.bucket:%H:%M}"

@@ -1,0 +1,55 @@
+"""Celery entry points for health: thin, take ids, tolerate rows that no longer exist."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from celery import shared_task
+
+from health import heartbeats, maintenance, rollups, scheduler, services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="health.tasks.schedule_due")
+def schedule_due() -> int:
+    """Every second (beat): lease the checks due within the next second, enqueue them in batches."""
+    claim = scheduler.claim_due()
+    lease = claim.lease_until.isoformat() if claim.lease_until else None
+    for start in range(0, len(claim.ids), scheduler.BATCH_SIZE):
+        run_batch.delay(claim.ids[start : start + scheduler.BATCH_SIZE], lease)
+    return len(claim.ids)
+
+
+@shared_task(name="health.tasks.run_batch", acks_late=True, reject_on_worker_lost=True)
+def run_batch(ids: list[int], lease: str | None = None) -> int:
+    """Probe one batch of checks held by the claim's lease; returns how many were written."""
+    report = scheduler.run_batch(ids, datetime.fromisoformat(lease) if lease else None)
+    if report.written < report.probed:
+        logger.info("batch wrote %d of %d checks (lease lost)", report.written, report.probed)
+    return report.written
+
+
+@shared_task(name="health.tasks.mark_late_heartbeats")
+def mark_late_heartbeats() -> int:
+    return heartbeats.mark_late()
+
+
+@shared_task(name="health.tasks.announce_maintenance")
+def announce_maintenance() -> int:
+    return maintenance.announce()
+
+
+@shared_task(name="health.tasks.compact_rollups")
+def compact_rollups() -> int:
+    """Minute rollups older than a day become hourly; anything past retention is deleted."""
+    folded = rollups.compact()
+    rollups.prune()
+    return folded
+
+
+@shared_task(name="health.tasks.reconcile_checks")
+def reconcile_checks() -> int:
+    created, removed = services.reconcile()
+    return created + removed

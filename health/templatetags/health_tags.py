@@ -1,0 +1,27 @@
+"""Template helpers for health: a status reads as icon + word + colour, never colour alone."""
+
+from __future__ import annotations
+
+from django import template
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from health.choices import STATUS_ICONS
+
+register = template.Library()
+
+
+@register.simple_tag
+def status_badge(status: str) -> SafeString:
+    icon = STATUS_ICONS.get(status, "?")  # type: ignore[call-overload]
+    return format_html('<span class="sb-status sb-status-{}">{} {}</span>', status, icon, status)
+
+
+@register.filter
+def ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+@register.filter
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}%"

@@ -1,0 +1,14 @@
+"""Health dashboard pages under /health/."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from health import views
+
+app_name = "health"
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("services/<slug:slug>/", views.service_page, name="service"),
+    path("instances/<int:pk>/", views.instance_page, name="instance"),
+]

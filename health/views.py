@@ -1,0 +1,126 @@
+"""Health dashboard pages: the overview grid, a service's health, an instance's check."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from catalog.models import Environment, Instance, Service, Team
+from health import rollups
+from health.choices import ServiceStatus
+from health.maintenance import in_maintenance
+from health.models import (
+    CheckSpec,
+    Heartbeat,
+    InstanceCheck,
+    MaintenanceWindow,
+    ServiceHealth,
+    Transition,
+)
+
+HISTORY_RANGES = ("1h", "24h", "7d", "30d")
+
+
+def _environment(request: HttpRequest, environments: list[Environment]) -> Environment | None:
+    wanted = request.GET.get("env", "")
+    return next(
+        (e for e in environments if e.slug == wanted), environments[0] if environments else None
+    )
+
+
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    """Team x service grid for one environment; the same few queries for any fleet size."""
+    environments = list(Environment.objects.all())
+    environment = _environment(request, environments)
+    teams = list(Team.objects.all())
+    filters = {k: request.GET.get(k, "").strip() for k in ("team", "state")}
+    context: dict[str, Any] = {
+        "environments": environments,
+        "environment": environment,
+        "teams": teams,
+        "filters": filters,
+        "states": ServiceStatus.choices,
+    }
+    if environment is None:
+        return render(request, "health/overview.html", context)
+    healths = {h.service_id: h for h in ServiceHealth.objects.filter(environment=environment)}
+    services = Service.objects.select_related("team").order_by("team__slug", "slug")
+    if filters["team"]:
+        services = services.filter(team__slug=filters["team"])
+    counts: Counter[str] = Counter()
+    grid: dict[Team, list[ServiceHealth]] = {}
+    for service in services:
+        health = healths.get(service.pk) or ServiceHealth(service=service, environment=environment)
+        health.service = service
+        health.environment = environment
+        counts[health.status] += 1
+        if filters["state"] and health.status != filters["state"]:
+            continue
+        grid.setdefault(service.team, []).append(health)
+    context.update(
+        grid=list(grid.items()),
+        counts=[(s, counts[s]) for s in ServiceStatus.values],
+        total=sum(counts.values()),
+    )
+    return render(request, "health/overview.html", context)
+
+
+@login_required
+def service_page(request: HttpRequest, slug: str) -> HttpResponse:
+    service = get_object_or_404(Service.objects.select_related("team"), slug=slug)
+    environments = list(Environment.objects.all())
+    environment = _environment(request, environments)
+    context: dict[str, Any] = {
+        "service": service,
+        "environments": environments,
+        "environment": environment,
+    }
+    if environment is not None:
+        health = ServiceHealth.objects.filter(service=service, environment=environment).first()
+        health = health or ServiceHealth(service=service, environment=environment)
+        health.service, health.environment = service, environment
+        checks = (
+            InstanceCheck.objects.select_related("instance")
+            .filter(instance__service=service, instance__environment=environment)
+            .order_by("instance__host", "instance__port")
+        )
+        context.update(
+            health=health,
+            page=Paginator(checks, 100).get_page(request.GET.get("page")),
+            spec=CheckSpec.objects.filter(service=service).first()
+            or CheckSpec.default_for(service),
+            uptime=rollups.uptime(service.pk, environment.pk),
+            transitions=Transition.objects.filter(service=service, environment=environment)[:50],
+            heartbeats=Heartbeat.objects.filter(service=service).select_related("service"),
+            windows=MaintenanceWindow.objects.filter(service=service).select_related("environment"),
+            in_maintenance=in_maintenance(service.pk, environment.pk),
+            ranges=HISTORY_RANGES,
+        )
+    return render(request, "health/service.html", context)
+
+
+@login_required
+def instance_page(request: HttpRequest, pk: int) -> HttpResponse:
+    instance = get_object_or_404(
+        Instance.objects.select_related("service", "service__team", "environment"), pk=pk
+    )
+    check = InstanceCheck.objects.select_related("instance").filter(instance=instance).first()
+    override = CheckSpec.objects.filter(instance=instance).first()
+    spec = override or CheckSpec.objects.filter(service=instance.service).first()
+    return render(
+        request,
+        "health/instance.html",
+        {
+            "instance": instance,
+            "check": check,
+            "spec": spec or CheckSpec.default_for(instance.service),
+            "overridden": override is not None,
+            "transitions": Transition.objects.filter(instance=instance)[:50],
+        },
+    )
