@@ -12,9 +12,11 @@ WORKDIR /app
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
-RUN mkdir -p /var/lib/signalbox && chown signalbox /var/lib/signalbox \
+# fleet/ holds the demo fleet's plan on a volume the seed reads; the volume takes this owner.
+RUN mkdir -p /var/lib/signalbox/fleet \
+ && chown signalbox /var/lib/signalbox /var/lib/signalbox/fleet \
  && SIGNALBOX_ENV=development python manage.py collectstatic --no-input >/dev/null
 
 USER signalbox
 EXPOSE 8000
-CMD ["uvicorn", "controlplane.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--ws", "websockets-sansio"]
+CMD ["uvicorn", "controlplane.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false"]

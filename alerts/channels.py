@@ -10,6 +10,7 @@ from django.core.validators import EmailValidator, URLValidator
 from django.utils import timezone
 
 from alerts.choices import ChannelKind, DeliveryState, NotificationAction
+from alerts.destinations import refusal
 from alerts.models import Channel, DeliveryAttempt, Notification
 from alerts.notifiers import Result, send
 from alerts.notifiers.pagerduty import ROUTING_KEY_RE
@@ -45,6 +46,13 @@ def check(
             errors["config.to"] = ["give a list of one or more email addresses"]
     if url and not _is_url(url):
         errors["url"] = ["not a valid http(s) URL"]
+    # Where we POST to: the Slack webhook URL (kept as the secret) and the PagerDuty or
+    # webhook URL. Checked again at every send; loopback and private networks stay allowed.
+    targets = {"url": url, "secret": secret if kind == ChannelKind.SLACK else ""}
+    for field, target in targets.items():
+        reason = refusal(target) if target and field not in errors else ""
+        if reason:
+            errors[field] = [reason]
     unknown = set(config) - ({"to"} if kind == ChannelKind.EMAIL else set())
     if unknown:
         errors["config"] = [f"unknown settings: {', '.join(sorted(unknown))}"]

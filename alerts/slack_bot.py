@@ -172,7 +172,7 @@ def rollout_action(user: Any, verb: str, reference: str) -> Answer:
         return ephemeral(f"Deployments are unavailable here, so I cannot {verb} rollouts.")
     from django.apps import apps
 
-    rollout_model = apps.get_model("deployments", "Rollout")  # type: ignore[misc]
+    rollout_model = apps.get_model("deployments", "Rollout")
     ref = reference.lstrip("#")
     rollout = (
         rollout_model.objects.select_related("team", "service", "environment")

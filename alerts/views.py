@@ -55,13 +55,22 @@ def incidents(request: HttpRequest) -> HttpResponse:
     if team:
         queryset = queryset.filter(team__slug=team)
     page = Paginator(queryset, 50).get_page(request.GET.get("page"))
-    allowed = {t.pk for t in Access.of(request).teams_with(Scope.DEPLOY)}
-    for incident in page:
-        incident.can_act = incident.team_id in allowed  # type: ignore[attr-defined]
+    access = Access.of(request)
+    # Rows are the same for every viewer (live pushes render each row once for all), so
+    # the page, not the row, says whose buttons show; acting still checks on the server.
+    actionable = sorted(t.slug for t in access.teams_with(Scope.DEPLOY))
     return render(
         request,
         "alerts/incidents.html",
-        _context(request, page=page, state=state, states=STATE_TABS, filters={"team": team}),
+        _context(
+            request,
+            page=page,
+            state=state,
+            states=STATE_TABS,
+            filters={"team": team},
+            actionable_all=access.is_admin,
+            actionable_teams=[] if access.is_admin else actionable,
+        ),
     )
 
 
@@ -97,9 +106,7 @@ def _respond(request: HttpRequest, pk: int, act: Any, verb: str) -> HttpResponse
         messages.warning(request, f"#{incident.pk} is {incident.state}; nothing to {verb}.")
     incident = Incident.objects.select_related("team", "service", "environment").get(pk=pk)
     if request.headers.get("HX-Request"):
-        return render(
-            request, "alerts/partials/incident_row.html", {"incident": incident, "can_act": True}
-        )
+        return render(request, "alerts/partials/incident_row.html", {"incident": incident})
     return redirect(incident.get_absolute_url())
 
 

@@ -16,10 +16,12 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import path  # noqa: E402
 
 from controlplane.live import LiveConsumer  # noqa: E402
+from health.ping_asgi import PingFastPath  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Heartbeat pings take a lean path in front of Django (docs/health.md, Heartbeats).
+        "http": PingFastPath(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter([path("ws/live/", LiveConsumer.as_asgi())]))
         ),

@@ -20,6 +20,11 @@ app.conf.task_routes = {
 }
 # Every beat entry expires: a clock tick nobody ran in time is skipped, not queued up.
 app.conf.beat_schedule = {
+    "claim-due-rollouts": {
+        "task": "deployments.tasks.claim_due_rollouts",
+        "schedule": 1.0,
+        "options": {"expires": 1.0},
+    },
     "prune-events": {
         "task": "controlplane.tasks.prune_events",
         "schedule": 3600.0,

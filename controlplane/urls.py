@@ -9,9 +9,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from alerts import views as alerts_views
 from controlplane import metrics, probes, views
+from controlplane.dashboard import views as dashboard
 
 api_v1 = [
     path("", include("catalog.api.urls")),
+    path("", include("deployments.api.urls")),
     path("", include("health.api.urls")),
     path("", include("catalog.api.io_urls")),
     path("", include("alerts.api.urls")),
@@ -19,12 +21,19 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", dashboard.home, name="home"),
+    path("search", dashboard.search, name="search"),
+    # The dashboard's team and service pages answer the catalog's own URLs (so catalog:team,
+    # catalog:service and every get_absolute_url lead there); listed first, they win.
+    path("catalog/teams/<slug:slug>/", dashboard.team_page, name="team"),
+    path("catalog/services/<slug:slug>/", dashboard.service_page, name="service"),
+    path("catalog/services/<slug:slug>/deploy", dashboard.deploy, name="service-deploy"),
     path("events/", views.events, name="events"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("catalog/", include("catalog.urls")),
+    path("deployments/", include("deployments.urls")),
     path("health/", include("health.urls")),
     path("alerts/", include("alerts.urls")),
     path("circuits/", include("circuits.urls")),

@@ -14,9 +14,10 @@ from fleet.bench import run_bench
 from fleet.breaker import BreakerConfig
 from fleet.errors import FleetError
 from fleet.plan import ConfigError, Plan, build_plan, load_plan, write_plan
-from fleet.runtime import Fleet
+from fleet.runtime import Fleet, listen_address
 
 TRAFFIC_ENV = "SIGNALBOX_FLEET_TRAFFIC_RPS"
+LISTEN_ENV = "SIGNALBOX_FLEET_LISTEN"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--plan", type=Path, help="a plan written by `plan`")
     source.add_argument("--config", type=Path, help="plan from this YAML in memory")
     _layout_options(run)
+    run.add_argument("--listen", default=None, metavar="ADDR",
+                     help=f"the address to bind, 0.0.0.0 for all (default: ${LISTEN_ENV}, "
+                          "the plan's host when it is an address of this machine, 127.0.0.1)")
     run.add_argument("--state", type=Path,
                      help="where to keep the instance list (default: the --plan file)")
     run.add_argument("--traffic", type=float, default=None, metavar="RPS",
@@ -77,6 +81,10 @@ def _layout_options(parser: argparse.ArgumentParser) -> None:
                              "(default: $SIGNALBOX_FLEET_CONTROL_PORT, the YAML, 7900)")
     parser.add_argument("--count-per-service", type=int, default=None, metavar="N",
                         help="run N instances of every service in every environment")
+    parser.add_argument("--host", default=None, metavar="NAME",
+                        help="the address the plan gives every instance, which Signalbox "
+                             "registers and probes (default: $SIGNALBOX_FLEET_HOST, the YAML, "
+                             "127.0.0.1)")
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -85,19 +93,21 @@ def _plan(args: argparse.Namespace) -> int:
         base_port=args.base_port,
         control_port=args.control_port,
         count_per_service=args.count_per_service,
+        host=args.host,
     )
     write_plan(plan, args.out)
     print(f"fleet: wrote {args.out}: {len(plan.services)} services, "
-          f"{len(plan.instances)} instances, control API on port {plan.control_port}")
+          f"{len(plan.instances)} instances on {plan.control_host}, "
+          f"control API on port {plan.control_port}")
     return 0
 
 
 async def _run(args: argparse.Namespace) -> int:
     plan: Plan
     if args.plan is not None:
-        if args.base_port is not None or args.count_per_service is not None:
-            raise ConfigError("--base-port and --count-per-service go with --config "
-                              "(a plan's ports are already laid out)")
+        if any(v is not None for v in (args.base_port, args.count_per_service, args.host)):
+            raise ConfigError("--base-port, --count-per-service and --host go with --config "
+                              "(a plan's addresses are already laid out)")
         plan = load_plan(args.plan)
         if args.control_port is not None:
             plan.control_port = args.control_port
@@ -107,6 +117,7 @@ async def _run(args: argparse.Namespace) -> int:
             base_port=args.base_port,
             control_port=args.control_port,
             count_per_service=args.count_per_service,
+            host=args.host,
         )
     defaults = BreakerConfig()
     breaker = BreakerConfig(
@@ -120,20 +131,34 @@ async def _run(args: argparse.Namespace) -> int:
         state_path=args.state or args.plan,
         breaker_config=breaker,
         traffic_rps=args.traffic if args.traffic is not None else _traffic_from_env(),
+        listen=_listen(args, plan),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await fleet.start()
-    print(f"fleet: {len(fleet.instances)} instances up, control API at {fleet.control_url}, "
+    print(f"fleet: {len(fleet.instances)} instances up on {fleet.listen} (registered as "
+          f"{plan.control_host}), control API at {fleet.control_url}, "
           f"traffic {fleet.traffic.rps:g} rps (Ctrl-C stops it)", flush=True)
+    # local_host differs from listen only when listening on every address (0.0.0.0).
+    if fleet.listen == fleet.local_host != plan.control_host:
+        print(f"fleet: note: instances are registered as {plan.control_host} but listen on "
+              f"{fleet.listen} only; unless {plan.control_host} leads Signalbox there, pass "
+              f"--listen 0.0.0.0 (or the address {plan.control_host} resolves to)", flush=True)
     try:
         await stop.wait()
     finally:
         print("fleet: stopping", flush=True)
         await fleet.stop()
     return 0
+
+
+def _listen(args: argparse.Namespace, plan: Plan) -> str:
+    """The bind address: the flag, else the environment, else the fleet's default."""
+    if args.listen is not None:
+        return listen_address(args.listen, plan.control_host, "--listen")
+    return listen_address(os.environ.get(LISTEN_ENV) or None, plan.control_host, LISTEN_ENV)
 
 
 def _traffic_from_env() -> float:

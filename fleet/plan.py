@@ -3,8 +3,10 @@ the plan JSON that the seed registers (the format of briefs/contracts.md)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +20,8 @@ DEFAULT_CONTROL_PORT = 7900
 DEFAULT_HOST = "127.0.0.1"
 BASE_PORT_ENV = "SIGNALBOX_FLEET_BASE_PORT"
 CONTROL_PORT_ENV = "SIGNALBOX_FLEET_CONTROL_PORT"
+HOST_ENV = "SIGNALBOX_FLEET_HOST"
+_HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 class ConfigError(ValueError):
@@ -195,17 +199,38 @@ def port_from_env(name: str) -> int | None:
     return port
 
 
+def check_host(host: str, where: str) -> str:
+    """The address the plan gives every instance (what Signalbox registers and probes):
+    a host name or an IPv4 address that others can connect to."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.split(".")
+        if len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels):
+            return host
+        raise ConfigError(f"{where} {host!r}: must be a host name (fleet, fleet.internal) "
+                          "or an IPv4 address") from None
+    if ip.version != 4:
+        raise ConfigError(f"{where} {host!r}: the fleet listens on IPv4 only; "
+                          "use a host name or an IPv4 address")
+    if ip.is_unspecified:
+        raise ConfigError(f"{where} {host!r}: no one can connect to 0.0.0.0; give the name "
+                          "others reach this machine by, and `run --listen 0.0.0.0`")
+    return host
+
+
 def build_plan(
     path: Path,
     *,
     base_port: int | None = None,
     control_port: int | None = None,
     count_per_service: int | None = None,
+    host: str | None = None,
 ) -> Plan:
     """Read a fleet YAML and lay out its instances.
 
-    Ports: explicit argument, else the environment variable, else the YAML, else the
-    default. Instance ports count up from base_port + 1 in the YAML's order of services
+    Ports and host: explicit argument, else the environment variable, else the YAML, else
+    the default. Instance ports count up from base_port + 1 in the YAML's order of services
     and environments, skipping the control port; base_port 0 gives every instance port 0
     (a free port chosen when the fleet starts, which tests use).
     """
@@ -221,7 +246,7 @@ def build_plan(
         control_port, port_from_env(CONTROL_PORT_ENV), raw.get("control_port"),
         DEFAULT_CONTROL_PORT,
     )
-    host = str(raw.get("host", DEFAULT_HOST))
+    host = _host(host, raw.get("host"), path)
     plan = Plan(
         control_host=host,
         control_port=control,
@@ -237,6 +262,15 @@ def build_plan(
 
 def _first(*values: Any) -> int:
     return int(next(v for v in values if v is not None))
+
+
+def _host(given: str | None, configured: Any, path: Path) -> str:
+    sources = ((given, "--host"), (os.environ.get(HOST_ENV) or None, HOST_ENV),
+               (configured, f"{path}: host"))
+    for value, where in sources:
+        if value is not None:
+            return check_host(str(value), where)
+    return DEFAULT_HOST
 
 
 class _Config:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import random
@@ -22,7 +23,7 @@ from fleet.control import control_app
 from fleet.errors import FleetError
 from fleet.faults import FaultError, Faults, apply_update
 from fleet.instance import MB, Instance
-from fleet.plan import InstanceSpec, Plan, write_plan
+from fleet.plan import DEFAULT_HOST, ConfigError, InstanceSpec, Plan, write_plan
 from fleet.server import instance_app
 from fleet.tracing import Span
 from fleet.traffic import Traffic
@@ -55,8 +56,16 @@ class Fleet:
         leak_budget_mb: int = DEFAULT_LEAK_BUDGET_MB,
         hystrix_interval: float = 1.0,
         shutdown_timeout: float = 2.0,
+        listen: str | None = None,
     ) -> None:
         self.plan = plan
+        # The plan's host is what others connect to; this is what the sockets bind.
+        self.listen = listen_address(listen, plan.control_host)
+        # How the fleet reaches its own sockets (calls between instances, tests): never
+        # through the plan's host, which may be a name only other machines resolve.
+        self.local_host = (
+            DEFAULT_HOST if ipaddress.IPv4Address(self.listen).is_unspecified else self.listen
+        )
         self.state_path = state_path
         self.breaker_config = breaker_config or BreakerConfig()
         self.call_timeout = call_timeout
@@ -103,7 +112,7 @@ class Fleet:
         try:
             for spec in self.plan.instances:
                 await self._launch(spec)
-            sock = _bind(self.plan.control_host, self.plan.control_port, "control API")
+            sock = _bind(self.listen, self.plan.control_port, "control API")
             await web.SockSite(self._control, sock).start()
         except FleetError:
             await self.stop()
@@ -137,10 +146,10 @@ class Fleet:
 
     @property
     def control_url(self) -> str:
-        return f"http://{self.plan.control_host}:{self.plan.control_port}"
+        return f"http://{self.local_host}:{self.plan.control_port}"
 
     def url(self, instance: Instance) -> str:
-        return f"http://{instance.spec.host}:{instance.spec.port}"
+        return f"http://{self.local_host}:{instance.spec.port}"
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -356,7 +365,7 @@ class Fleet:
         service = self.plan.service(spec.service)
         if service is None:
             raise FleetError(400, f"{spec.id}: unknown service {spec.service!r}")
-        sock = _bind(spec.host, spec.port, spec.id)
+        sock = _bind(self.listen, spec.port, spec.id)
         spec = replace(spec, port=sock.getsockname()[1])
         instance = Instance(
             spec,
@@ -372,7 +381,7 @@ class Fleet:
 
     async def _listen(self, instance: Instance) -> None:
         spec = instance.spec
-        await self._serve(instance, _bind(spec.host, spec.port, spec.id))
+        await self._serve(instance, _bind(self.listen, spec.port, spec.id))
 
     async def _serve(self, instance: Instance, sock: socket.socket) -> None:
         assert self._runner is not None and self._runner.server is not None
@@ -408,7 +417,7 @@ class Fleet:
             return 0
         used = {i.spec.port for i in self.instances.values()}
         port = max(used, default=self.plan.control_port) + 1
-        while port in used or port == self.plan.control_port or not _free(port):
+        while port in used or port == self.plan.control_port or not _free(self.listen, port):
             port += 1
         return port
 
@@ -431,6 +440,33 @@ def _log_transitions(instance_id: str) -> Transition:
     return transition
 
 
+def listen_address(requested: str | None, plan_host: str, where: str = "listen") -> str:
+    """The address to bind: the one asked for, else the plan's host when it is an address
+    of this machine, else loopback. Nothing listens beyond loopback unless asked to."""
+    if requested is None:
+        return plan_host if _local_address(plan_host) else DEFAULT_HOST
+    try:
+        ipaddress.IPv4Address(requested)
+    except ValueError:
+        raise ConfigError(f"{where} {requested!r}: must be an IPv4 address of this machine "
+                          "(127.0.0.1), or 0.0.0.0 for all of them") from None
+    return requested
+
+
+def _local_address(host: str) -> bool:
+    try:
+        if ipaddress.IPv4Address(host).is_unspecified:
+            return False
+    except ValueError:
+        return False  # a name: where it resolves is for others to decide
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
 def _bind(host: str, port: int, what: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -442,10 +478,10 @@ def _bind(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
-def _free(port: int) -> bool:
+def _free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError:
             return False
     return True

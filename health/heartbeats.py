@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid as uuid_module
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -29,8 +30,9 @@ _PING_FIELDS = [
 
 # The common ping (a heartbeat on a period schedule) in one statement: lock the row, apply
 # the ping, return the status before and after. Cron schedules need croniter for the next
-# deadline, so they take the two-query ORM path below.
-_PING_SQL = """
+# deadline, so they take the two-query ORM path below. The ASGI fast path (health/ping_asgi.py)
+# runs this same statement with the same parameters.
+PING_SQL = """
 UPDATE health_heartbeat AS h SET
   status = CASE
     WHEN %(kind)s = 'start' THEN (CASE WHEN h.status = 'paused' THEN 'new' ELSE h.status END)
@@ -61,29 +63,44 @@ def ping(
     """Record a ping and return the heartbeat's status, or None when no heartbeat has this
     uuid. One query for period schedules, two for cron; state changes are published."""
     now = timezone.now()
+    arguments = ping_arguments(key, kind, exit_code, body, now)
+    with connection.cursor() as cursor:
+        cursor.execute(PING_SQL, arguments)
+        row = cursor.fetchone()
+    if row is None:
+        return _ping_with_orm(key, arguments["kind"], exit_code, arguments["log"], now)
+    heartbeat_id, previous, status = row
+    if status != previous:
+        announce_change(heartbeat_id, previous)
+    return str(status)
+
+
+def ping_arguments(
+    key: uuid_module.UUID, kind: str, exit_code: int | None, body: bytes, now: datetime
+) -> dict[str, Any]:
+    """The parameters of PING_SQL for one ping: an exit code decides the kind, and the body
+    is cut to its log tail."""
     if exit_code is not None:
         kind = PingKind.SUCCESS if exit_code == 0 else PingKind.FAIL
     # The tail is what tells why a job failed; the head is mostly start-up noise.
     log = body[-LOG_TAIL_BYTES:].decode(errors="replace")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _PING_SQL,
-            {
-                "kind": kind, "now": now, "exit_code": exit_code, "log": log, "uuid": key,
-                "fail_reason": _fail_reason(exit_code),
-            },
-        )  # fmt: skip
-        row = cursor.fetchone()
-    if row is None:
-        return _ping_with_orm(key, kind, exit_code, log, now)
-    heartbeat_id, previous, status = row
-    if status != previous:
-        with transaction.atomic():
-            heartbeat = Heartbeat.objects.select_related(
-                "service", "service__team", "environment"
-            ).get(pk=heartbeat_id)
-            _announce(heartbeat, previous)
-    return str(status)
+    return {
+        "kind": str(kind), "now": now, "exit_code": exit_code, "log": log, "uuid": key,
+        "fail_reason": _fail_reason(exit_code),
+    }  # fmt: skip
+
+
+def announce_change(heartbeat_id: int, previous: str) -> None:
+    """Publish what a committed ping changed (failed, recovered); quiet changes publish nothing."""
+    with transaction.atomic():
+        heartbeat = (
+            Heartbeat.objects.select_related("service", "service__team", "environment")
+            .filter(pk=heartbeat_id)
+            .first()
+        )
+        if heartbeat is None:
+            return  # deleted since the ping: nobody is left to tell
+        _announce(heartbeat, previous)
 
 
 def _fail_reason(exit_code: int | None) -> str:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from catalog.choices import LIVE_LIFECYCLES, Lifecycle
 from catalog.models import Instance, Service
 from health import derive
-from health.choices import CheckStatus, ServiceStatus
-from health.models import CheckSpec, InstanceCheck, ServiceHealth
+from health.choices import CheckStatus, Resolution, ServiceStatus
+from health.models import CheckSpec, InstanceCheck, Rollup, ServiceHealth
+from health.rollups import hour_of, minute_of
 from health.scheduler import initial_due
 from health.specs import DEFAULT_SPEC, ProbeSpec
 
@@ -47,6 +49,24 @@ def service_healths(environment_id: int | None = None) -> dict[tuple[int, int], 
         (s, e): status
         for s, e, status in rows.values_list("service_id", "environment_id", "status")
     }
+
+
+def availability_counts(service_id: int, environment_id: int, since: datetime) -> tuple[int, int]:
+    """(good, total) probes of a service in one environment from `since` until now.
+
+    Read from the rollups: every bucket that overlaps the window counts whole (per-minute
+    buckets for the last day, hourly ones before), so the window is at most one bucket
+    longer than asked. A probe is good unless it failed (a warning is good), as in uptime.
+    """
+    since = since.astimezone(UTC)  # buckets are whole UTC minutes and hours
+    totals = Rollup.objects.filter(
+        Q(resolution=Resolution.MINUTE, bucket__gte=minute_of(since))
+        | Q(resolution=Resolution.HOUR, bucket__gte=hour_of(since)),
+        service_id=service_id,
+        environment_id=environment_id,
+    ).aggregate(total=Sum("count"), failures=Sum("failures"))
+    total = totals["total"] or 0
+    return total - (totals["failures"] or 0), total
 
 
 def spec_for_service(service: Service) -> CheckSpec:

@@ -17,5 +17,8 @@ $PY -m fleet plan --config fleet/demo.yaml --out var/fleet.json
 echo "== seeding the demo (safe to re-run)"
 $PY manage.py seed_demo --fleet var/fleet.json
 
+echo "== the demo's HAProxy config and traffic routes (var/haproxy.cfg)"
+$PY manage.py seed_deployments --fleet var/fleet.json
+
 echo "== starting web, worker, beat and the demo fleet (Ctrl-C stops them all)"
 exec .venv/bin/honcho start -f Procfile

@@ -9,7 +9,9 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 
+from alerts.destinations import Destination
 from alerts.models import Incident
+from health.probes.guard import ForbiddenAddress
 
 USER_AGENT = "Signalbox-Alerts/1"
 
@@ -26,19 +28,39 @@ class Result:
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> Result:
-    """POST JSON; 2xx is success, 429 and 5xx and network errors are retried, other 4xx not."""
+    """POST JSON; 2xx is success, 429 and 5xx and network errors are retried, other 4xx not.
+
+    The URL is checked by the SSRF guard at every send (it may resolve elsewhere since it was
+    saved), and the request goes to the checked addresses, in order, until one connects."""
     all_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     all_headers.update(headers or {})
     try:
-        response = httpx.post(
-            url,
-            content=body,
-            headers=all_headers,
-            timeout=settings.ALERTS_HTTP_TIMEOUT_SECONDS,
-            follow_redirects=False,
-        )
-    except httpx.HTTPError as exc:
+        destination = Destination.of(url)
+    except ForbiddenAddress as exc:
+        # Trying again cannot make a metadata or link-local address acceptable.
+        return Result(ok=False, retryable=False, error=str(exc))
+    except (OSError, httpx.InvalidURL) as exc:
         return Result(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}"[:500])
+    error = ""
+    for address in destination.addresses:
+        target, host_header, extensions = destination.request_to(address)
+        try:
+            with httpx.Client(
+                timeout=settings.ALERTS_HTTP_TIMEOUT_SECONDS, follow_redirects=False
+            ) as client:
+                response = client.post(
+                    target,
+                    content=body,
+                    headers={**all_headers, **host_header},
+                    extensions=extensions,
+                )
+            break
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            error = f"{type(exc).__name__}: {exc}"  # the next address may answer
+        except httpx.HTTPError as exc:
+            return Result(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}"[:500])
+    else:
+        return Result(ok=False, retryable=True, error=error[:500])
     code = response.status_code
     if 200 <= code < 300:
         return Result(ok=True, status_code=code)

@@ -4,6 +4,9 @@ An availability SLO of 99.9 % leaves an error budget of 0.1 %. Burning at rate 1
 exactly the budget over the SLO period; at 14.4 it spends 2 % of a 30-day budget in one
 hour. A window pair fires when both its long window (is it significant?) and its short
 window (is it still happening?) burn at least at the pair's rate.
+
+Availability is the share of health probes that did not fail, from health's per-minute
+rollups (hourly ones for windows reaching back more than a day).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from alerts.choices import RuleKind
-from alerts.history import availability_counts
-from alerts.models import Rule
+from alerts.history import window_counts
+from alerts.models import Incident, Rule
 from alerts.rules.base import Kind, Subject
 
 # (long window s, short window s, burn rate): the workbook's recommendation.
@@ -66,7 +69,7 @@ def burning_window(
 
 
 class SloBurn(Kind):
-    """Availability of a service in an environment, from its health history."""
+    """Availability of a service in an environment, from its health probes' rollups."""
 
     name = RuleKind.SLO_BURN
     params = {"objective": (0.999, float), "windows": (PAGE_WINDOWS, list)}
@@ -95,7 +98,7 @@ class SloBurn(Kind):
         return [Window(int(a), int(b), float(c)) for a, b, c in self.param(rule, "windows")]
 
     def sweep(self, rule: Rule, now: datetime) -> None:
-        from alerts.incidents import clear_condition, raise_condition
+        from alerts.incidents import clear_condition, dedup_key, raise_condition
         from catalog.models import Environment, Service
 
         services = Service.objects.filter(team_id=rule.team_id)
@@ -109,12 +112,12 @@ class SloBurn(Kind):
         envs = list(environments)
         objective = self.param(rule, "objective")
         windows = self.windows(rule)
-        longest = max(w.long_seconds for w in windows)
+        # Most subjects are not burning: only those with an open incident need clearing.
+        open_keys = set(
+            Incident.objects.open().filter(rule=rule).values_list("dedup_key", flat=True)
+        )
         for service in services:
             for env in envs:
-                counts = availability_counts(service.pk, env.pk, longest, now)
-                if counts is None:
-                    continue  # no health history for this service here: nothing to judge
                 subject = Subject(
                     type="catalog.service",
                     id=str(service.pk),
@@ -122,9 +125,11 @@ class SloBurn(Kind):
                     service_id=service.pk,
                     environment_id=env.pk,
                 )
-                found = burning_window(windows, counts, objective)
+                # A window without probes burns nothing (burn_rate 0): nothing to judge.
+                found = burning_window(windows, window_counts(service.pk, env.pk, now), objective)
                 if found is None:
-                    clear_condition(rule, subject, "error budget no longer burning fast")
+                    if dedup_key(rule, subject) in open_keys:
+                        clear_condition(rule, subject, "error budget no longer burning fast")
                     continue
                 window, long_rate, short_rate = found
                 raise_condition(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,9 +79,9 @@ class Receiver:
         return web.Response(status=status, text=text, headers=headers)
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A real HTTP server on a free loopback port, in its own thread and event loop."""
+@contextmanager
+def serving(ssl_context: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """A real HTTP(S) server on a free loopback port, in its own thread and event loop."""
     recv = Receiver()
     loop = asyncio.new_event_loop()
     started = threading.Event()
@@ -90,7 +92,7 @@ def receiver() -> Iterator[Receiver]:
         app.router.add_route("*", "/{tail:.*}", recv.handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         recv.port = runner.addresses[0][1]
         runner_box["runner"] = runner
@@ -108,6 +110,12 @@ def receiver() -> Iterator[Receiver]:
     asyncio.run_coroutine_threadsafe(runner_box["runner"].cleanup(), loop).result(5)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serving() as recv:
+        yield recv
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -90,18 +91,98 @@ def test_a_silence_is_expired_not_deleted(api_as: Any, world: Any) -> None:
     assert silence.expired_at is not None and not silence.is_active()
 
 
-@pytest.mark.django_db
-def test_the_incidents_page_shows_buttons_only_to_people_who_may_act(world: Any) -> None:
-    incident = firing(world)
-    deployer, viewer = Client(), Client()
-    deployer.force_login(world.deployer)
-    viewer.force_login(world.viewer)
-    page = deployer.get("/alerts/").content.decode()
-    assert "checkout in production is down" in page
-    assert f"/alerts/incidents/{incident.pk}/acknowledge" in page
-    assert "acknowledge" not in viewer.get("/alerts/").content.decode().lower().replace(
-        "acknowledged", ""
+class Markup(HTMLParser):
+    """Start tags with their attributes, and the page's <style> text."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.style = ""
+        self._in_style = False
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.style += data
+
+    def first(self, tag: str, **attrs: str) -> dict[str, str]:
+        return next(
+            a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())
+        )
+
+    def actionable_teams(self) -> str:
+        """What the incident list says about the viewer."""
+        table = next(a for t, a in self.tags if t == "table" and "sb-incidents" in a["class"])
+        return table["data-actionable-teams"]
+
+
+def incidents_page(user: Any) -> Markup:
+    client = Client()
+    client.force_login(user)
+    return Markup(client.get("/alerts/").content.decode())
+
+
+def shown_for(style: str, team: str) -> bool:
+    """Does the page's rule show a row of `team`'s buttons? (What the browser applies.)"""
+    return (
+        f'.sb-incidents[data-actionable-teams~="{team}"] tr[data-team="{team}"] .sb-actions '
+        "{ display: inline; }" in style
     )
+
+
+@pytest.mark.django_db
+def test_every_viewer_gets_the_same_row_and_the_page_says_whose_buttons_show(world: Any) -> None:
+    # given a firing incident of payments
+    incident = firing(world)
+    row_id = f"incident-{incident.pk}"
+    # when a deployer of payments, a viewer of payments and an owner of search open the list
+    deployer, viewer, outsider = (
+        incidents_page(world.deployer),
+        incidents_page(world.viewer),
+        incidents_page(world.outsider),
+    )
+    # then every one of them gets the row with its team and its buttons (as a live push would)
+    for page in (deployer, viewer, outsider):
+        assert page.first("tr", id=row_id)["data-team"] == "payments"
+        assert page.first("form", action=f"/alerts/incidents/{incident.pk}/acknowledge")
+        assert ".sb-incidents tr[data-team] .sb-actions { display: none; }" in page.style
+    # and the table names the teams the viewer may act for, whose buttons the style shows
+    assert deployer.actionable_teams() == "payments"
+    assert shown_for(deployer.style, "payments")
+    assert viewer.actionable_teams() == ""
+    assert not shown_for(viewer.style, "payments")
+    assert outsider.actionable_teams() == "search"
+    assert shown_for(outsider.style, "search") and not shown_for(outsider.style, "payments")
+    # and platform admins may act on everything
+    admin = incidents_page(world.admin)
+    assert admin.actionable_teams() == "*"
+    assert '.sb-incidents[data-actionable-teams="*"] tr[data-team] .sb-actions' in admin.style
+
+
+@pytest.mark.django_db
+def test_a_live_row_carries_its_team_and_the_server_still_refuses_a_viewer(world: Any) -> None:
+    # given the row pushed live when the incident fired (rendered once, for every viewer)
+    incident = firing(world)
+    event = Event.objects.get(action="incident.firing")
+    pushed = dict(incident_fragments(event))["incidents"]  # type: ignore[arg-type]
+    row = Markup(pushed).first("tr", id=f"incident-{incident.pk}")
+    assert row["data-team"] == "payments"
+    assert f"/alerts/incidents/{incident.pk}/acknowledge" in pushed
+    # when a viewer of payments (who sees no buttons) posts the acknowledge anyway
+    viewer = Client()
+    viewer.force_login(world.viewer)
+    answer = viewer.post(f"/alerts/incidents/{incident.pk}/acknowledge")
+    # then the server refuses, and the incident is still firing
+    assert answer.status_code == 403
+    incident.refresh_from_db()
+    assert incident.state == IncidentState.FIRING
 
 
 @pytest.mark.django_db

@@ -409,7 +409,7 @@ def test_a_person_resolving_is_recorded_and_a_second_resolve_changes_nothing(
 
 @pytest.mark.django_db
 def test_a_health_maintenance_window_suppresses_until_it_ends(alerting: Any) -> None:
-    MaintenanceWindow = pytest.importorskip("health.models").MaintenanceWindow
+    from health.models import MaintenanceWindow
 
     # given a maintenance window over checkout in production (health's own record)
     world = alerting.world

@@ -271,33 +271,29 @@ def test_a_late_heartbeat_fires_and_recovery_resolves(world: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_the_slo_rule_pages_on_a_fast_burn_from_health_history(world: Any) -> None:
+def test_the_slo_rule_pages_on_a_fast_burn_from_health_probes(world: Any) -> None:
+    from health import rollups
+    from health.models.history import HISTOGRAM_SIZE
+
     rule = make_rule(world, RuleKind.SLO_BURN, objective=0.999, windows=[[3600, 300, 14.4]])
     rule.production_only = True
     rule.save()
-    # given healthy for an hour, then down for the last 2 minutes
-    from controlplane.events import publish
-
-    up = publish(
-        "health.service.changed",
-        subject=world.service,
-        environment=world.production,
-        payload={"to": "healthy"},
+    # given an hour of 18 probes a minute, every probe failing in the last 2 minutes
+    now = rollups.minute_of(timezone.now())
+    rollups.upsert(
+        {
+            (world.service.pk, world.production.pk, now - timedelta(minutes=ago)): rollups.Bucket(
+                count=18, failures=18 if ago <= 2 else 0, histogram=[0] * HISTOGRAM_SIZE
+            )
+            for ago in range(1, 61)
+        }
     )
-    down = publish(
-        "health.service.changed",
-        subject=world.service,
-        environment=world.production,
-        payload={"to": "down"},
-    )
-    age(up, 4000)
-    age(down, 120)
     # when the clock sweeps the SLO rules
-    sweep_rules()
-    # then 120 s down of 3600 (33x) and of 300 (400x) page
+    sweep_rules(now)
+    # then 36 failed of 1080 (33x) and of 90 in the last 5 minutes (400x) page
     incident = Incident.objects.get(rule=rule)
     assert incident.state == IncidentState.FIRING
-    assert "33.3x over 1h" in incident.reason
+    assert incident.reason == "burn rate 33.3x over 1h and 400.0x over 5m (threshold 14.4x)"
 
 
 @pytest.mark.django_db

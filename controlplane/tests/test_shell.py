@@ -97,4 +97,4 @@ def test_the_live_indicator_says_what_it_is_in_words(client: Client, world: Any)
     assert 'id="live-status"' in page
     assert 'role="status"' in page
     assert '<span class="sb-live-label">Not live</span>' in page  # until the socket opens
-    assert '<meta name="sb-live-topics" content="events">' in page
+    assert '<meta name="sb-live-topics" content="dashboard:home">' in page

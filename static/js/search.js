@@ -4,6 +4,7 @@
   "use strict";
 
   function box() { return document.getElementById("site-search"); }
+  function area() { var input = box(); return input && input.closest(".sb-search"); }
   function results() { return document.getElementById("search-results"); }
   function hits() { var r = results(); return r ? Array.prototype.slice.call(r.querySelectorAll("a.sb-search-hit")) : []; }
   function close() { var r = results(); if (r) { r.innerHTML = ""; } }
@@ -22,8 +23,8 @@
       input.select();
       return;
     }
-    var form = input.form;
-    if (!form || !form.contains(event.target)) { return; }
+    var around = area();
+    if (!around || !around.contains(event.target)) { return; }
     var list = hits();
     var at = list.indexOf(document.activeElement);
     if (event.key === "Escape") {
@@ -42,12 +43,13 @@
     }
   });
 
-  // Results close when focus leaves the search form (a click elsewhere, Tab past the end).
+  // Results close when focus leaves the search box and its results (a click elsewhere, Tab
+  // past the end); a click on a result lands first (hence the short delay).
   document.addEventListener("focusout", function (event) {
-    var input = box();
-    if (!input || !input.form || !input.form.contains(event.target)) { return; }
+    var around = area();
+    if (!around || !around.contains(event.target)) { return; }
     setTimeout(function () {
-      if (!input.form.contains(document.activeElement)) { close(); }
+      if (!around.contains(document.activeElement)) { close(); }
     }, 150);
   });
 })();

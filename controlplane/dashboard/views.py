@@ -1,0 +1,147 @@
+"""The dashboard's pages: home, a team, a service (and deploying it), search. Thin views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from catalog.choices import Scope
+from catalog.models import Environment, Service, Team
+from catalog.permissions import Access
+from controlplane import search as site_search
+from controlplane.dashboard import sections
+from controlplane.dashboard import service as service_data
+from controlplane.dashboard import team as team_data
+from deployments import actions
+from deployments.choices import Strategy
+from health import rollups
+
+# The ranges the health history API serves (health.api.views.HISTORY_RANGES).
+CHART_RANGES = ("1h", "24h", "7d", "30d")
+
+
+def _acting_teams(request: HttpRequest) -> set[int] | bool:
+    """Teams whose incidents this person may acknowledge (deployers and owners); True for
+    platform admins, who may act on every team's (and need no list of them all)."""
+    access = Access.of(request)
+    if access.is_admin:
+        return True
+    return {t.pk for t in access.teams_with(Scope.DEPLOY)}
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """What needs attention now: incidents, unhealthy services, rollouts, open circuits."""
+    context = sections.home_context()
+    context["acting_teams"] = _acting_teams(request)
+    return render(request, "dashboard/home.html", context)
+
+
+@login_required
+def team_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """A team's services and their health, and its rollouts, incidents and circuits."""
+    team = get_object_or_404(Team, slug=slug)
+    page = Paginator(team.services.order_by("slug"), team_data.SERVICES_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    context = {
+        **sections.team_services_context(team, list(page.object_list)),
+        **sections.team_sections_context(team),
+        "page": page,
+        "events": team_data.recent_events(team),
+        "acting_teams": _acting_teams(request),
+        "can_configure": Access.of(request).can(Scope.WRITE, team),
+    }
+    return render(request, "dashboard/team.html", context)
+
+
+@login_required
+def service_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Everything about one service an on-call engineer looks for, and what they may do."""
+    service = get_object_or_404(Service.objects.select_related("team"), slug=slug)
+    environments = list(Environment.objects.all())
+    environment = service_data.pick_environment(environments, request.GET.get("env", ""))
+    history = service_data.rollouts(service)
+    circuits = sections.service_circuits_context(service)
+    access = Access.of(request)
+    can_deploy = access.can(Scope.DEPLOY, service.team, service)
+    routed = service_data.routed_environments(service)
+    context: dict[str, Any] = {
+        "service": service,
+        "environments": environments,
+        "environment": environment,
+        "healths": service_data.healths(service, environments),
+        "checks": service_data.instance_checks(service),
+        "instances_shown": service_data.INSTANCE_ROWS,
+        "versions": service_data.versions_by_environment(service),
+        "deploy_history": history[: service_data.DEPLOY_HISTORY_ROWS],
+        "deploy_service": service,
+        "markers": service_data.deploy_markers(history, environment),
+        "uptime": rollups.uptime(service.pk, environment.pk) if environment else {},
+        "dependencies": service_data.dependencies(
+            service, environment, circuits["owned_circuits"], circuits["circuits_towards"]
+        ),
+        "events": service_data.recent_events(service),
+        "can_deploy": can_deploy,
+        "deploy_environments": [e for e in environments if e.pk in routed],
+        "strategies": Strategy.choices,
+        "chart_ranges": CHART_RANGES,
+        "acting_teams": {service.team_id} if can_deploy else set(),
+        **sections.service_rollouts_context(service, history),
+        **circuits,
+        **sections.service_incidents_context(service),
+    }
+    return render(request, "dashboard/service.html", context)
+
+
+@login_required
+@require_POST
+def deploy(request: HttpRequest, slug: str) -> HttpResponse:
+    """Start a rollout of this service from its page (the same rules as the API)."""
+    service = get_object_or_404(Service.objects.select_related("team"), slug=slug)
+    access = Access.of(request)
+    if not access.can(Scope.DEPLOY, service.team, service):
+        return HttpResponseForbidden(access.why_not(Scope.DEPLOY, service.team, service))
+    back = redirect(f"{service.get_absolute_url()}#deploy")
+    environment = Environment.objects.filter(slug=request.POST.get("environment", "")).first()
+    version = request.POST.get("version", "").strip()
+    if environment is None:
+        messages.error(request, "Not deployed: environment: choose one of the list.")
+        return back
+    if not version:
+        messages.error(request, "Not deployed: version: give the version to roll out.")
+        return back
+    try:
+        rollout, _ = actions.start_rollout(
+            access=access,
+            service=service,
+            environment=environment,
+            version=version,
+            strategy=request.POST.get("strategy") or None,
+            reason=request.POST.get("reason", "").strip(),
+            freeze_override_reason=request.POST.get("freeze_override_reason", "").strip(),
+        )
+    except actions.RolloutError as error:
+        messages.error(request, f"Not deployed: {error.message}")
+        return back
+    messages.success(
+        request, f"Rollout #{rollout.pk} started: {service.slug} {version} in {environment.slug}."
+    )
+    return redirect(rollout.get_absolute_url())
+
+
+@login_required
+def search(request: HttpRequest) -> HttpResponse:
+    """GET /search?q=: services, teams and rollouts; the dropdown's fragment for htmx."""
+    query = request.GET.get("q", "").strip()
+    found = site_search.search(query)
+    context = {"query": query, "results": found}
+    if request.headers.get("HX-Request"):
+        return render(request, "dashboard/partials/search_results.html", context)
+    return render(request, "dashboard/search.html", context)

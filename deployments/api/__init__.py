@@ -1,0 +1,1 @@
+"""Deployments API: rollouts and their actions under /api/v1/."""

@@ -1,0 +1,233 @@
+"""The traffic router interface, and the retries, backoff and breaker every driver shares."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BREAKER_THRESHOLD = 5  # consecutive failed calls (after their retries) that open the breaker
+BREAKER_COOLDOWN = 15.0  # seconds the breaker stays open before letting one call try
+BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each retry, plus jitter
+
+
+class DriverError(Exception):
+    """The router did not do what was asked; the message says what and why, for the operator."""
+
+
+class TransientError(DriverError):
+    """A failure worth retrying: a timeout, a refused connection, a throttled API."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """An instance as a router sees it."""
+
+    host: str
+    port: int
+    instance_id: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Split:
+    """What to apply: the new version's share in percent, and who serves each side."""
+
+    canary_percent: int
+    stable: tuple[Target, ...]
+    canary: tuple[Target, ...]
+
+
+@dataclass
+class Applied:
+    """What the router reports after a change: the new version's share and the raw weights."""
+
+    canary_percent: float
+    weights: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TargetStats:
+    """Per-target counters from the router (cumulative since it started, except rtime)."""
+
+    address: str
+    sessions: int = 0
+    responses: int = 0
+    responses_2xx: int = 0
+    responses_5xx: int = 0
+    rtime_ms: float | None = None  # average over the router's recent requests
+    status: str = ""
+
+
+_pools: dict[str, redis.ConnectionPool] = {}
+
+
+def _redis() -> redis.Redis:
+    """A client on one pool per process: a driver is made per step, its connection is not."""
+    pool = _pools.get(settings.REDIS_URL)
+    if pool is None:
+        pool = _pools[settings.REDIS_URL] = redis.ConnectionPool.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        )
+    return redis.Redis(connection_pool=pool)
+
+
+class Breaker:
+    """A circuit breaker shared by every worker through Redis, keyed by router.
+
+    After BREAKER_THRESHOLD consecutive failed calls it refuses calls for BREAKER_COOLDOWN
+    seconds; then one call may try (half-open): success closes it, failure reopens it.
+    """
+
+    def __init__(self, name: str, client: redis.Redis | None = None) -> None:
+        self.key = f"signalbox:breaker:{name}"
+        self.client = client or _redis()
+        self.failing = True  # unknown until checked: the first success clears any count
+
+    def check(self) -> None:
+        state = self.client.hgetall(self.key)
+        self.failing = bool(state)
+        until = state.get(b"open_until")
+        if until is not None and float(until) > time.time():
+            wait = float(until) - time.time()
+            raise DriverError(
+                f"circuit breaker open after {BREAKER_THRESHOLD} failed calls in a row; "
+                f"next try in {wait:.0f}s"
+            )
+
+    def success(self) -> None:
+        if self.failing:  # most calls succeed after successes: skip the round trip
+            self.client.delete(self.key)
+            self.failing = False
+
+    def failure(self) -> None:
+        self.failing = True
+        failures = int(self.client.hincrby(self.key, "failures", 1))
+        if failures >= BREAKER_THRESHOLD:
+            self.client.hset(self.key, "open_until", time.time() + BREAKER_COOLDOWN)
+        self.client.expire(self.key, 3600)
+
+
+class Driver(ABC):
+    """One router, one route (a backend, or a listener rule): read, set, drain, ready, stats.
+
+    Every call is absolute and idempotent: running it twice leaves the same weights.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        connection: dict[str, Any],
+        credentials: str,
+        route: dict[str, Any],
+        timeout: float = 2.0,
+        retries: int = 2,
+        breaker: Breaker | None = None,
+    ) -> None:
+        self.name = name
+        self.connection = connection
+        self.credentials = credentials
+        self.route = route
+        self.timeout = timeout
+        self.retries = retries
+        self.breaker = breaker or Breaker(f"router:{name}")
+
+    def prepare(self, split: Split, state: dict[str, Any]) -> dict[str, Any]:
+        """Decide anything the rollout must remember about the router (ALB: which group is
+        stable). Called before every change; must return `state` unchanged once decided."""
+        return state
+
+    @abstractmethod
+    def apply(self, split: Split, state: dict[str, Any]) -> Applied:
+        """Set the split, read it back, and raise DriverError if the router disagrees."""
+
+    @abstractmethod
+    def read(self, split: Split, state: dict[str, Any]) -> Applied:
+        """The split the router has now."""
+
+    @abstractmethod
+    def drain(self, targets: tuple[Target, ...], state: dict[str, Any]) -> None:
+        """Stop sending new requests to these targets; in-flight ones finish."""
+
+    @abstractmethod
+    def ready(self, targets: tuple[Target, ...], state: dict[str, Any]) -> None:
+        """Undo drain: the targets take traffic again, as their weights say."""
+
+    @abstractmethod
+    def stats(self, targets: tuple[Target, ...], state: dict[str, Any]) -> dict[str, TargetStats]:
+        """Counters per target address; targets the router knows nothing about are left out."""
+
+    def call(self, operation: str, fn: Callable[[], T]) -> T:
+        """Run one router call with the breaker, retries on transient errors, and backoff."""
+        self.breaker.check()
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            try:
+                result = fn()
+            except TransientError as exc:
+                if attempt + 1 < attempts:
+                    time.sleep(BACKOFF_BASE * 2**attempt * (1 + random.random() / 2))
+                    continue
+                self.breaker.failure()
+                logger.warning(
+                    "router %s: %s failed %d times: %s", self.name, operation, attempts, exc
+                )
+                raise DriverError(
+                    f"{operation} on {self.name} failed {attempts} times: {exc}"
+                ) from exc
+            self.breaker.success()
+            return result
+        raise AssertionError("unreachable")
+
+
+def canary_share(weights_stable: list[int], weights_canary: list[int]) -> float:
+    """The canary's share of traffic in percent, given the weight of each server on each side."""
+    total = sum(weights_stable) + sum(weights_canary)
+    if total == 0:
+        return 0.0
+    return round(100.0 * sum(weights_canary) / total, 2)
+
+
+def split_weights(
+    percent: int, stable_count: int, canary_count: int, maximum: int = 256
+) -> tuple[int, int]:
+    """Per-server weights (stable, canary) giving the canary side `percent` of the traffic.
+
+    With N stable and M canary servers, stable servers get (100 - p) * M and canary servers
+    p * N, reduced by their greatest common divisor: the split is then exact. When a weight
+    still exceeds `maximum` (HAProxy's 256), both are scaled down and rounded to the nearest
+    whole number, never below 1 for a side that should get traffic, so the achieved share
+    can differ slightly; the driver reports the share it read back.
+    """
+    if not 0 <= percent <= 100:
+        raise ValueError("percent must be within 0..100")
+    if percent > 0 and canary_count == 0:
+        raise DriverError(f"cannot send {percent}% to the new version: it has no instances")
+    if percent < 100 and stable_count == 0:
+        raise DriverError(f"cannot send {100 - percent}% to stable: it has no instances")
+    stable = (100 - percent) * max(canary_count, 1)
+    canary = percent * max(stable_count, 1)
+    divisor = math.gcd(stable, canary) or 1
+    stable, canary = stable // divisor, canary // divisor
+    largest = max(stable, canary)
+    if largest > maximum:
+        factor = maximum / largest
+        stable = max(1, round(stable * factor)) if stable else 0
+        canary = max(1, round(canary * factor)) if canary else 0
+    return stable, canary

@@ -1,0 +1,121 @@
+"""Live fragments for rollout events: the board, the rollout page and the service's history.
+
+Each is a `Tile` (state, not a log line), coalesced by the spine. A tile is skipped when
+no page watches its topic: a page that opens later renders the current state itself, so
+a worker busy with a hundred rollouts does not render pages nobody is looking at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, cast
+
+import redis
+from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
+from django.template.loader import render_to_string
+
+from controlplane.live import Fragment, Tile, group_name, renders
+from controlplane.models import Event
+from deployments.choices import TERMINAL_STATES
+from deployments.models import Rollout
+
+BOARD_TOPIC = "rollouts"
+# Events after which a rollout joins or leaves the active table: the whole board is redrawn.
+BOARD_CHANGES = ("rollout.created", "rollout.succeeded")
+_pool: redis.ConnectionPool | None = None
+
+
+def rollout_topic(rollout_id: int) -> str:
+    return f"rollout:{rollout_id}"
+
+
+def watched(topics: list[str]) -> set[str]:
+    """The topics some web process has a page subscribed to (all of them when unsure)."""
+    global _pool
+    layer = get_channel_layer()
+    if not isinstance(layer, RedisPubSubChannelLayer):
+        return set(topics)
+    config = cast(dict[str, Any], settings.CHANNEL_LAYERS["default"].get("CONFIG", {}))
+    prefix = config.get("prefix", "asgi")
+    channels = {f"{prefix}__group__{group_name(topic)}": topic for topic in topics}
+    try:
+        if _pool is None:
+            _pool = redis.ConnectionPool.from_url(settings.REDIS_URL, socket_timeout=2)
+        counts = redis.Redis(connection_pool=_pool).pubsub_numsub(*channels)
+    except redis.RedisError:
+        return set(topics)
+    return {channels[_text(channel)] for channel, count in counts if count}
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def render_board() -> str:
+    from deployments.views import board_context
+
+    return render_to_string("deployments/partials/board.html", {**board_context(), "oob": True})
+
+
+def render_row(rollout_id: int) -> str:
+    from deployments.views import latest_verdicts
+
+    rollout = Rollout.objects.select_related("team", "service", "environment").get(pk=rollout_id)
+    rollout.verdicts = latest_verdicts([rollout_id]).get(rollout_id, [])  # type: ignore[attr-defined]
+    if rollout.is_terminal:  # it leaves the active table for the history
+        return render_board()
+    return render_to_string(
+        "deployments/partials/board_row.html", {"rollout": rollout, "oob": True}
+    )
+
+
+def render_rollout(rollout_id: int) -> str:
+    from deployments.views import rollout_context
+
+    rollout = Rollout.objects.select_related("team", "service", "environment").get(pk=rollout_id)
+    return render_to_string(
+        "deployments/partials/rollout_main.html", {**rollout_context(rollout), "oob": True}
+    )
+
+
+def render_history(service_id: int) -> str:
+    from catalog.models import Service
+    from deployments.views import service_history
+
+    service = Service.objects.get(pk=service_id)
+    return render_to_string(
+        "deployments/partials/service_history.html", {**service_history(service), "oob": True}
+    )
+
+
+@renders("rollout.")
+def rollout_fragments(event: Event) -> Iterable[Fragment]:
+    if event.subject_type != "deployments.rollout" or not event.subject_id.isdigit():
+        return []
+    rollout_id = int(event.subject_id)
+    service_topic = f"service:{event.service.slug}" if event.service is not None else ""
+    looked_at = watched([t for t in (BOARD_TOPIC, rollout_topic(rollout_id), service_topic) if t])
+    fragments: list[Fragment] = []
+    if BOARD_TOPIC in looked_at:
+        state = event.payload.get("state")
+        moved = event.action in BOARD_CHANGES or event.payload.get("action") == "retry"
+        if moved or state in TERMINAL_STATES:
+            fragments.append(Tile(BOARD_TOPIC, "board", render_board))
+        else:
+            fragments.append(Tile(BOARD_TOPIC, f"row-{rollout_id}", lambda: render_row(rollout_id)))
+    if rollout_topic(rollout_id) in looked_at:
+        fragments.append(
+            Tile(rollout_topic(rollout_id), "main", lambda: render_rollout(rollout_id))
+        )
+    if event.service is not None and service_topic in looked_at:
+        service_id = event.service.pk
+        fragments.append(
+            Tile(
+                service_topic,
+                "deploy-history",
+                lambda: render_history(service_id),
+            )
+        )
+    return fragments

@@ -1,0 +1,22 @@
+"""Celery entry points for rollouts: the beat's claim, and one step of one rollout."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from deployments import reconciler
+
+
+@shared_task(name="deployments.tasks.claim_due_rollouts", ignore_result=True)
+def claim_due_rollouts() -> int:
+    """Every second: lease the rollouts due within the next second, queue a run for each."""
+    due = reconciler.claim_due()
+    for rollout_id, at in due:
+        reconciler.celery_schedule(rollout_id, at)
+    return len(due)
+
+
+@shared_task(name="deployments.tasks.advance", ignore_result=True, acks_late=True)
+def advance(rollout_id: int) -> str:
+    """Do the step that is due for one rollout; a missing or not-due rollout is a no-op."""
+    return reconciler.advance(rollout_id, schedule=reconciler.celery_schedule).did

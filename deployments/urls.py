@@ -1,0 +1,15 @@
+"""Deployments dashboard pages under /deployments/."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from deployments import views
+
+app_name = "deployments"
+urlpatterns = [
+    path("", views.board, name="board"),
+    path("rollouts/<int:pk>/", views.rollout_detail, name="rollout"),
+    path("rollouts/<int:pk>/actions", views.rollout_actions, name="rollout-actions"),
+    path("rollouts/<int:pk>/<slug:action>", views.rollout_action, name="rollout-action"),
+]
