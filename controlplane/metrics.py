@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -111,6 +112,17 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
     Request counters are this process's own: scrape every web process (docs/operations.md).
     """
+    token = settings.SIGNALBOX_METRICS_TOKEN
+    if token:
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or not hmac.compare_digest(sent.strip().encode(), token.encode()):
+            response = HttpResponse(
+                "401: send the metrics token as 'Authorization: Bearer <token>'\n",
+                status=401,
+                content_type="text/plain",
+            )
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
     read_queue_depths()
     read_live_clients()
     # Text format 0.0.4 unless the scraper asks for OpenMetrics or text 1.0.0.

@@ -258,6 +258,10 @@ if SIGNALBOX_DB_POOL_SIZE:
         "pool": {"min_size": 1, "max_size": SIGNALBOX_DB_POOL_SIZE, "timeout": 10},
     }
 
+# A bearer token Prometheus must send to read /metrics; empty: /metrics is open (keep it on
+# an internal network then). docs/operations.md.
+SIGNALBOX_METRICS_TOKEN = env_secret("SIGNALBOX_METRICS_TOKEN") or ""
+
 # Alerts (docs/alerts.md).
 SLACK_SIGNING_SECRET = env_secret("SLACK_SIGNING_SECRET") or ""
 ALERTS_PAGERDUTY_EVENTS_URL = env_str(

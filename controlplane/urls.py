@@ -23,11 +23,6 @@ api_v1 = [
 urlpatterns = [
     path("", dashboard.home, name="home"),
     path("search", dashboard.search, name="search"),
-    # The dashboard's team and service pages answer the catalog's own URLs (so catalog:team,
-    # catalog:service and every get_absolute_url lead there); listed first, they win.
-    path("catalog/teams/<slug:slug>/", dashboard.team_page, name="team"),
-    path("catalog/services/<slug:slug>/", dashboard.service_page, name="service"),
-    path("catalog/services/<slug:slug>/deploy", dashboard.deploy, name="service-deploy"),
     path("events/", views.events, name="events"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

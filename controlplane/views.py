@@ -1,4 +1,4 @@
-"""Dashboard pages owned by the control plane itself: home and the events timeline."""
+"""The events timeline (the audit log); home is the dashboard's (controlplane/dashboard)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from catalog.models import Environment, Service, Team
-from controlplane.models import Event
 from controlplane.timeline import ACTION_FAMILIES, Cursor, EventFilters, event_page, page_link
 
-HOME_RECENT_EVENTS = 20
 # Suggestions only: the actor filter takes any name (tokens and system actors too).
 ACTOR_SUGGESTIONS = 500
-
-
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    recent = Event.objects.select_related("team", "service", "environment")[:HOME_RECENT_EVENTS]
-    return render(
-        request, "controlplane/home.html", {"events": recent, "recent_limit": HOME_RECENT_EVENTS}
-    )
 
 
 @login_required

@@ -14,6 +14,9 @@ from health.choices import HeartbeatStatus, PingKind
 from health.models import Heartbeat
 from health.models.heartbeats import LOG_TAIL_BYTES
 
+# A process exit status is one byte (0-255), as Healthchecks.io takes it.
+MAX_EXIT_CODE = 255
+
 _PING_FIELDS = [
     "status",
     "down_reason",
@@ -83,7 +86,8 @@ def ping_arguments(
     if exit_code is not None:
         kind = PingKind.SUCCESS if exit_code == 0 else PingKind.FAIL
     # The tail is what tells why a job failed; the head is mostly start-up noise.
-    log = body[-LOG_TAIL_BYTES:].decode(errors="replace")
+    # PostgreSQL text cannot hold NUL: a binary log shows the replacement character there.
+    log = body[-LOG_TAIL_BYTES:].decode(errors="replace").replace("\x00", "\ufffd")
     return {
         "kind": str(kind), "now": now, "exit_code": exit_code, "log": log, "uuid": key,
         "fail_reason": _fail_reason(exit_code),

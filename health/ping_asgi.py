@@ -127,6 +127,8 @@ class _Rules:
             return None  # chunked, or too big: Django answers 400 for those
         suffix = match["suffix"]
         exit_code = int(suffix) if suffix and suffix.isdigit() else None
+        if exit_code is not None and exit_code > heartbeats.MAX_EXIT_CODE:
+            return None  # Django answers 400 naming the field
         kind = PingKind(suffix) if suffix in (PingKind.START, PingKind.FAIL) else PingKind.SUCCESS
         view = _VIEW_NAMES["exit" if exit_code is not None else suffix]
         return _Ping(uuid.UUID(match["key"]), kind, exit_code, view, int(length), secure)
@@ -315,8 +317,8 @@ class PingFastPath:
         except (psycopg.Error, PoolTimeout):
             # One statement in autocommit: it failed, so nothing was written (unless the
             # connection broke right after the commit: then the ping counts twice). Django
-            # records the ping from scratch and answers as it always has: a log with NUL
-            # bytes or an exit code past 2**31 fails there too, a database outage answers 500.
+            # records the ping from scratch and answers as it always has: a database outage
+            # answers 500 there too.
             logger.warning("heartbeat ping %s: handing it to Django", ping.key, exc_info=True)
             return await self.django(scope, _replay(body, receive), send)
         if row is None:

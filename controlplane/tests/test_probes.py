@@ -124,3 +124,18 @@ def test_live_clients_not_heard_from_are_not_counted(
         {"pinged-just-now": time.time(), "process-died": time.time() - live.CLIENT_TTL_SECONDS - 1},
     )
     assert live.connected_clients() == 1
+
+
+def test_metrics_want_the_token_when_one_is_set(client: Client, settings: Any) -> None:
+    settings.SIGNALBOX_METRICS_TOKEN = "s3cret-scrape-token"
+    # without it, or with a wrong one, Prometheus is told what to send
+    token = "s3cret-scrape-token"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"] == 'Bearer realm="metrics"'
+        assert "signalbox_" not in response.content.decode()
+    # with it, the metrics
+    response = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape-token"})
+    assert response.status_code == 200
+    assert "signalbox_http_requests_total" in response.content.decode()

@@ -479,8 +479,15 @@ class PingExitCodeView(PingView):
         request={"text/plain": str},
         responses={
             200: OpenApiResponse(description="OK"),
+            400: OpenApiResponse(description="the exit code is not 0-255"),
             404: OpenApiResponse(description="no such heartbeat"),
         },
     )
     def post(self, request: Request, key: uuid.UUID, exit_code: int | None = None) -> HttpResponse:
+        if exit_code is not None and exit_code > heartbeats.MAX_EXIT_CODE:
+            # A process exit status is one byte; anything larger is a mistake in the caller's
+            # script (a PID, a duration), better told than stored as a failure.
+            raise exceptions.ValidationError(
+                {"exit_code": [f"must be 0-{heartbeats.MAX_EXIT_CODE}, got {exit_code}"]}
+            )
         return super().post(request, key, exit_code)

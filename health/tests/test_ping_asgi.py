@@ -300,3 +300,23 @@ def test_it_takes_exactly_the_paths_of_the_ping_views(path: str) -> None:
         view_name = None
     ping_view = view_name if view_name and view_name.startswith("heartbeat-ping") else None
     assert (taken.view_name if taken else None) == ping_view
+
+
+@committed
+def test_odd_pings_get_the_same_clear_answer_on_both_paths(world: Any) -> None:
+    ours, theirs = make_heartbeat(world, "ours"), make_heartbeat(world, "theirs")
+    # an exit code no process can return is refused, naming the field, and nothing is recorded
+    fast = ping(ours, "/4294967296")
+    slow = request(django_asgi_app, f"/api/v1/heartbeats/{theirs.uuid}/256")
+    for response in (fast, slow):
+        assert response.status_code == 400
+        assert "exit_code" in response.json()["error"]["fields"]
+    ours.refresh_from_db()
+    assert ours.ping_count == 0
+    # a log with NUL bytes (a binary dump) is kept, the NULs shown as replacement characters
+    for heartbeat, app in ((ours, application), (theirs, django_asgi_app)):
+        response = request(app, f"/api/v1/heartbeats/{heartbeat.uuid}/2", b"core\x00dumped\n")
+        assert response.status_code == 200
+        heartbeat.refresh_from_db()
+        assert heartbeat.last_log == "core\ufffddumped\n"
+        assert heartbeat.down_reason == "failed with exit code 2"
