@@ -179,6 +179,8 @@ def main() -> None:
             "WARNING",
         ],
         cwd=ROOT,
+        # As the Procfile and docker-compose.yml run workers: one connection kept per process.
+        env={**os.environ, "DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "60")},
         stdout=(workdir / "worker.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
