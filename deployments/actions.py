@@ -24,9 +24,9 @@ from deployments.choices import (
     StepOutcome,
     Strategy,
 )
+from deployments.freeze import Freeze, freeze_of
 from deployments.models import (
     DeploySettings,
-    FreezeWindow,
     Rollout,
     TrafficRoute,
 )
@@ -122,8 +122,9 @@ def start_rollout(
         errors = validate_metrics(analysis)
         if errors:
             raise RolloutError("; ".join(errors), 400, "invalid", {"analysis": errors})
+        overridden = None
         if rollback_of is None:
-            _check_freeze(access, service, environment, freeze_override_reason)
+            overridden = _check_freeze(access, service, environment, freeze_override_reason)
         from_version = current_version(service, environment)
         if from_version == version:
             raise invalid("version", f"{service.slug} already runs {version} in {environment.slug}")
@@ -167,6 +168,7 @@ def start_rollout(
                 "to_version": version,
                 "strategy": strategy,
                 "freeze_override_reason": freeze_override_reason,
+                "overridden_freeze": overridden.sentence() if overridden else "",
             },
         )
         reconciler.kick(rollout.pk)
@@ -215,25 +217,26 @@ def _clash(
 
 def _check_freeze(
     access: Access, service: Service, environment: Environment, override_reason: str
-) -> None:
-    freeze = FreezeWindow.objects.covering(environment).first()
+) -> Freeze | None:
+    """423 while a one-off or recurring freeze window covers now, unless an owner overrides;
+    returns the window overridden, if any."""
+    freeze = freeze_of(environment)
     if freeze is None:
-        return
-    until = f"{freeze.ends_at:%Y-%m-%d %H:%M} UTC"
+        return None
     if not override_reason.strip():
         raise RolloutError(
-            f"{environment.slug} is frozen until {until}: {freeze.reason}. An owner of "
-            f"{service.team.slug} may override by giving freeze_override_reason",
+            f"{freeze.sentence()}. An owner of {service.team.slug} may override by giving "
+            "freeze_override_reason",
             423,
             "frozen",
         )
     if not access.can(Scope.WRITE, service.team, service):
         raise RolloutError(
-            f"{environment.slug} is frozen until {until}: {freeze.reason}. Only an owner of "
-            f"{service.team.slug} may override the freeze",
+            f"{freeze.sentence()}. Only an owner of {service.team.slug} may override the freeze",
             423,
             "frozen",
         )
+    return freeze
 
 
 def act(

@@ -7,8 +7,17 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils import timezone
 
-from deployments.models import DeploySettings, FreezeWindow, Rollout, TrafficRoute, TrafficRouter
+from deployments.models import (
+    DeploySettings,
+    FreezeWindow,
+    RecurringFreezeWindow,
+    Rollout,
+    TrafficRoute,
+    TrafficRouter,
+)
+from deployments.schedule import local_label, utc_iso
 
 
 class TrafficRouterForm(forms.ModelForm):
@@ -51,6 +60,27 @@ class DeploySettingsAdmin(admin.ModelAdmin):
 @admin.register(FreezeWindow)
 class FreezeWindowAdmin(admin.ModelAdmin):
     list_display = ["environment", "starts_at", "ends_at", "reason", "created_by"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(RecurringFreezeWindow)
+class RecurringFreezeWindowAdmin(admin.ModelAdmin):
+    """Weekly windows in a local time zone (days as `fri` or `mon,tue`; see docs/deployments.md)."""
+
+    list_display = ["environment", "name", "schedule", "reason", "frozen_until", "created_by"]
+    list_select_related = ["environment", "created_by"]
+    list_filter = ["environment"]
+
+    @admin.display(description="Frozen now until")
+    def frozen_until(self, obj: RecurringFreezeWindow) -> str:
+        occurrence = obj.covering(timezone.now())
+        if occurrence is None:
+            return "-"
+        return f"{utc_iso(occurrence[1])} ({local_label(occurrence[1], obj.timezone)})"
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if not change:

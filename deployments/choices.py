@@ -102,3 +102,18 @@ class Action(models.TextChoices):
     ABORT = "abort", "Abort"
     RETRY = "retry", "Retry"
     ROLLBACK = "rollback", "Roll back"
+
+
+class Weekday(models.TextChoices):
+    """Days of a recurring freeze window, in Python's weekday() order (Monday is 0)."""
+
+    MON = "mon", "Monday"
+    TUE = "tue", "Tuesday"
+    WED = "wed", "Wednesday"
+    THU = "thu", "Thursday"
+    FRI = "fri", "Friday"
+    SAT = "sat", "Saturday"
+    SUN = "sun", "Sunday"
+
+
+WEEKDAYS = [day.value for day in Weekday]  # index = date.weekday()

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -25,6 +27,15 @@ from deployments.choices import (
     StepOutcome,
     Strategy,
     Verdict,
+    Weekday,
+)
+from deployments.schedule import (
+    MAX_DURATION_MINUTES,
+    covering,
+    next_start,
+    schedule_label,
+    validate_days,
+    validate_timezone,
 )
 
 DEFAULT_PROGRESS_DEADLINE = 600  # seconds: the issue's "default 10 min"
@@ -170,6 +181,68 @@ class FreezeWindow(models.Model):
 
     def owning_team(self) -> None:
         return None  # environments are platform-wide: only admins manage their freezes
+
+
+class RecurringFreezeWindow(models.Model):
+    """A weekly freeze of an environment in a local time zone: every Friday 16:00 for 64 h,
+    every day 22:00 for 8 h. See deployments/schedule.py for clock changes."""
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="recurring_freezes"
+    )
+    name = models.CharField(max_length=100, help_text="Named in the refusal: 'weekend', 'night'.")
+    days = ArrayField(
+        models.CharField(max_length=3, choices=Weekday.choices),
+        validators=[validate_days],
+        help_text="Days an occurrence starts on: mon, tue, wed, thu, fri, sat, sun.",
+    )
+    start_time = models.TimeField(help_text="Local wall-clock time an occurrence starts.")
+    duration_minutes = models.PositiveIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DURATION_MINUTES)],
+        help_text="Wall-clock minutes; may cross midnight and the end of the week.",
+    )
+    timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_timezone],
+        help_text="IANA time zone name, such as Europe/Berlin.",
+    )
+    reason = models.CharField(max_length=300)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["environment__order", "environment__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "name"], name="recurringfreeze_unique_name_per_env"
+            ),
+            models.CheckConstraint(
+                condition=Q(duration_minutes__gte=1)
+                & Q(duration_minutes__lte=MAX_DURATION_MINUTES),
+                name="recurringfreeze_duration_within_a_week",
+            ),
+            models.CheckConstraint(condition=~Q(days=[]), name="recurringfreeze_has_days"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.environment.slug} {self.name}: {self.schedule}"
+
+    def owning_team(self) -> None:
+        return None  # environments are platform-wide: only admins manage their freezes
+
+    @property
+    def schedule(self) -> str:
+        return schedule_label(self.days, self.start_time, self.duration_minutes, self.timezone)
+
+    def covering(self, at: datetime) -> tuple[datetime, datetime] | None:
+        """(start, end) in UTC of the occurrence covering `at`, or None."""
+        return covering(self.days, self.start_time, self.duration_minutes, self.timezone, at)
+
+    def next_start(self, at: datetime) -> datetime | None:
+        return next_start(self.days, self.start_time, self.duration_minutes, self.timezone, at)
 
 
 class RolloutQuerySet(models.QuerySet["Rollout"]):

@@ -26,6 +26,7 @@ PROVIDER_PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "max_latency_ms": (int, float),
         "max_latency_ratio": (int, float),
         "min_requests": int,
+        "window_seconds": int,  # ALB (CloudWatch) only: seconds each reading looks back
     },
     Provider.PROMETHEUS: {"url": str, "query": str, "condition": str},
     Provider.WEBHOOK: {"url": str, "headers": dict},

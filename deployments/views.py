@@ -17,6 +17,7 @@ from catalog.models import Service
 from catalog.permissions import Access
 from deployments import actions
 from deployments.choices import ACTIVE_STATES, TERMINAL_STATES, Action, StepKind
+from deployments.freeze import freezes_at
 from deployments.models import Measurement, Rollout, RolloutStep
 
 HISTORY_ROWS = 25
@@ -51,7 +52,8 @@ def board_context() -> dict[str, Any]:
     history = list(
         _rollouts().filter(state__in=TERMINAL_STATES).order_by("-finished_at", "-id")[:HISTORY_ROWS]
     )
-    return {"active": active, "history": history}
+    frozen = sorted(freezes_at().values(), key=lambda f: (f.environment.order, f.environment.slug))
+    return {"active": active, "history": history, "frozen": frozen}
 
 
 @login_required

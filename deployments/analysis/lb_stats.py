@@ -46,10 +46,22 @@ def _side(targets: tuple[Target, ...], now: dict[str, Any], before: dict[str, An
     return Side(responses, errors, sum(rtimes) / len(rtimes) if rtimes else None)
 
 
+def _windowed(ctx: Context) -> bool:
+    return ctx.driver is not None and ctx.driver.windowed_stats
+
+
+def window_seconds(metric: dict[str, Any]) -> int:
+    """How far back an ALB reading looks: `window_seconds`, else the interval; at least 60."""
+    return max(60, int(metric.get("window_seconds") or metric.get("interval") or 60))
+
+
 class LoadBalancerStats(AnalysisProvider):
     """Compares what the router saw since the previous reading, canary against stable.
 
-    Fails when the canary's 5xx rate exceeds `max_error_rate` (default 5%), or exceeds
+    HAProxy's counters are cumulative per server, so a reading diffs them against the
+    previous one. An ALB's are per target group and per minute in CloudWatch, so a reading
+    sums the last `window_seconds` (default: the metric's interval, at least 60 s) of each
+    group. Fails when the canary's 5xx rate exceeds `max_error_rate` (default 5%), or exceeds
     stable's by more than `max_error_rate_increase` points, or its response time exceeds
     `max_latency_ms` or `max_latency_ratio` times stable's. Fewer than `min_requests`
     canary responses is no data.
@@ -61,6 +73,8 @@ class LoadBalancerStats(AnalysisProvider):
         return _snapshot(ctx.driver.stats(ctx.stable + ctx.canary, ctx.rollout.router_state))
 
     def begin(self, ctx: Context) -> dict[str, Any]:
+        if _windowed(ctx):
+            return {}  # nothing to diff against: each reading is a window of its own
         try:
             return {"counters": self._read(ctx)}
         except Exception:
@@ -71,11 +85,20 @@ class LoadBalancerStats(AnalysisProvider):
         max_rate = float(metric.get("max_error_rate", DEFAULT_MAX_ERROR_RATE))
         min_requests = int(metric.get("min_requests", DEFAULT_MIN_REQUESTS))
         threshold = f"5xx <= {max_rate:g}%"
-        now = self._read(ctx)
-        before = ctx.baseline.get("counters", {})
-        canary = _side(ctx.canary, now, before)
-        stable = _side(ctx.stable, now, before)
-        baseline = {"counters": now}
+        if _windowed(ctx):
+            canary, stable, seen, extra = self._read_window(ctx)
+            baseline: dict[str, Any] = {}
+            since = f"in the last {extra['window_seconds']} s"
+            nothing = "CloudWatch has no AWS/ApplicationELB data for the new version's target group"
+        else:
+            now = self._read(ctx)
+            before = ctx.baseline.get("counters", {})
+            canary = _side(ctx.canary, now, before)
+            stable = _side(ctx.stable, now, before)
+            baseline = {"counters": now}
+            seen, extra = bool(now), {}
+            since = "since the last reading"
+            nothing = "the router reported no stats for these instances"
         detail = {
             "canary": {
                 "responses": canary.responses,
@@ -89,17 +112,18 @@ class LoadBalancerStats(AnalysisProvider):
                 "error_rate": round(stable.error_rate, 2),
                 "rtime_ms": stable.rtime_ms,
             },
+            **extra,
         }
-        if not now:
+        if not seen:
             return Result.no_data(
-                "the router reported no stats for these instances",
+                f"{nothing} {since}" if extra else nothing,
                 threshold=threshold,
                 baseline=baseline,
                 detail=detail,
             )
         if canary.responses < min_requests:
             return Result.no_data(
-                f"only {canary.responses} responses from the new version since the last reading "
+                f"only {canary.responses} responses from the new version {since} "
                 f"(need {min_requests})",
                 threshold=threshold,
                 baseline=baseline,
@@ -125,6 +149,16 @@ class LoadBalancerStats(AnalysisProvider):
             detail=detail,
             baseline=baseline,
         )
+
+    def _read_window(self, ctx: Context) -> tuple[Side, Side, bool, dict[str, Any]]:
+        """(canary, stable, any data for the canary, detail) over the metric's window."""
+        assert ctx.driver is not None
+        seconds = window_seconds(ctx.metric)
+        groups = ctx.driver.group_stats(ctx.rollout.router_state, seconds)
+        sides = {name: Side(s.responses, s.responses_5xx, s.rtime_ms) for name, s in groups.items()}
+        empty = Side(0, 0, None)
+        extra = {"window_seconds": seconds, "source": "cloudwatch"}
+        return sides.get("canary", empty), sides.get("stable", empty), "canary" in sides, extra
 
 
 def _problems(

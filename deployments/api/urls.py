@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
 from deployments.api import views
 from deployments.choices import Action
+
+router = SimpleRouter(trailing_slash=False)
+router.register("freeze-windows", views.FreezeWindowViewSet, basename="freeze-window")
+router.register(
+    "recurring-freeze-windows",
+    views.RecurringFreezeWindowViewSet,
+    basename="recurring-freeze-window",
+)
 
 urlpatterns = [
     path("rollouts", views.RolloutList.as_view(), name="rollout-list"),
@@ -19,3 +28,4 @@ urlpatterns = [
         for action in Action
     ],
 ]
+urlpatterns += router.urls

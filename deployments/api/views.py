@@ -1,4 +1,4 @@
-"""Rollout endpoints: start (idempotent), list, show, and the actions CI and people take."""
+"""Rollout endpoints (start idempotently, list, show, act) and freeze windows (one-off, weekly)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from catalog.api.views import ADMIN_WRITES, ID_LOOKUP, CatalogViewSet
 from catalog.choices import Scope
 from catalog.models import Environment, Service, Team
 from catalog.permissions import Access, ScopeRule
 from deployments import actions
 from deployments.api.serializers import (
     ActionSerializer,
+    FreezeWindowSerializer,
+    RecurringFreezeWindowSerializer,
     RolloutCreateSerializer,
     RolloutDetailSerializer,
     RolloutSerializer,
 )
 from deployments.choices import ACTIVE_STATES, Action
-from deployments.models import AnalysisRun, Rollout
+from deployments.models import AnalysisRun, FreezeWindow, RecurringFreezeWindow, Rollout
 
 ERRORS = {
     400: OpenApiResponse(description="Bad input: `error.fields` names each field and why."),
@@ -202,3 +205,48 @@ def action_view(action: Action) -> Any:
     )
     decorated = extend_schema(summary=summary, operation_id=f"rollouts_{action.value}")(view)
     return decorated.as_view()
+
+
+class FreezeViewSet(CatalogViewSet):
+    """Freeze windows are platform-wide, like environments: everyone reads, admins change."""
+
+    scopes = ADMIN_WRITES
+    lookup_value_regex = ID_LOOKUP
+    model: type[FreezeWindow] | type[RecurringFreezeWindow]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        queryset = self.model.objects.select_related("environment", "created_by")
+        environment = self.request.query_params.get("environment")
+        return queryset.filter(environment__slug=environment) if environment else queryset
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List one-off freeze windows", description="Filter: environment."),
+    retrieve=extend_schema(summary="Show a one-off freeze window"),
+    create=extend_schema(summary="Freeze an environment from starts_at to ends_at"),
+    partial_update=extend_schema(summary="Change a one-off freeze window"),
+    destroy=extend_schema(summary="Delete a one-off freeze window"),
+)
+class FreezeWindowViewSet(FreezeViewSet):
+    """One-off freezes: new rollouts in the environment answer 423 from start to end."""
+
+    model = FreezeWindow
+    queryset = FreezeWindow.objects.all()
+    serializer_class = FreezeWindowSerializer
+    event_noun = "freeze_window"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List recurring freeze windows", description="Filter: environment."),
+    retrieve=extend_schema(summary="Show a recurring freeze window"),
+    create=extend_schema(summary="Freeze an environment every week (days, local time, zone)"),
+    partial_update=extend_schema(summary="Change a recurring freeze window"),
+    destroy=extend_schema(summary="Delete a recurring freeze window"),
+)
+class RecurringFreezeWindowViewSet(FreezeViewSet):
+    """Weekly freezes in a local time zone: new rollouts answer 423 during each occurrence."""
+
+    model = RecurringFreezeWindow
+    queryset = RecurringFreezeWindow.objects.all()
+    serializer_class = RecurringFreezeWindowSerializer
+    event_noun = "recurring_freeze_window"

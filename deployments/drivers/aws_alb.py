@@ -1,7 +1,10 @@
-"""AWS Application Load Balancer through boto3: a forward action with two weighted target groups."""
+"""AWS Application Load Balancer through boto3: a forward action with two weighted target groups,
+and the groups' CloudWatch metrics for analysis."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -19,6 +22,16 @@ from deployments.drivers.base import (
 )
 
 THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable"}
+CLOUDWATCH_PERIOD = 60  # seconds: ALB metrics are published per minute
+# Query id suffix: (metric in AWS/ApplicationELB per TargetGroup and LoadBalancer, statistic)
+ALB_METRICS = {
+    "requests": ("RequestCount", "Sum"),
+    "2xx": ("HTTPCode_Target_2XX_Count", "Sum"),
+    "3xx": ("HTTPCode_Target_3XX_Count", "Sum"),
+    "4xx": ("HTTPCode_Target_4XX_Count", "Sum"),
+    "5xx": ("HTTPCode_Target_5XX_Count", "Sum"),
+    "latency": ("TargetResponseTime", "Average"),
+}
 
 
 class ALBDriver(Driver):
@@ -27,10 +40,10 @@ class ALBDriver(Driver):
     so consecutive rollouts alternate between the groups (blue/green)."""
 
     _client: Any = None
+    _cloudwatch: Any = None
+    windowed_stats = True
 
-    def client(self) -> Any:
-        if self._client is not None:
-            return self._client
+    def _options(self, endpoint: str) -> dict[str, Any]:
         options: dict[str, Any] = {
             "region_name": self.connection.get("region") or "us-east-1",
             # Our own retries and breaker apply; botocore's would multiply them.
@@ -40,19 +53,42 @@ class ALBDriver(Driver):
                 retries={"max_attempts": 1, "mode": "standard"},
             ),
         }
-        if self.connection.get("endpoint_url"):
-            options["endpoint_url"] = self.connection["endpoint_url"]
+        if endpoint:
+            options["endpoint_url"] = endpoint
         if self.credentials:
             key_id, _, secret = self.credentials.partition(":")
             options["aws_access_key_id"] = key_id
             options["aws_secret_access_key"] = secret
-        self._client = boto3.client("elbv2", **options)
+        return options
+
+    def client(self) -> Any:
+        if self._client is None:
+            endpoint = self.connection.get("endpoint_url") or ""
+            self._client = boto3.client("elbv2", **self._options(endpoint))
         return self._client
 
+    def cloudwatch(self) -> Any:
+        """CloudWatch with the same region and credentials; `cloudwatch_endpoint_url` (else
+        `endpoint_url`) points it elsewhere, for tests."""
+        if self._cloudwatch is None:
+            endpoint = (
+                self.connection.get("cloudwatch_endpoint_url")
+                or self.connection.get("endpoint_url")
+                or ""
+            )
+            self._cloudwatch = boto3.client("cloudwatch", **self._options(endpoint))
+        return self._cloudwatch
+
     def _aws(self, operation: str, **kwargs: Any) -> Any:
+        return self._run(self.client, operation, kwargs)
+
+    def _cw(self, operation: str, **kwargs: Any) -> Any:
+        return self._run(self.cloudwatch, operation, kwargs)
+
+    def _run(self, client: Callable[[], Any], operation: str, kwargs: dict[str, Any]) -> Any:
         def run() -> Any:
             try:
-                return getattr(self.client(), operation)(**kwargs)
+                return getattr(client(), operation)(**kwargs)
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 message = exc.response.get("Error", {}).get("Message", str(exc))
@@ -182,6 +218,97 @@ class ALBDriver(Driver):
             )
 
     def stats(self, targets: tuple[Target, ...], state: dict[str, Any]) -> dict[str, TargetStats]:
-        # Per-target request counts of an ALB live in CloudWatch, which this driver does not
-        # read; the lb_stats provider therefore reports "no data" (inconclusive) for ALBs.
+        # An ALB has no per-target counters; its stats are per target group, over time, in
+        # CloudWatch: see group_stats, which the lb_stats provider uses for this driver.
         return {}
+
+    def _load_balancer_dimension(self) -> str:
+        """CloudWatch's LoadBalancer dimension (app/NAME/ID), from the rule or listener ARN,
+        else from the stable group's load balancer."""
+        for arn in (self.route.get("rule_arn"), self.route.get("listener_arn")):
+            resource = (arn or "").split(":", 5)[-1]  # listener[-rule]/app/NAME/ID/...
+            parts = resource.split("/")
+            if len(parts) >= 4 and parts[0] in ("listener", "listener-rule"):
+                return "/".join(parts[1:4])
+        found = self._aws("describe_target_groups", TargetGroupArns=[self.groups[0]])
+        balancers = found["TargetGroups"][0].get("LoadBalancerArns") if found else None
+        if not balancers:
+            raise DriverError("the target groups are attached to no load balancer")
+        return balancers[0].split(":", 5)[-1].removeprefix("loadbalancer/")
+
+    def group_stats(self, state: dict[str, Any], seconds: int) -> dict[str, TargetStats]:
+        """Per side ("stable", "canary"): the target group's CloudWatch counts over the last
+        `seconds` (at least 60, CloudWatch's resolution for ALB metrics). A side whose
+        group has no datapoint in that time is left out."""
+        if not state.get("stable_group") or not state.get("canary_group"):
+            raise DriverError("the rollout has not chosen its stable and canary groups yet")
+        seconds = max(CLOUDWATCH_PERIOD, int(seconds))
+        balancer = self._load_balancer_dimension()
+        sides = {"stable": state["stable_group"], "canary": state["canary_group"]}
+        queries = []
+        for side, group in sides.items():
+            dimensions = [
+                {"Name": "TargetGroup", "Value": group.split(":", 5)[-1]},
+                {"Name": "LoadBalancer", "Value": balancer},
+            ]
+            for key, (metric, stat) in ALB_METRICS.items():
+                queries.append(
+                    {
+                        "Id": f"{side}_{key}",
+                        "MetricStat": {
+                            "Metric": {
+                                "Namespace": "AWS/ApplicationELB",
+                                "MetricName": metric,
+                                "Dimensions": dimensions,
+                            },
+                            "Period": CLOUDWATCH_PERIOD,
+                            "Stat": stat,
+                        },
+                        "ReturnData": True,
+                    }
+                )
+        end = datetime.now(UTC)
+        series: dict[str, dict[datetime, float]] = {}
+        token = None
+        while True:
+            page = self._cw(
+                "get_metric_data",
+                MetricDataQueries=queries,
+                StartTime=end - timedelta(seconds=seconds),
+                EndTime=end,
+                **({"NextToken": token} if token else {}),
+            )
+            for result in page.get("MetricDataResults", []):
+                points = series.setdefault(result["Id"], {})
+                stamps, values = result.get("Timestamps", []), result.get("Values", [])
+                points.update(zip(stamps, values, strict=False))
+            token = page.get("NextToken")
+            if not token:
+                break
+        found = {}
+        for side, group in sides.items():
+            got = {key: series.get(f"{side}_{key}", {}) for key in ALB_METRICS}
+            if not any(got.values()):
+                continue
+            codes = sum(sum(got[k].values()) for k in ("2xx", "3xx", "4xx", "5xx"))
+            requests = sum(got["requests"].values()) if got["requests"] else codes
+            found[side] = TargetStats(
+                address=group,
+                responses=int(requests),
+                responses_2xx=int(sum(got["2xx"].values())),
+                responses_5xx=int(sum(got["5xx"].values())),
+                rtime_ms=_weighted_ms(got["latency"], got["requests"]),
+            )
+        return found
+
+
+def _weighted_ms(latency: dict[datetime, float], requests: dict[datetime, float]) -> float | None:
+    """TargetResponseTime's per-minute averages (seconds), weighted by each minute's requests."""
+    if not latency:
+        return None
+    weights = [requests.get(at, 0.0) for at in latency]
+    if sum(weights) > 0:
+        mean = sum(v * w for v, w in zip(latency.values(), weights, strict=True)) / sum(weights)
+    else:
+        mean = sum(latency.values()) / len(latency)
+    return round(mean * 1000, 1)

@@ -173,6 +173,15 @@ class Driver(ABC):
     def stats(self, targets: tuple[Target, ...], state: dict[str, Any]) -> dict[str, TargetStats]:
         """Counters per target address; targets the router knows nothing about are left out."""
 
+    # True for routers whose stats are per side and over time (an ALB's target groups in
+    # CloudWatch) rather than cumulative per target: lb_stats then calls group_stats.
+    windowed_stats = False
+
+    def group_stats(self, state: dict[str, Any], seconds: int) -> dict[str, TargetStats]:
+        """Per side ("stable", "canary"), what the router saw over the last `seconds`; a side
+        without data is left out. Only for drivers with `windowed_stats`."""
+        raise DriverError(f"{type(self).__name__} keeps no stats per side over time")
+
     def call(self, operation: str, fn: Callable[[], T]) -> T:
         """Run one router call with the breaker, retries on transient errors, and backoff."""
         self.breaker.check()

@@ -1,17 +1,23 @@
-"""The ALB driver against moto in server mode: real HTTP calls through boto3."""
+"""The ALB driver against moto in server mode: real HTTP calls through boto3 (ELBv2 and
+CloudWatch)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from deployments.analysis.base import Context
+from deployments.analysis.lb_stats import LoadBalancerStats
+from deployments.choices import Verdict
 from deployments.drivers.aws_alb import ALBDriver
-from deployments.drivers.base import DriverError, Split, Target
+from deployments.drivers.base import DriverError, Split, Target, TargetStats
+from deployments.models import Rollout
 from deployments.tests.conftest import free_port
 
 CREDENTIALS = "testing:testing"
@@ -205,3 +211,123 @@ def test_it_needs_two_target_groups(balancer: Balancer) -> None:
     driver = balancer.driver(target_group_arns=[balancer.blue])
     with pytest.raises(DriverError, match="exactly two target group"):
         driver.prepare(Split(0, STABLE, CANARY), {})
+
+
+# lb_stats on an ALB reads CloudWatch. moto does not generate ALB traffic metrics, so these
+# tests play CloudWatch's role: they publish AWS/ApplicationELB metrics for the two target
+# groups with put_metric_data, and the driver reads them back with GetMetricData over HTTP.
+
+
+def load_balancer_dimension(balancer: Balancer) -> str:
+    found = balancer.client.describe_load_balancers(Names=["checkout"])["LoadBalancers"][0]
+    return found["LoadBalancerArn"].split(":", 5)[-1].removeprefix("loadbalancer/")
+
+
+def publish_alb_metrics(
+    balancer: Balancer, group: str, requests: int, errors: int, seconds: float
+) -> None:
+    """What CloudWatch would hold for `group` after a minute of this traffic."""
+    cloudwatch = boto3.client(
+        "cloudwatch",
+        endpoint_url=balancer.endpoint,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    dimensions = [
+        {"Name": "TargetGroup", "Value": group.split(":", 5)[-1]},
+        {"Name": "LoadBalancer", "Value": load_balancer_dimension(balancer)},
+    ]
+    at = datetime.now(UTC) - timedelta(seconds=20)
+    values = {
+        "RequestCount": requests,
+        "HTTPCode_Target_2XX_Count": requests - errors,
+        "HTTPCode_Target_5XX_Count": errors,
+        "TargetResponseTime": seconds,
+    }
+    cloudwatch.put_metric_data(
+        Namespace="AWS/ApplicationELB",
+        MetricData=[
+            {"MetricName": name, "Dimensions": dimensions, "Timestamp": at, "Value": value}
+            for name, value in values.items()
+        ],
+    )
+
+
+def analyse(balancer: Balancer, **metric: Any) -> Any:
+    driver = balancer.driver()
+    state = driver.prepare(Split(0, STABLE, CANARY), {})
+    driver.apply(Split(25, STABLE, CANARY), state)
+    ctx = Context(
+        rollout=Rollout(router_state=state),
+        metric={"provider": "lb_stats", "interval": 30, **metric},
+        stable=STABLE,
+        canary=CANARY,
+        driver=driver,
+    )
+    provider = LoadBalancerStats()
+    ctx.baseline = provider.begin(ctx)
+    return provider.measure(ctx)
+
+
+def test_group_stats_read_cloudwatch_per_target_group(balancer: Balancer) -> None:
+    # given a minute of traffic published for each group
+    publish_alb_metrics(balancer, balancer.blue, requests=900, errors=9, seconds=0.040)
+    publish_alb_metrics(balancer, balancer.green, requests=300, errors=90, seconds=0.250)
+    driver = balancer.driver()
+    state = driver.prepare(Split(0, STABLE, CANARY), {})
+    # when the driver reads the last minute
+    stats = driver.group_stats(state, 60)
+    # then each side has the HAProxy driver's shape of counters
+    assert stats["stable"] == TargetStats(
+        address=balancer.blue, responses=900, responses_2xx=891, responses_5xx=9, rtime_ms=40.0
+    )
+    assert stats["canary"] == TargetStats(
+        address=balancer.green, responses=300, responses_2xx=210, responses_5xx=90, rtime_ms=250.0
+    )
+
+
+def test_a_canary_with_many_5xx_fails_the_analysis(balancer: Balancer) -> None:
+    publish_alb_metrics(balancer, balancer.blue, requests=900, errors=4, seconds=0.040)
+    publish_alb_metrics(balancer, balancer.green, requests=300, errors=60, seconds=0.045)
+    result = analyse(balancer)
+    assert result.verdict == Verdict.FAIL
+    assert result.value == 20.0
+    assert "5xx rate 20.00% > 5%" in result.reason
+    assert result.detail["source"] == "cloudwatch"
+    assert result.detail["window_seconds"] == 60
+    assert result.detail["stable"]["responses"] == 900
+
+
+def test_a_healthy_canary_passes(balancer: Balancer) -> None:
+    publish_alb_metrics(balancer, balancer.blue, requests=900, errors=4, seconds=0.040)
+    publish_alb_metrics(balancer, balancer.green, requests=300, errors=1, seconds=0.045)
+    result = analyse(balancer, max_latency_ratio=2.0)
+    assert result.verdict == Verdict.PASS, result.reason
+    assert result.value == 0.33
+    assert result.detail["canary"]["rtime_ms"] == 45.0
+
+
+def test_a_slow_canary_fails_on_latency(balancer: Balancer) -> None:
+    publish_alb_metrics(balancer, balancer.blue, requests=900, errors=0, seconds=0.040)
+    publish_alb_metrics(balancer, balancer.green, requests=300, errors=0, seconds=0.400)
+    result = analyse(balancer, max_latency_ratio=2.0)
+    assert result.verdict == Verdict.FAIL
+    assert "response time 400 ms > 2x stable's 40 ms" in result.reason
+
+
+def test_no_cloudwatch_data_is_inconclusive_never_a_pass(balancer: Balancer) -> None:
+    # given only stable's group has data (the canary's has none yet)
+    publish_alb_metrics(balancer, balancer.blue, requests=900, errors=0, seconds=0.040)
+    result = analyse(balancer)
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert "CloudWatch has no AWS/ApplicationELB data" in result.reason
+    assert "in the last 60 s" in result.reason
+
+
+def test_too_few_canary_requests_are_inconclusive(balancer: Balancer) -> None:
+    publish_alb_metrics(balancer, balancer.blue, requests=900, errors=0, seconds=0.040)
+    publish_alb_metrics(balancer, balancer.green, requests=5, errors=5, seconds=0.040)
+    result = analyse(balancer)
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert "only 5 responses from the new version in the last 60 s" in result.reason
