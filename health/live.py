@@ -1,6 +1,7 @@
 """Live fragments for health events: rendered once per change, pushed to the pages showing them.
 
-Topics: `health:overview.<env-slug>` (the overview grid of one environment),
+Topics: `health:overview.<env-slug>` (the overview of one environment: its tiles and its
+counts per state, for the whole environment and per team),
 `service:<slug>` (a service's page), `instance:<id>` (an instance's page).
 """
 
@@ -10,8 +11,10 @@ from collections.abc import Iterable
 
 from django.template.loader import render_to_string
 
+from catalog.models import Environment, Team
 from controlplane.live import Fragment, Tile, renders
 from controlplane.models import Event
+from health import overview
 from health.models import Heartbeat, InstanceCheck, ServiceHealth
 
 
@@ -30,9 +33,43 @@ def _health_html(template: str, service_id: int, environment_id: int) -> str:
     return render_to_string(template, {"health": health, "oob": True})
 
 
+def _counts_html(environment_id: int, team_id: int | None = None) -> str:
+    environment = Environment.objects.filter(pk=environment_id).first()
+    team = Team.objects.filter(pk=team_id).first() if team_id is not None else None
+    if environment is None or (team_id is not None and team is None):
+        return ""
+    context = overview.state_counts(overview.Scope(environment, team))
+    return render_to_string("health/partials/overview_counts.html", {**context, "oob": True})
+
+
+def counts(event: Event) -> list[Fragment]:
+    """The overview's counts per state, for the environment and for the service's team.
+
+    Only a service's change moves them (an instance's does not, by itself). Coalesced per
+    environment and team, so a burst across many services renders each at most twice per
+    window.
+    """
+    assert event.service is not None and event.environment is not None
+    environment_id, team_id = event.environment.pk, event.service.team_id
+    topic = overview_topic(event.environment.slug)
+    return [
+        Tile(topic, f"health-counts-{environment_id}", lambda: _counts_html(environment_id)),
+        Tile(
+            topic,
+            f"health-counts-{environment_id}-team-{team_id}",
+            lambda: _counts_html(environment_id, team_id),
+        ),
+    ]
+
+
 def tiles(event: Event) -> list[Fragment]:
     """The service's overview tile and its banner on the service page, coalesced per window
-    (a burst of instance changes in one service renders each at most twice)."""
+    (a burst of instance changes in one service renders each at most twice).
+
+    The tile goes to every overview page of the environment; a page that does not show the
+    service (another page of the list, another filter) has no element with its id, and htmx
+    drops it.
+    """
     assert event.service is not None and event.environment is not None
     service_id, environment_id = event.service.pk, event.environment.pk
     key = f"health-{service_id}-{environment_id}"
@@ -73,7 +110,7 @@ def health_fragments(event: Event) -> Iterable[Fragment]:
     if event.action == "health.instance.changed":
         return [*render_check(int(event.subject_id)), *tiles(event)]
     if event.action == "health.service.changed":
-        return tiles(event)
+        return [*tiles(event), *counts(event)]
     return []
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
 
 from catalog.models import Environment, Instance, Service, Team
+from health import overview as overview_queries
 from health import rollups
 from health.choices import ServiceStatus
 from health.maintenance import in_maintenance
@@ -33,13 +33,34 @@ def _environment(request: HttpRequest, environments: list[Environment]) -> Envir
     )
 
 
+def _bad_filter(field: str, reason: str) -> HttpResponse:
+    # Plain text: the message quotes what the user sent.
+    return HttpResponseBadRequest(
+        f"{field}: {reason}. Fix or remove it from the address.",
+        content_type="text/plain; charset=utf-8",
+    )
+
+
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
-    """Team x service grid for one environment; the same few queries for any fleet size."""
+    """One environment's services, worst first, a page at a time, with counts per state.
+
+    The same few queries for any fleet size: the counts and the page are done by the
+    database (health/overview.py), and only the page's services are loaded.
+    """
     environments = list(Environment.objects.all())
     environment = _environment(request, environments)
-    teams = list(Team.objects.all())
-    filters = {k: request.GET.get(k, "").strip() for k in ("team", "state")}
+    teams = list(Team.objects.only("slug", "name"))
+    filters = {k: request.GET.get(k, "").strip() for k in ("team", "state", "q")}
+    team = next((t for t in teams if t.slug == filters["team"]), None)
+    if filters["team"] and team is None:
+        return _bad_filter("team", f"no team has the slug {filters['team']!r}")
+    if filters["state"] and filters["state"] not in ServiceStatus.values:
+        return _bad_filter(
+            "state", f"{filters['state']!r} is not one of {', '.join(ServiceStatus.values)}"
+        )
+    if len(filters["q"]) > overview_queries.MAX_QUERY_LENGTH:
+        return _bad_filter("q", f"at most {overview_queries.MAX_QUERY_LENGTH} characters")
     context: dict[str, Any] = {
         "environments": environments,
         "environment": environment,
@@ -49,24 +70,14 @@ def overview(request: HttpRequest) -> HttpResponse:
     }
     if environment is None:
         return render(request, "health/overview.html", context)
-    healths = {h.service_id: h for h in ServiceHealth.objects.filter(environment=environment)}
-    services = Service.objects.select_related("team").order_by("team__slug", "slug")
-    if filters["team"]:
-        services = services.filter(team__slug=filters["team"])
-    counts: Counter[str] = Counter()
-    grid: dict[Team, list[ServiceHealth]] = {}
-    for service in services:
-        health = healths.get(service.pk) or ServiceHealth(service=service, environment=environment)
-        health.service = service
-        health.environment = environment
-        counts[health.status] += 1
-        if filters["state"] and health.status != filters["state"]:
-            continue
-        grid.setdefault(service.team, []).append(health)
+    scope = overview_queries.Scope(environment, team, filters["q"])
+    page = Paginator(
+        overview_queries.worst_first(scope, filters["state"]), overview_queries.TILES_PER_PAGE
+    ).get_page(request.GET.get("page"))
     context.update(
-        grid=list(grid.items()),
-        counts=[(s, counts[s]) for s in ServiceStatus.values],
-        total=sum(counts.values()),
+        overview_queries.state_counts(scope),
+        page=page,
+        grid=overview_queries.tiles_by_team(list(page.object_list), environment),
     )
     return render(request, "health/overview.html", context)
 
