@@ -1,22 +1,18 @@
 """Live fragments for rollout events: the board, the rollout page and the service's history.
 
 Each is a `Tile` (state, not a log line), coalesced by the spine. A tile is skipped when
-no page watches its topic: a page that opens later renders the current state itself, so
-a worker busy with a hundred rollouts does not render pages nobody is looking at.
+no page watches its topic (`controlplane.live.watched`, which the spine applies to every
+renderer too): a page that opens later renders the current state itself, so a worker busy
+with a hundred rollouts does not render pages nobody is looking at.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
 
-import redis
-from channels.layers import get_channel_layer
-from channels_redis.pubsub import RedisPubSubChannelLayer
-from django.conf import settings
 from django.template.loader import render_to_string
 
-from controlplane.live import Fragment, Tile, group_name, renders
+from controlplane.live import Fragment, Tile, renders, watched
 from controlplane.models import Event
 from deployments.choices import TERMINAL_STATES
 from deployments.models import Rollout
@@ -24,33 +20,10 @@ from deployments.models import Rollout
 BOARD_TOPIC = "rollouts"
 # Events after which a rollout joins or leaves the active table: the whole board is redrawn.
 BOARD_CHANGES = ("rollout.created", "rollout.succeeded")
-_pool: redis.ConnectionPool | None = None
 
 
 def rollout_topic(rollout_id: int) -> str:
     return f"rollout:{rollout_id}"
-
-
-def watched(topics: list[str]) -> set[str]:
-    """The topics some web process has a page subscribed to (all of them when unsure)."""
-    global _pool
-    layer = get_channel_layer()
-    if not isinstance(layer, RedisPubSubChannelLayer):
-        return set(topics)
-    config = cast(dict[str, Any], settings.CHANNEL_LAYERS["default"].get("CONFIG", {}))
-    prefix = config.get("prefix", "asgi")
-    channels = {f"{prefix}__group__{group_name(topic)}": topic for topic in topics}
-    try:
-        if _pool is None:
-            _pool = redis.ConnectionPool.from_url(settings.REDIS_URL, socket_timeout=2)
-        counts = redis.Redis(connection_pool=_pool).pubsub_numsub(*channels)
-    except redis.RedisError:
-        return set(topics)
-    return {channels[_text(channel)] for channel, count in counts if count}
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def render_board() -> str:

@@ -1,27 +1,36 @@
 """Live fan-out benchmark: 500 websocket clients, 100 events/s, commit to receipt.
 
-    python -m bench.live_fanout [--clients 500] [--rate 100] [--seconds 15]
+    python -m bench.live_fanout [--clients 500] [--rate 100] [--seconds 15] [--deflate on|off]
+        [--audiences "events page,home,service pages"]
 
 Against real PostgreSQL (its own database, signalbox_bench_live unless BENCH_DATABASE_URL
 says otherwise), Redis ($REDIS_URL) and one uvicorn process serving controlplane.asgi as
-the Procfile runs it. For each channel layer, the configured RedisPubSubChannelLayer and
-channels-redis's default RedisChannelLayer (bench/live_fanout/core_layer_settings.py), and
-for two kinds of audience:
+the Procfile runs it, for three kinds of audience:
 
-- events page: every client watches the `events` topic (the Events page): a row per event
-  to every client, clients x rate messages per second;
-- home: every client watches home (`dashboard:home`), whose timeline is one section pushed
-  at most every 150 ms however many events (controlplane/dashboard/live.py);
+- events page: every client watches the `events` topic (the Events page): every event's
+  row to every client;
+- home: every client watches home (`dashboard:home`): every event's row goes on top of
+  home's timeline (the page keeps ten);
 - service pages: clients spread over 50 service pages (`dashboard:service.<slug>`), each
   event goes to the ten clients watching its service.
 
-it starts the server, connects the clients (bench/live_fanout/clients.py, a separate
+Each event is published once on its topic's Redis channel; the web process's hub
+(`controlplane.live.Hub`) writes it to its clients' websockets, batching a topic's rows
+into one message per `BATCH_WINDOW_SECONDS` (100 ms; the first after a quiet spell goes
+at once). So at 100 events/s a client gets ~10 messages a second, not 100.
+
+It starts the server, connects the clients (bench/live_fanout/clients.py, a separate
 process), publishes at the rate through the spine (bench/live_fanout/publisher.py, a
 separate process, each event committed in its own transaction) and reports commit-to-
 receipt latency (p50/p99/max) of the first message that brought each event to each client,
 how many (client, event) pairs had not arrived 2 s after the last publish, and the CPU of
 the server, the clients, the publisher and Redis. Prints the machine; writes
-var/bench/live_fanout.json.
+var/bench/live_fanout-deflate-<on|off>.json.
+
+Earlier versions also ran channels-redis's default `RedisChannelLayer` for comparison
+(`--layers core`). Live fragments no longer go through a channel layer at all (neither
+pushing nor fanning out: the hub has its own pub/sub connection), so which layer is
+configured does not change this path and the comparison was dropped.
 """
 
 from __future__ import annotations
@@ -44,10 +53,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = 50
-LAYERS = {
-    "pubsub": ("RedisPubSubChannelLayer (configured)", "controlplane.settings"),
-    "core": ("RedisChannelLayer (default)", "bench.live_fanout.core_layer_settings"),
-}
+SETTINGS = "controlplane.settings"
 TARGET_P99_MS = 250
 
 
@@ -188,7 +194,7 @@ def run_once(
     first: dict[tuple[int, int], float] = {}
     for client, event, at in seen:
         if event in committed and (client, event) not in first:
-            first[(client, event)] = at  # a home section repeats the 20 newest rows
+            first[(client, event)] = at
     latencies = sorted(1000 * (at - committed[event]) for (_, event), at in first.items())
     expected = len(committed) * receivers
     return {
@@ -235,7 +241,6 @@ def main() -> int:
         "--deflate", choices=["on", "off"], default="on",
         help="uvicorn's per-message deflate (on: uvicorn's default, as the Procfile runs it)",
     )  # fmt: skip
-    parser.add_argument("--layers", default="pubsub,core", help="pubsub, core or both")
     parser.add_argument(
         "--audiences", default="events page,home,service pages", help="comma-separated"
     )
@@ -254,22 +259,17 @@ def main() -> int:
     }
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for key in args.layers.split(","):
-            layer, settings_module = LAYERS[key]
-            for audience in args.audiences.split(","):
-                topics, receivers = audiences[audience]
-                print(
-                    f"== {layer}, {audience}: {args.clients} clients, {args.rate:g} events/s "
-                    f"for {args.seconds:g} s, {receivers} receivers per event",
-                    flush=True,
-                )
-                row = run_once(settings_module, topics, receivers, cookie, args, Path(tmp))
-                row.update(
-                    layer=layer, audience=audience, receivers_per_event=receivers,
-                    deflate=args.deflate,
-                )  # fmt: skip
-                results.append(row)
-                print("   " + json.dumps(row), flush=True)
+        for audience in args.audiences.split(","):
+            topics, receivers = audiences[audience]
+            print(
+                f"== {audience}: {args.clients} clients, {args.rate:g} events/s "
+                f"for {args.seconds:g} s, {receivers} receivers per event",
+                flush=True,
+            )
+            row = run_once(SETTINGS, topics, receivers, cookie, args, Path(tmp))
+            row.update(audience=audience, receivers_per_event=receivers, deflate=args.deflate)
+            results.append(row)
+            print("   " + json.dumps(row), flush=True)
     report = {"machine": machine(), "clients": args.clients, "rate": args.rate,
               "seconds": args.seconds, "results": results}  # fmt: skip
     print(json.dumps(report["machine"]))

@@ -5,7 +5,8 @@
 
 Each event is `bench.tick` on one of the bench services (round robin), published with
 `controlplane.events.publish` in its own transaction, as an app would: on commit the spine
-renders the timeline rows once and pushes them to the `events`, team and service topics.
+renders the timeline rows once and pushes them to the `events`, home, team and service
+topics that some page watches.
 The commit time is taken by an on-commit callback registered before publish's own.
 """
 

@@ -2,7 +2,8 @@
 
 Each event changes a few sections; each is a `Tile`, so a burst (a rollout step touching
 every instance, a flapping fleet) renders a section at most twice per window whatever the
-number of events or of pages watching. Imported by `controlplane.apps` in every process
+number of events or of pages watching. Timelines are the exception: each event's row is
+pushed on top of them (`timelines`). Imported by `controlplane.apps` in every process
 (the spine pushes from web processes and workers alike).
 """
 
@@ -10,22 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from django.db.models import Q
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 
+from catalog.models import Service
 from circuits.models import Circuit
 from controlplane.dashboard import sections
-from controlplane.live import Fragment, Tile, push_coalesced, renders
+from controlplane.live import Fragment, Lazy, Tile, renders
 from controlplane.models import Event
+from health.models import ServiceHealth
+from health.templatetags.health_tags import dependency_key, status_badge
 
 # The dashboard's own topics, named after its app like health's `health:overview.<env>`: the
 # service page also listens to `service:<slug>`, where health and deployments push theirs.
 HOME_TOPIC = "dashboard:home"
-# Home's timeline is one coalesced section, not a row per event: with 500 pages open at 100
-# events/s, rows are 50,000 websocket messages a second, which one web process on 2 cores
-# cannot send (bench/live_fanout: seconds behind within a minute). A section at most every
-# 150 ms is ~7 messages per page per second, and an event shows within the window (p99
-# under 250 ms in the same bench). Shorter than the 250 ms of state tiles, for that target.
-HOME_EVENTS_WINDOW = 0.15
 
 
 def team_topic(slug: str) -> str:
@@ -68,6 +68,62 @@ def health_sections(event: Event) -> Iterable[Fragment]:
     return [*_home("services"), *_team(event, "services")]
 
 
+@renders("health.service.changed")
+def dependency_badges(event: Event) -> Iterable[Fragment]:
+    """A service's new state, to the pages of the services it calls and that call it.
+
+    The neighbours are the declared dependencies both ways and the circuits seen in the
+    event's environment; each badge is a coalesced tile showing the state as it is when
+    rendered, swapped into every element showing that dependency in that environment.
+    """
+    if event.service is None or event.environment is None:
+        return []
+    service_id, environment_id = event.service.pk, event.environment.pk
+    key = dependency_key(event.service.slug, event.environment.slug)
+    render = _bound_badge(service_id, environment_id, key)
+    return [
+        Tile(service_topic(slug), f"dep-{key}", render)
+        for slug in sorted(neighbours(service_id, environment_id))
+    ]
+
+
+def neighbours(service_id: int, environment_id: int) -> set[str]:
+    """Slugs of the services whose pages list this one as a dependency (either way)."""
+    through = Service.depends_on.through
+    declared = through.objects.filter(
+        Q(from_service_id=service_id) | Q(to_service_id=service_id)
+    ).values_list("from_service__slug", "to_service__slug")
+    seen = (
+        Circuit.objects.filter(environment_id=environment_id)
+        .filter(
+            Q(service_id=service_id, protects_service__isnull=False)
+            | Q(protects_service_id=service_id)
+        )
+        .values_list("service__slug", "protects_service__slug")
+        .distinct()
+    )
+    own = Service.objects.filter(pk=service_id).values_list("slug", flat=True).first()
+    return {slug for pair in [*declared, *seen] for slug in pair if slug and slug != own}
+
+
+def _bound_badge(service_id: int, environment_id: int, key: str) -> Callable[[], str]:
+    def render() -> str:
+        status = (
+            ServiceHealth.objects.filter(service_id=service_id, environment_id=environment_id)
+            .values_list("status", flat=True)
+            .first()
+        ) or "unknown"
+        return format_html(
+            '<span class="sb-dep-health" data-dep-health="{}" '
+            "hx-swap-oob='outerHTML:[data-dep-health=\"{}\"]'>{}</span>",
+            key,
+            key,
+            status_badge(status),
+        )
+
+    return render
+
+
 @renders("incident.")
 def incident_sections(event: Event) -> Iterable[Fragment]:
     fragments = [*_home("incidents"), *_team(event, "incidents")]
@@ -103,20 +159,24 @@ def circuit_sections(event: Event) -> Iterable[Fragment]:
 
 @renders("")
 def timelines(event: Event) -> Iterable[Fragment]:
-    """Each event heads home's timeline (coalesced), and its team's and service's pages'."""
-    # Pushed here rather than returned as a Tile: a Tile has the default window.
-    push_coalesced(
-        HOME_TOPIC, "events", lambda: sections.render_home("events"), window=HOME_EVENTS_WINDOW
-    )
-    fragments: list[Fragment] = []
+    """Each event's row goes on top of home's timeline, and of its team's and service's pages'.
+
+    A row per event, not a re-rendered section: every event reaches every page (the web
+    process's hub batches a topic's rows into one websocket message per window). Lazy: a row
+    is rendered only for topics some page watches.
+    """
+    fragments: list[Fragment] = [_row(HOME_TOPIC, event, "home-event-rows")]
     if event.team is not None:
-        html = render_to_string(
-            "dashboard/partials/event_row_oob.html", {"event": event, "target": "team-events"}
-        )
-        fragments.append((team_topic(event.team.slug), html))
+        fragments.append(_row(team_topic(event.team.slug), event, "team-events"))
     if event.service is not None:
-        html = render_to_string(
-            "dashboard/partials/event_row_oob.html", {"event": event, "target": "service-events"}
-        )
-        fragments.append((service_topic(event.service.slug), html))
+        fragments.append(_row(service_topic(event.service.slug), event, "service-events"))
     return fragments
+
+
+def _row(topic: str, event: Event, target: str) -> Lazy:
+    return Lazy(
+        topic,
+        lambda: render_to_string(
+            "dashboard/partials/event_row_oob.html", {"event": event, "target": target}
+        ),
+    )

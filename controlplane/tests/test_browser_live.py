@@ -77,3 +77,60 @@ def test_a_pushed_row_wrapped_in_a_template_replaces_its_row(world: Any, page: P
     )
     # then the row on the page is replaced, not left alone
     expect(page.locator(f"#event-{event.pk}")).to_have_text("rewritten")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_events_reaches_home_row_by_row_and_home_keeps_its_ten_newest(
+    world: Any, page: Page
+) -> None:
+    # given home is open and live
+    log_in(page, "viewer", "pw-viewer")
+    page.goto("/")
+    expect(page.locator("#live-status")).to_contain_text("Live")
+    # when fifteen events commit in a burst (the server batches them into a few messages)
+    events = []
+    for n in range(15):
+        with transaction.atomic():
+            events.append(
+                publish("token.issued", actor=world.owner, subject=world.team, message=f"b{n}")
+            )
+    # then home's timeline shows the ten newest, newest first, none missing in between
+    rows = page.locator("#home-event-rows > tr:not(.sb-empty)")
+    expect(rows.first).to_have_attribute("id", f"event-{events[-1].pk}", timeout=5_000)
+    expect(rows).to_have_count(10)
+    shown = rows.evaluate_all("rows => rows.map(row => row.id)")
+    assert shown == [f"event-{event.pk}" for event in reversed(events[-10:])]
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_dependency_going_down_shows_on_its_caller_s_page_without_a_reload(
+    world: Any, page: Page
+) -> None:
+    from health.choices import ServiceStatus
+    from health.models import ServiceHealth
+
+    # given indexer calls checkout, healthy, and the viewer has indexer's page open
+    world.other_service.depends_on.add(world.service)
+    ServiceHealth.objects.create(
+        service=world.service, environment=world.production, status=ServiceStatus.HEALTHY
+    )
+    log_in(page, "viewer", "pw-viewer")
+    page.goto("/catalog/services/indexer/?env=production")
+    expect(page.locator("#live-status")).to_contain_text("Live")
+    badge = page.locator('[data-dep-health="checkout@production"]')
+    expect(badge).to_contain_text("healthy")
+    # when checkout goes down
+    with transaction.atomic():
+        ServiceHealth.objects.filter(service=world.service).update(status=ServiceStatus.DOWN)
+        publish(
+            "health.service.changed",
+            subject=world.service,
+            service=world.service,
+            environment=world.production,
+            message="checkout in production: healthy -> down",
+            payload={"from": "healthy", "to": "down"},
+        )
+    # then the badge says so, in words, without a reload
+    expect(badge).to_contain_text("down", timeout=5_000)

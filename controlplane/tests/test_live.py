@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator
@@ -298,3 +299,217 @@ def test_coalescing_holds_across_processes(listener: Any, private_live_channel: 
     # then the page got a handful of renders, not fifty, and the last shows all fifty changes
     assert 2 <= len(fragments) <= 4, fragments
     assert fragments[-1] == "<b>50</b>"
+
+
+# -- the hub: fan-out inside a web process -----------------------------------------------------
+
+
+async def pages(cookie: bytes, topics: str, count: int) -> list[WebsocketCommunicator]:
+    opened = [connect(topics, cookie) for _ in range(count)]
+    for page in opened:
+        connected, _ = await page.connect()
+        assert connected
+    return opened
+
+
+def clients_of(topic: str) -> set[live.LiveClient]:
+    return set(live.hub().clients.get(topic, set()))
+
+
+def client_of(page: WebsocketCommunicator, topic: str) -> live.LiveClient:
+    """The hub's client for a test page: its send leads to the communicator's output queue."""
+
+    def queue_of(send: Any) -> Any:
+        while not isinstance(getattr(send, "__self__", None), asyncio.Queue):
+            send = send.__self__.real_send  # the session middleware's wrapper
+        return send.__self__
+
+    [found] = [c for c in clients_of(topic) if queue_of(c.send) is page.output_queue]
+    return found
+
+
+@committed_rows
+@pytest.mark.asyncio
+async def test_pages_in_one_process_get_a_burst_as_one_batched_message(
+    world: Any, session_cookie: Any
+) -> None:
+    # given four Events pages served by this process (one Redis subscription between them)
+    cookie = await sync_to_async(session_cookie)(world.viewer)
+    events_pages = await pages(cookie, "events", 4)
+    numsub = await sync_to_async(redis.Redis.from_url(settings.REDIS_URL).pubsub_numsub)(
+        live.topic_channel("events")
+    )
+    assert numsub[0][1] == 1
+    # when five rows are pushed within one batching window
+    rows = [f'<tr id="event-{n}">row {n}</tr>' for n in range(5)]
+
+    def burst() -> None:
+        for row in rows:
+            live.push("events", row)
+
+    await sync_to_async(burst)()
+    # then each page gets the first row at once, and the other four together in one message
+    # at the window's end, in the order they were pushed
+    for page in events_pages:
+        assert await page.receive_from(timeout=2) == rows[0]
+        assert await page.receive_from(timeout=2) == "".join(rows[1:])
+        assert await page.receive_nothing(timeout=live.BATCH_WINDOW_SECONDS * 2)
+        await page.disconnect()
+
+
+@committed_rows
+@pytest.mark.asyncio
+async def test_a_page_whose_socket_fails_is_dropped_and_the_others_still_hear(
+    world: Any, session_cookie: Any
+) -> None:
+    cookie = await sync_to_async(session_cookie)(world.viewer)
+    first, broken, third = await pages(cookie, "events", 3)
+    failing = client_of(broken, "events")
+
+    async def fails(message: dict[str, Any]) -> None:
+        raise OSError("connection reset by peer")
+
+    failing.send = fails
+    # when a row is pushed: one page's socket raises
+    await sync_to_async(live.push)("events", "<p>one</p>")
+    # then the two others get it, and the broken one is no longer sent to
+    assert await first.receive_from(timeout=2) == "<p>one</p>"
+    assert await third.receive_from(timeout=2) == "<p>one</p>"
+    assert failing.gone
+    assert failing not in clients_of("events") and len(clients_of("events")) == 2
+    # and the next push still reaches the others (the topic stays subscribed)
+    await sync_to_async(live.push)("events", "<p>two</p>")
+    assert await first.receive_from(timeout=2) == "<p>two</p>"
+    assert await third.receive_from(timeout=2) == "<p>two</p>"
+    for page in (first, broken, third):
+        await page.disconnect()
+
+
+@committed_rows
+@pytest.mark.asyncio
+async def test_a_stalled_page_is_closed_with_1013_without_holding_up_the_others(
+    world: Any, session_cookie: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "SEND_STALL_SECONDS", 0.2)
+    cookie = await sync_to_async(session_cookie)(world.viewer)
+    healthy, stalled = await pages(cookie, "service:checkout", 2)
+    # the second page's socket stops taking messages (a peer that stopped reading)
+    stuck = client_of(stalled, "service:checkout")
+    original = stuck.send
+    never = asyncio.Event()
+
+    async def takes_nothing(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            await never.wait()
+        await original(message)
+
+    stuck.send = takes_nothing
+    await sync_to_async(live.push)("service:checkout", "<p>a</p>")
+    assert await healthy.receive_from(timeout=2) == "<p>a</p>"
+    # when more arrives after the stalled one has been stuck past the bound
+    await asyncio.sleep(0.3)
+    await sync_to_async(live.push)("service:checkout", "<p>b</p>")
+    # then the healthy page gets it, and the stuck one is closed with "try again later"
+    assert await healthy.receive_from(timeout=2) == "<p>b</p>"
+    closed = [await stalled.receive_output(timeout=2)]
+    assert {"type": "websocket.close", "code": live.CLOSE_TOO_SLOW} in closed
+    assert stuck not in clients_of("service:checkout")
+    await healthy.disconnect()
+
+
+@committed_rows
+@pytest.mark.asyncio
+async def test_a_topic_is_watched_while_a_page_shows_it(world: Any, session_cookie: Any) -> None:
+    cookie = await sync_to_async(session_cookie)(world.viewer)
+    topics = ["service:checkout", "service:indexer"]
+    assert await sync_to_async(live.watched)(topics) == set()
+    [page] = await pages(cookie, "service:checkout", 1)
+    assert await sync_to_async(live.watched)(topics) == {"service:checkout"}
+    # when the last page showing it leaves, the process unsubscribes
+    await page.disconnect()
+    deadline = time.monotonic() + 2
+    while await sync_to_async(live.watched)(topics) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert await sync_to_async(live.watched)(topics) == set()
+
+
+def test_every_topic_counts_as_watched_when_redis_cannot_say(
+    settings: Any, redis_server: Any
+) -> None:
+    settings.REDIS_URL = redis_server.url
+    redis_server.stop()
+    assert live.watched(["events", "rollouts"]) == {"events", "rollouts"}
+
+
+@pytest.mark.django_db
+def test_fragments_of_topics_no_page_watches_are_not_rendered(
+    world: Any, renderer: Any, listener: Any, committed: Any
+) -> None:
+    # given a renderer with lazy fragments for a watched topic and for unwatched ones
+    rendered: list[str] = []
+
+    def lazily(topic: str) -> Callable[[], str]:
+        def render() -> str:
+            rendered.append(topic)
+            return f"<p>{topic}</p>"
+
+        return render
+
+    renderer(
+        "rollout.",
+        lambda event: [
+            live.Lazy("service:checkout", lazily("service:checkout")),
+            live.Lazy("service:nobody", lazily("service:nobody")),
+            live.Tile("rollout:nobody", "main", lazily("rollout:nobody")),
+        ],
+    )
+    page = listener("service:checkout")
+    # when a rollout event commits
+    committed("rollout.paused", subject=world.service)
+    # then only the watched topic's fragment was rendered, and it was pushed
+    assert page.fragments(within=0.5) == ["<p>service:checkout</p>"]
+    assert rendered == ["service:checkout"]
+
+
+@committed_rows
+@pytest.mark.asyncio
+async def test_pages_on_many_topics_keep_hearing_their_own(world: Any, session_cookie: Any) -> None:
+    # given pages on three services' topics, joining all at once
+    cookie = await sync_to_async(session_cookie)(world.viewer)
+    topics = ["service:a", "service:b", "service:c"]
+    opened = {topic: [connect(topic, cookie) for _ in range(2)] for topic in topics}
+    joined = await asyncio.gather(*(p.connect() for ps in opened.values() for p in ps))
+    assert all(connected for connected, _ in joined)
+    # when each topic gets a fragment, in rounds further apart than the batching window
+    for round_ in range(3):
+        for topic in topics:
+            await sync_to_async(live.push)(topic, f"<p>{topic} {round_}</p>")
+        # then every page hears its own topic's, every round
+        for topic, its_pages in opened.items():
+            for page in its_pages:
+                assert await page.receive_from(timeout=2) == f"<p>{topic} {round_}</p>"
+        await asyncio.sleep(live.BATCH_WINDOW_SECONDS * 1.5)
+    for its_pages in opened.values():
+        for page in its_pages:
+            await page.disconnect()
+
+
+@committed_rows
+@pytest.mark.asyncio
+async def test_pages_are_told_to_reconnect_when_their_process_loses_redis(
+    world: Any, session_cookie: Any, settings: Any, redis_server: Any
+) -> None:
+    # given a page live through a process whose Redis then stops
+    settings.REDIS_URL = redis_server.url
+    cookie = await sync_to_async(session_cookie)(world.viewer)
+    [page] = await pages(cookie, "events", 1)
+    await sync_to_async(redis_server.stop)()
+    # then the page is closed with 1012, which it retries (and re-syncs once back)
+    closed = await page.receive_output(timeout=15)
+    assert closed == {"type": "websocket.close", "code": live.CLOSE_LIVE_LOST}
+    # and a page connecting while Redis is away is told to retry (1011), not left deaf
+    late = connect("events", cookie)
+    connected, _ = await late.connect(timeout=15)
+    assert connected
+    closed = await late.receive_output(timeout=15)
+    assert closed == {"type": "websocket.close", "code": live.CLOSE_LIVE_UNAVAILABLE}

@@ -48,10 +48,13 @@ class SlowRuntime:
     port: int = 0
     hold: float = 0.0
     holding: threading.Event = field(default_factory=threading.Event)
+    # Hold only once this is set (the rollback's commands, not the step's before them).
+    only_after: threading.Event | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         command = await reader.readline()
-        if self.hold and b"set weight" in command:
+        armed = self.only_after is None or self.only_after.is_set()
+        if self.hold and armed and b"set weight" in command:
             self.holding.set()
             # Hold the command until the hold ends or the worker dies; a dead worker's command
             # is then delivered at once, as a real socket delivers what was already sent.
@@ -217,6 +220,10 @@ def test_another_worker_finishes_a_rollout_whose_worker_was_killed(
         hook.delay = 3
     if kind == "set_weight":
         runtime.hold = 3
+    if kind == "rollback":
+        # armed before the start: the rollback's router call follows the failed analysis
+        # at once, sooner than a test thread could notice the state and arm it
+        runtime.hold, runtime.only_after = 3, hook.called
     rollout, _ = start_rollout(
         access=Access(user=fleet.world.deployer),
         service=fleet.world.service,
@@ -239,7 +246,6 @@ def test_another_worker_finishes_a_rollout_whose_worker_was_killed(
             20,
             "the rollback to start",
         )
-        runtime.hold = 3
         wait_for(runtime.holding.is_set, 20, "the rollback's router call")
     else:
         wait_for(runtime.holding.is_set, 20, "the router call")

@@ -17,6 +17,21 @@ def status_badge(status: str) -> SafeString:
     return format_html('<span class="sb-status sb-status-{}">{} {}</span>', status, icon, status)
 
 
+def dependency_key(service_slug: str, environment_slug: str) -> str:
+    return f"{service_slug}@{environment_slug}"
+
+
+@register.simple_tag
+def dependency_badge(service_slug: str, environment_slug: str, status: str) -> SafeString:
+    """A dependency's status on another service's page; its live updates find it by key
+    (`controlplane.dashboard.live.dependency_badges`), wherever and however often it shows."""
+    return format_html(
+        '<span class="sb-dep-health" data-dep-health="{}">{}</span>',
+        dependency_key(service_slug, environment_slug),
+        status_badge(status),
+    )
+
+
 @register.filter
 def ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"

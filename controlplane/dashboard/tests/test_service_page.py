@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from catalog.models import ExternalDependency, Instance
+from catalog.models import ExternalDependency, Instance, Service
 from circuits.choices import AggregateState
 from controlplane.dashboard.tests.conftest import circuit, incident, rollout
 from controlplane.events import publish
@@ -207,3 +207,44 @@ def test_a_circuit_opening_towards_it_is_pushed_to_its_page(world: Any, pushes: 
     assert f'id="service-circuit-{guard.pk}"' in caller_page.wait_for("service-circuits-indexer")
     row = caller_page.wait_for("circuit.opened")
     assert 'hx-swap-oob="afterbegin:#service-events"' in row
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dependency_going_down_is_pushed_to_the_pages_that_show_it(
+    world: Any, pushes: Any
+) -> None:
+    # given indexer declares it calls checkout, and billing is only seen calling it through
+    # a circuit; their pages show checkout's health in production
+    world.other_service.depends_on.add(world.service)
+    billing = Service.objects.create(slug="billing", name="Billing", team=world.team)
+    circuit(world, billing, world.service, AggregateState.CLOSED, "checkout-client")
+    ServiceHealth.objects.create(
+        service=world.service, environment=world.production, status=ServiceStatus.HEALTHY
+    )
+    page = page_as(world.viewer, "/catalog/services/indexer/?env=production")
+    assert 'data-dep-health="checkout@production"' in page
+    indexer_page, billing_page = (
+        pushes("dashboard:service.indexer"),
+        pushes("dashboard:service.billing"),
+    )
+    loner = Service.objects.create(slug="loner", name="Loner", team=world.team)
+    unrelated = pushes(f"dashboard:service.{loner.slug}")
+    # when checkout goes down
+    with transaction.atomic():
+        ServiceHealth.objects.filter(service=world.service).update(status=ServiceStatus.DOWN)
+        publish(
+            "health.service.changed",
+            subject=world.service,
+            service=world.service,
+            environment=world.production,
+            message="checkout in production: healthy -> down",
+            payload={"from": "healthy", "to": "down"},
+        )
+    # then both callers' pages get its badge, swapped wherever it shows, saying down in words
+    for pushed in (indexer_page, billing_page):
+        badge = pushed.wait_for('data-dep-health="checkout@production"')
+        assert 'outerHTML:[data-dep-health="checkout@production"]' in badge
+        assert "sb-status-down" in badge and "down</span>" in badge
+    # and a page that does not list checkout gets nothing about it
+    with pytest.raises(AssertionError):
+        unrelated.wait_for("checkout@production", timeout=0.5)
