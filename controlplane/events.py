@@ -55,20 +55,22 @@ def publish(
         message=message[:500],
         payload=payload or {},
     )
-    transaction.on_commit(lambda: _after_commit(event.pk))
+    transaction.on_commit(lambda: _after_commit(event))
     return event
 
 
-def _after_commit(event_id: int) -> None:
+def _after_commit(event: Event) -> None:
     # Imported here: live rendering loads templates and the channel layer, which the
     # spine's callers (migrations, management commands) should not pay for at import.
     from controlplane import live
 
     try:
-        live.broadcast(event_id)
+        # The row as created, with the team, service and environment it was given: loading
+        # it again with select_related cost more than everything else the spine does.
+        live.broadcast(event)
     except Exception:  # the live view is best-effort; the row and alerting are not
-        logger.exception("live push failed for event %s", event_id)
-    hand_off(event_id)
+        logger.exception("live push failed for event %s", event.pk)
+    hand_off(event.pk)
 
 
 def hand_off(event_id: int) -> None:

@@ -175,18 +175,22 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def broadcast(event_id: int) -> None:
+def broadcast(event: Event | int) -> None:
     """Render each fragment an event changes once, and push it to its topic.
 
-    Fragments of topics no page watches are dropped before they are rendered: a page that
-    opens later renders the current state itself.
+    `event` is the committed row (or its id, loaded here). Fragments of topics no page
+    watches are dropped before they are rendered: a page that opens later renders the
+    current state itself.
     """
     _discover()
-    event = (
-        Event.objects.select_related("team", "service", "environment").filter(pk=event_id).first()
-    )
-    if event is None:
-        return
+    if isinstance(event, int):
+        found = (
+            Event.objects.select_related("team", "service", "environment").filter(pk=event).first()
+        )
+        if found is None:
+            return
+        event = found
+    event_id = event.pk
     fragments: list[Fragment] = []
     for prefix, render in _renderers:
         if not event.action.startswith(prefix):

@@ -12,9 +12,9 @@ from controlplane.models import Event
 
 @pytest.fixture
 def pushed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    # Records what reaches live.broadcast; the real channel layer is exercised in test_live.
+    # Records the ids of what reaches live.broadcast; real pushes are exercised in test_live.
     seen: list[int] = []
-    monkeypatch.setattr(live, "broadcast", seen.append)
+    monkeypatch.setattr(live, "broadcast", lambda event: seen.append(event.pk))
     return seen
 
 
