@@ -19,7 +19,9 @@ from health.models import ServiceHealth
 
 # Rows per section: an on-call screen, not an inventory; each section links to the full list.
 SECTION_ROWS = 20
-SERVICE_TILES = 48
+# Four rows of tiles on a laptop, a screenful on a phone; the rest are on the health
+# overview, problems first.
+SERVICE_TILES = 24
 # Circuits worth a look: half open and worse (open, forced open). Stale ones have their own
 # page; a silent circuit is not a failing one.
 CIRCUIT_ATTENTION = SEVERITY[AggregateState.HALF_OPEN]

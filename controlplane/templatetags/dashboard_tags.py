@@ -51,3 +51,10 @@ def for_how_long(since: datetime | None) -> str:
     if days < 1:
         return f"{hours} h {minutes % 60} min" if minutes % 60 else f"{hours} h"
     return f"{days} d {hours % 24} h" if hours % 24 else f"{days} d"
+
+
+@register.filter
+def unhealthy(counts: dict[str, int] | None) -> int:
+    """Down plus degraded, from service counts per status."""
+    counts = counts or {}
+    return int(counts.get("down", 0)) + int(counts.get("degraded", 0))

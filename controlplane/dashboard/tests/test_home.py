@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from alerts.choices import IncidentState
 from circuits.choices import AggregateState
+from controlplane.dashboard.home import SERVICE_TILES
 from controlplane.dashboard.tests.conftest import circuit, incident, rollout
 from controlplane.events import publish
 from controlplane.live import COALESCE_WINDOW_SECONDS
@@ -95,6 +96,10 @@ def test_it_runs_the_same_number_of_queries_for_10_and_1000_services(
     # then home asks the database the same number of questions, and few
     assert small == large
     assert large <= MAX_QUERIES
+    # and it shows a screenful of the 101 down services, saying how many more there are
+    page = home_as(world.viewer)
+    assert page.count('class="sb-tile sb-tile-down"') == SERVICE_TILES
+    assert f"101 unhealthy in all ({SERVICE_TILES} shown)" in page
 
 
 @pytest.mark.django_db(transaction=True)
