@@ -68,16 +68,22 @@ class CircuitRow:
 
 
 def open_incidents(
-    with_counts: bool = True, **filters: Any
+    with_counts: bool = True, limit: int = SECTION_ROWS, **filters: Any
 ) -> tuple[list[Incident], dict[str, int]]:
-    """Firing then acknowledged incidents (worst and newest first), and how many of each."""
+    """Firing then acknowledged incidents (worst and newest first), and how many of each.
+
+    `limit=0` reads the counts only (home's summary)."""
     queryset = Incident.objects.visible().filter(
         state__in=(IncidentState.FIRING, IncidentState.ACKNOWLEDGED), **filters
     )
-    rows = list(
-        queryset.select_related("team", "service", "environment").order_by(
-            _firing_first(), _severity_rank(), "-fire_at", "-id"
-        )[:SECTION_ROWS]
+    rows = (
+        list(
+            queryset.select_related("team", "service", "environment").order_by(
+                _firing_first(), _severity_rank(), "-fire_at", "-id"
+            )[:limit]
+        )
+        if limit
+        else []
     )
     if not with_counts:
         return rows, {}
@@ -85,19 +91,25 @@ def open_incidents(
     return rows, counts
 
 
-def unhealthy_services(**filters: Any) -> tuple[list[ServiceHealth], dict[str, int]]:
+def unhealthy_services(
+    limit: int = SERVICE_TILES, **filters: Any
+) -> tuple[list[ServiceHealth], dict[str, int]]:
     """Down then degraded service/environment pairs (production first), and counts per status."""
     queryset = ServiceHealth.objects.filter(**filters)
-    rows = list(
-        queryset.filter(status__in=(ServiceStatus.DOWN, ServiceStatus.DEGRADED))
-        .select_related("service", "service__team", "environment")
-        .order_by(_worst_first(), "-environment__order", "service__slug")[:SERVICE_TILES]
+    rows = (
+        list(
+            queryset.filter(status__in=(ServiceStatus.DOWN, ServiceStatus.DEGRADED))
+            .select_related("service", "service__team", "environment")
+            .order_by(_worst_first(), "-environment__order", "service__slug")[:limit]
+        )
+        if limit
+        else []
     )
     counts = dict(queryset.order_by().values_list("status").annotate(n=Count("id")))
     return rows, counts
 
 
-def active_rollouts(**filters: Any) -> tuple[list[Rollout], int]:
+def active_rollouts(limit: int = SECTION_ROWS, **filters: Any) -> tuple[list[Rollout], int]:
     """Rollouts under way (rolling back and paused first: they may need a person), and how many."""
     queryset = Rollout.objects.filter(state__in=ACTIVE_STATES, **filters)
     needs_eyes = Case(
@@ -106,21 +118,31 @@ def active_rollouts(**filters: Any) -> tuple[list[Rollout], int]:
         default=Value(2),
         output_field=IntegerField(),
     )
-    rows = list(
-        queryset.select_related("team", "service", "environment").order_by(
-            needs_eyes, "-created_at", "-id"
-        )[:SECTION_ROWS]
+    rows = (
+        list(
+            queryset.select_related("team", "service", "environment").order_by(
+                needs_eyes, "-created_at", "-id"
+            )[:limit]
+        )
+        if limit
+        else []
     )
     return rows, queryset.count()
 
 
-def open_circuits(**filters: Any) -> tuple[list[CircuitRow], dict[str, int]]:
+def open_circuits(
+    limit: int = SECTION_ROWS, **filters: Any
+) -> tuple[list[CircuitRow], dict[str, int]]:
     """Circuits half open or worse (worst first), and counts of those states."""
     queryset = Circuit.objects.filter(severity__gte=CIRCUIT_ATTENTION, **filters)
-    rows = list(
-        queryset.select_related(
-            "service", "environment", "protects_service", "protects_external"
-        ).order_by("-severity", "service__slug", "name")[:SECTION_ROWS]
+    rows = (
+        list(
+            queryset.select_related(
+                "service", "environment", "protects_service", "protects_external"
+            ).order_by("-severity", "service__slug", "name")[:limit]
+        )
+        if limit
+        else []
     )
     counts = dict(queryset.order_by().values_list("state").annotate(n=Count("id")))
     return [CircuitRow(c, current_state(c)) for c in rows], counts
@@ -140,11 +162,12 @@ class Attention:
     circuit_counts: dict[str, int]
 
     @classmethod
-    def now(cls) -> Attention:
-        incidents, incident_counts = open_incidents()
-        services, service_counts = unhealthy_services()
-        rollouts, rollouts_total = active_rollouts()
-        circuits, circuit_counts = open_circuits()
+    def now(cls, with_rows: bool = True) -> Attention:
+        """What needs attention; `with_rows=False` reads the counts only (the summary)."""
+        incidents, incident_counts = open_incidents(limit=SECTION_ROWS if with_rows else 0)
+        services, service_counts = unhealthy_services(limit=SERVICE_TILES if with_rows else 0)
+        rollouts, rollouts_total = active_rollouts(limit=SECTION_ROWS if with_rows else 0)
+        circuits, circuit_counts = open_circuits(limit=SECTION_ROWS if with_rows else 0)
         return cls(
             incidents,
             incident_counts,

@@ -76,7 +76,7 @@ def _home_part(section: str) -> Context:
         return {"circuits": circuits, "circuit_counts": counts}
     if section == "events":
         return {"events": recent_events()}
-    return {"attention": Attention.now()}
+    return {"attention": Attention.now(with_rows=False)}
 
 
 # -- team ------------------------------------------------------------------------------------

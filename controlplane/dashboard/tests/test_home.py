@@ -187,3 +187,16 @@ def test_home_renders_its_ten_newest_events_in_a_list_that_takes_pushed_rows(
     assert 'id="home-event-rows" data-live-refresh data-live-limit="10"' in html
     assert html.count('<tr id="event-') == 10
     assert "n11" in html and "n1<" not in html
+
+
+def test_the_pushed_summary_reads_counts_not_rows(world: Any, fleet: Any) -> None:
+    from controlplane.dashboard import sections
+
+    fleet(100)
+    # when the summary (pushed after every home section's change) is rendered
+    with CaptureQueriesContext(connection) as queries:
+        html = sections.render_home("summary")
+    # then it asks only for the four sections' counts, and shows them
+    assert len(queries) == 4
+    assert all("COUNT(" in q["sql"] for q in queries.captured_queries)
+    assert "10 down" in html and "problems" in html
