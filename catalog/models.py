@@ -44,7 +44,7 @@ class Team(models.Model):
         return self.slug
 
     def get_absolute_url(self) -> str:
-        return reverse("catalog:team", args=[self.slug])
+        return reverse("dashboard:team", args=[self.slug])
 
     def owning_team(self) -> Team:
         return self
@@ -146,7 +146,7 @@ class Service(models.Model):
         return self.slug
 
     def get_absolute_url(self) -> str:
-        return reverse("catalog:service", args=[self.slug])
+        return reverse("dashboard:service", args=[self.slug])
 
     def owning_team(self) -> Team:
         return self.team

@@ -1,4 +1,4 @@
-"""The control plane's app config: registers the dashboard's live renderers in every process."""
+"""The spine's app config: the Event model, the audit log's admin, the live hub."""
 
 from __future__ import annotations
 
@@ -7,9 +7,3 @@ from django.apps import AppConfig
 
 class ControlplaneConfig(AppConfig):
     name = "controlplane"
-
-    def ready(self) -> None:
-        # `controlplane.live` discovers `<app>.live` modules, and this app's is the shell's
-        # own; the dashboard's renderers (home, team and service sections) register here,
-        # in web processes and workers alike.
-        from controlplane.dashboard import live  # noqa: F401

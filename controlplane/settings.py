@@ -85,7 +85,7 @@ INSTALLED_APPS = [
     "deployments",
     "circuits",
     "alerts",
-    "scaling",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -166,7 +166,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "home"
+LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"

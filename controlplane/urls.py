@@ -8,8 +8,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from alerts import views as alerts_views
-from controlplane import metrics, probes, views
-from controlplane.dashboard import views as dashboard
+from controlplane import metrics, probes
 
 api_v1 = [
     path("", include("catalog.api.urls")),
@@ -21,9 +20,6 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", dashboard.home, name="home"),
-    path("search", dashboard.search, name="search"),
-    path("events/", views.events, name="events"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
@@ -32,6 +28,7 @@ urlpatterns = [
     path("health/", include("health.urls")),
     path("alerts/", include("alerts.urls")),
     path("circuits/", include("circuits.urls")),
+    path("", include("dashboard.urls")),
     path("slack/commands", alerts_views.slack_command, name="slack-commands"),
     path("slack/interactions", alerts_views.slack_interaction, name="slack-interactions"),
     path("api/v1/", include(api_v1)),

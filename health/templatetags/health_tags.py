@@ -24,7 +24,7 @@ def dependency_key(service_slug: str, environment_slug: str) -> str:
 @register.simple_tag
 def dependency_badge(service_slug: str, environment_slug: str, status: str) -> SafeString:
     """A dependency's status on another service's page; its live updates find it by key
-    (`controlplane.dashboard.live.dependency_badges`), wherever and however often it shows."""
+    (`dashboard.live.dependency_badges`), wherever and however often it shows."""
     return format_html(
         '<span class="sb-dep-health" data-dep-health="{}">{}</span>',
         dependency_key(service_slug, environment_slug),

@@ -1,10 +1,12 @@
-"""The dashboard's pages: home, a team, a service (and deploying it), search. Thin views."""
+"""The dashboard's pages: home, a team, a service (and deploying it), search, the events
+timeline. Thin views."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
@@ -14,16 +16,19 @@ from django.views.decorators.http import require_POST
 from catalog.choices import Scope
 from catalog.models import Environment, Service, Team
 from catalog.permissions import Access
-from controlplane import search as site_search
-from controlplane.dashboard import sections
-from controlplane.dashboard import service as service_data
-from controlplane.dashboard import team as team_data
+from controlplane.timeline import ACTION_FAMILIES, Cursor, EventFilters, event_page, page_link
+from dashboard import search as site_search
+from dashboard import sections
+from dashboard import service as service_data
+from dashboard import team as team_data
 from deployments import actions
 from deployments.choices import Strategy
 from health import rollups
 
 # The ranges the health history API serves (health.api.views.HISTORY_RANGES).
 CHART_RANGES = ("1h", "24h", "7d", "30d")
+# Suggestions only: the events page's actor filter takes any name (tokens and system actors).
+ACTOR_SUGGESTIONS = 500
 
 
 def _acting_teams(request: HttpRequest) -> set[int] | bool:
@@ -145,3 +150,35 @@ def search(request: HttpRequest) -> HttpResponse:
     if request.headers.get("HX-Request"):
         return render(request, "dashboard/partials/search_results.html", context)
     return render(request, "dashboard/search.html", context)
+
+
+@login_required
+def events(request: HttpRequest) -> HttpResponse:
+    """The audit log: every event, newest first, filtered by team, service, env, actor, action."""
+    filters = EventFilters.from_query(request.GET)
+    page = event_page(
+        filters,
+        before=Cursor.parse(request.GET.get("before", "")),
+        after=Cursor.parse(request.GET.get("after", "")),
+    )
+    services = Service.objects.select_related("team").order_by("team__slug", "slug")
+    if filters.team:
+        services = services.filter(team__slug=filters.team)
+    context = {
+        "page": page,
+        "filters": filters,
+        # New events are only ever the newest of everything: other views stay still.
+        "live": not filters and page.is_latest,
+        "newest_url": page_link(filters),
+        "newer_url": page_link(filters, after=page.newer) if page.newer else "",
+        "older_url": page_link(filters, before=page.older) if page.older else "",
+        "teams": Team.objects.only("slug", "name"),
+        "services": services.only("slug", "name", "team__slug", "team__name"),
+        "environments": Environment.objects.only("slug", "name"),
+        "actors": get_user_model()
+        .objects.filter(is_active=True)
+        .order_by("username")
+        .values_list("username", flat=True)[:ACTOR_SUGGESTIONS],
+        "action_families": ACTION_FAMILIES,
+    }
+    return render(request, "dashboard/events.html", context)

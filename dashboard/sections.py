@@ -13,16 +13,16 @@ from typing import Any
 from django.template.loader import render_to_string
 
 from catalog.models import Environment, Service, Team
-from controlplane.dashboard import service as service_data
-from controlplane.dashboard import team as team_data
-from controlplane.dashboard.home import (
+from controlplane.models import Event
+from dashboard import service as service_data
+from dashboard import team as team_data
+from dashboard.home import (
     Attention,
     active_rollouts,
     open_circuits,
     open_incidents,
     unhealthy_services,
 )
-from controlplane.models import Event
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Rollout
 

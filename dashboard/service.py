@@ -17,8 +17,8 @@ from catalog.models import Environment, ExternalDependency, Instance, Service
 from circuits.choices import SEVERITY, AggregateState
 from circuits.models import Circuit, CircuitOverride
 from circuits.services import CircuitView, circuits_towards, current_state
-from controlplane.dashboard.home import open_incidents
 from controlplane.models import Event
+from dashboard.home import open_incidents
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Rollout, TrafficRoute
 from health.models import InstanceCheck, ServiceHealth
@@ -198,7 +198,7 @@ def dependencies(
             _external_dep(calls, target.protects_external).via_circuit = True
     for c in incoming:
         if c.caller not in called_by:
-            url = reverse("catalog:service", args=[c.caller])
+            url = reverse("dashboard:service", args=[c.caller])
             called_by[c.caller] = Dependency(c.caller, c.caller, url)
         called_by[c.caller].via_circuit = True
     _add_health([*calls.values(), *called_by.values()], environment)

@@ -10,8 +10,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from circuits.choices import AggregateState
-from controlplane.dashboard.tests.conftest import circuit, incident, rollout
 from controlplane.events import publish
+from dashboard.tests.conftest import circuit, incident, rollout
 from health.choices import ServiceStatus
 from health.models import ServiceHealth
 

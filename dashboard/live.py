@@ -17,9 +17,9 @@ from django.utils.html import format_html
 
 from catalog.models import Service
 from circuits.models import Circuit
-from controlplane.dashboard import sections
 from controlplane.live import Fragment, Lazy, Tile, renders
 from controlplane.models import Event
+from dashboard import sections
 from health.models import ServiceHealth
 from health.templatetags.health_tags import dependency_key, status_badge
 

@@ -13,10 +13,10 @@ from django.test.utils import CaptureQueriesContext
 
 from alerts.choices import IncidentState
 from circuits.choices import AggregateState
-from controlplane.dashboard.home import SERVICE_TILES
-from controlplane.dashboard.tests.conftest import circuit, incident, rollout
 from controlplane.events import publish
 from controlplane.live import COALESCE_WINDOW_SECONDS
+from dashboard.home import SERVICE_TILES
+from dashboard.tests.conftest import circuit, incident, rollout
 from health.choices import ServiceStatus
 from health.models import ServiceHealth
 
@@ -190,7 +190,7 @@ def test_home_renders_its_ten_newest_events_in_a_list_that_takes_pushed_rows(
 
 
 def test_the_pushed_summary_reads_counts_not_rows(world: Any, fleet: Any) -> None:
-    from controlplane.dashboard import sections
+    from dashboard import sections
 
     fleet(100)
     # when the summary (pushed after every home section's change) is rendered

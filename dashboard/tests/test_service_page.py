@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 
 from catalog.models import ExternalDependency, Instance, Service
 from circuits.choices import AggregateState
-from controlplane.dashboard.tests.conftest import circuit, incident, rollout
 from controlplane.events import publish
+from dashboard.tests.conftest import circuit, incident, rollout
 from deployments.choices import RolloutState, RouterKind
 from deployments.models import Rollout, TrafficRoute, TrafficRouter
 from health.choices import CheckStatus, ServiceStatus

@@ -9,8 +9,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from controlplane.dashboard.tests.conftest import rollout
-from controlplane.search import search
+from dashboard.search import search
+from dashboard.tests.conftest import rollout
 
 pytestmark = pytest.mark.django_db
 

@@ -1,1 +1,0 @@
-"""Scaling: scaling groups, policies, drivers, drain and the termination handshake."""
