@@ -14,6 +14,8 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from controlplane import redis as redis_clients
+
 logger = logging.getLogger(__name__)
 
 
@@ -23,7 +25,7 @@ def _dirty_key() -> str:
 
 
 def _client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    return redis_clients.client()
 
 
 def mark_dirty(circuit_ids: list[int]) -> None:

@@ -15,6 +15,8 @@ from django.views.decorators.cache import never_cache
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
+from controlplane import redis as redis_clients
+
 logger = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -75,7 +77,7 @@ def read_queue_depths() -> None:
     url = settings.CELERY_BROKER_URL
     if urlparse(url).scheme not in {"redis", "rediss", "unix"}:
         return  # other brokers report depth themselves (RabbitMQ's own exporter)
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    client = redis_clients.client(url, timeout=1)
     try:
         pipe = client.pipeline(transaction=False)
         for queue in QUEUES:
@@ -87,8 +89,6 @@ def read_queue_depths() -> None:
         SOURCE_UP.labels("broker").set(0)
         logger.warning("metrics: could not read queue depths from the broker", exc_info=True)
         return
-    finally:
-        client.close()
     per_queue = len(_PRIORITY_SUFFIXES)
     for index, queue in enumerate(QUEUES):
         QUEUE_DEPTH.labels(queue).set(sum(lengths[index * per_queue : (index + 1) * per_queue]))

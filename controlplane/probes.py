@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from kombu import Connection
+
+from controlplane import redis as redis_clients
 
 HEALTH_JSON = "application/health+json"
 # A readiness probe must answer before the orchestrator's own timeout (Kubernetes: 1 s by
@@ -40,13 +41,7 @@ def _check_database() -> None:
 
 def _check_redis(url: str) -> Callable[[], None]:
     def check() -> None:
-        client = redis.Redis.from_url(
-            url, socket_timeout=CHECK_TIMEOUT_SECONDS, socket_connect_timeout=CHECK_TIMEOUT_SECONDS
-        )
-        try:
-            client.ping()
-        finally:
-            client.close()
+        redis_clients.client(url, timeout=CHECK_TIMEOUT_SECONDS).ping()
 
     return check
 

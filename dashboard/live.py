@@ -3,8 +3,8 @@
 Each event changes a few sections; each is a `Tile`, so a burst (a rollout step touching
 every instance, a flapping fleet) renders a section at most twice per window whatever the
 number of events or of pages watching. Timelines are the exception: each event's row is
-pushed on top of them (`timelines`). Imported by `controlplane.apps` in every process
-(the spine pushes from web processes and workers alike).
+pushed on top of them (`timelines`, and `events` for the Events page). Imported by
+`dashboard.apps` in every process (the spine pushes from web processes and workers alike).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from health.templatetags.health_tags import dependency_key, status_badge
 # The dashboard's own topics, named after its app like health's `health:overview.<env>`: the
 # service page also listens to `service:<slug>`, where health and deployments push theirs.
 HOME_TOPIC = "dashboard:home"
+# The Events page (the audit log, newest first) and home's recent events both watch it.
+EVENTS_TOPIC = "events"
 
 
 def team_topic(slug: str) -> str:
@@ -180,3 +182,13 @@ def _row(topic: str, event: Event, target: str) -> Lazy:
             "dashboard/partials/event_row_oob.html", {"event": event, "target": target}
         ),
     )
+
+
+def render_event_row(event: Event) -> str:
+    return render_to_string("partials/event_row_oob.html", {"event": event})
+
+
+@renders("")
+def events_timeline(event: Event) -> Iterable[Fragment]:
+    """Every event goes to the live timeline (the Events page and home's recent events)."""
+    return [Lazy(EVENTS_TOPIC, lambda: render_event_row(event))]

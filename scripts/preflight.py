@@ -19,6 +19,8 @@ def main() -> int:
     django.setup()
     from django.conf import settings
 
+    from controlplane import redis as redis_clients
+
     db = settings.DATABASES["default"]
     conninfo = psycopg.conninfo.make_conninfo(
         dbname="postgres",
@@ -42,7 +44,7 @@ def main() -> int:
             print(f"creating database {db['NAME']}")
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(db["NAME"]))))
     try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3).ping()
+        redis_clients.client(timeout=3).ping()
     except redis.RedisError as exc:
         print(f"Redis is not reachable at {settings.REDIS_URL}: {exc}")
         print("Start it (e.g. `redis-server --daemonize yes`) or set REDIS_URL.")

@@ -390,7 +390,7 @@ async def test_a_page_whose_socket_fails_is_dropped_and_the_others_still_hear(
 async def test_a_stalled_page_is_closed_with_1013_without_holding_up_the_others(
     world: Any, session_cookie: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(live, "SEND_STALL_SECONDS", 0.2)
+    monkeypatch.setattr(live.fanout, "SEND_STALL_SECONDS", 0.2)
     cookie = await sync_to_async(session_cookie)(world.viewer)
     healthy, stalled = await pages(cookie, "service:checkout", 2)
     # the second page's socket stops taking messages (a peer that stopped reading)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
-from django.conf import settings
+
+from controlplane import redis as redis_clients
 
 logger = logging.getLogger(__name__)
 
@@ -74,19 +75,6 @@ class TargetStats:
     status: str = ""
 
 
-_pools: dict[str, redis.ConnectionPool] = {}
-
-
-def _redis() -> redis.Redis:
-    """A client on one pool per process: a driver is made per step, its connection is not."""
-    pool = _pools.get(settings.REDIS_URL)
-    if pool is None:
-        pool = _pools[settings.REDIS_URL] = redis.ConnectionPool.from_url(
-            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
-        )
-    return redis.Redis(connection_pool=pool)
-
-
 class Breaker:
     """A circuit breaker shared by every worker through Redis, keyed by router.
 
@@ -96,7 +84,7 @@ class Breaker:
 
     def __init__(self, name: str, client: redis.Redis | None = None) -> None:
         self.key = f"signalbox:breaker:{name}"
-        self.client = client or _redis()
+        self.client = client or redis_clients.client()
         self.failing = True  # unknown until checked: the first success clears any count
 
     def check(self) -> None:
