@@ -10,10 +10,10 @@ from django.core.validators import EmailValidator, URLValidator
 from django.utils import timezone
 
 from alerts.choices import ChannelKind, DeliveryState, NotificationAction
-from alerts.destinations import refusal
 from alerts.models import Channel, DeliveryAttempt, Notification
 from alerts.notifiers import Result, send
 from alerts.notifiers.pagerduty import ROUTING_KEY_RE
+from controlplane import outbound
 
 SLACK_WEBHOOK_PREFIX = "https://hooks.slack.com/"
 
@@ -47,12 +47,15 @@ def check(
     if url and not _is_url(url):
         errors["url"] = ["not a valid http(s) URL"]
     # Where we POST to: the Slack webhook URL (kept as the secret) and the PagerDuty or
-    # webhook URL. Checked again at every send; loopback and private networks stay allowed.
+    # webhook URL. Checked again at every send (controlplane/outbound.py).
     targets = {"url": url, "secret": secret if kind == ChannelKind.SLACK else ""}
     for field, target in targets.items():
-        reason = refusal(target) if target and field not in errors else ""
+        reason = outbound.refusal(target) if target and field not in errors else ""
         if reason:
-            errors[field] = [reason]
+            errors[field] = [
+                f"{reason}; notifications never go to link-local or cloud-metadata addresses, "
+                "nor to networks an admin has not allowed"
+            ]
     unknown = set(config) - ({"to"} if kind == ChannelKind.EMAIL else set())
     if unknown:
         errors["config"] = [f"unknown settings: {', '.join(sorted(unknown))}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable
@@ -57,6 +58,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of IP networks in CIDR form (`10.0.0.0/8`, `::1/128`)."""
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {value!r} is not an IP network; write networks in CIDR form, "
+                "comma-separated, e.g. 10.0.0.0/8,192.168.0.0/16"
+            ) from None
+    return values
 
 
 def env_secret(name: str, default: str | None = None) -> str | None:

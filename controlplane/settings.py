@@ -13,6 +13,7 @@ from controlplane.env import (
     env_bool,
     env_int,
     env_list,
+    env_networks,
     env_secret,
     env_str,
     local_secret,
@@ -236,9 +237,25 @@ SIGNALBOX_EVENT_CONSUMERS: list[str] = env_list(
 )
 SIGNALBOX_EVENT_RETENTION_DAYS = env_int("SIGNALBOX_EVENT_RETENTION_DAYS", 90, minimum=1)
 
-# Health (docs/health.md): probes refuse link-local and cloud-metadata addresses unless allowed;
-# per-minute rollups become hourly after a day and everything is pruned after the retention.
-SIGNALBOX_PROBE_ALLOW_LINK_LOCAL = env_bool("SIGNALBOX_PROBE_ALLOW_LINK_LOCAL", False)
+# Outbound calls to user-set addresses (controlplane/outbound.py, docs/configuration.md):
+# metadata and link-local are always refused; loopback and private networks only where
+# listed here. Instances live on private networks, so those are allowed by default;
+# loopback (the control plane's own box: its database, Redis, admin ports) only outside
+# production, where the demo fleet and the tests run on it.
+_PRIVATE_NETWORKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"]
+SIGNALBOX_OUTBOUND_ALLOWED_NETWORKS = env_networks(
+    "SIGNALBOX_OUTBOUND_ALLOWED_NETWORKS",
+    _PRIVATE_NETWORKS if PRODUCTION else [*_PRIVATE_NETWORKS, "127.0.0.0/8", "::1/128"],
+)
+if env_str("SIGNALBOX_PROBE_ALLOW_LINK_LOCAL", "") != "":
+    raise ImproperlyConfigured(
+        "SIGNALBOX_PROBE_ALLOW_LINK_LOCAL is gone: link-local and metadata addresses are "
+        "always refused; allow loopback or private networks with "
+        "SIGNALBOX_OUTBOUND_ALLOWED_NETWORKS (docs/configuration.md)"
+    )
+
+# Health (docs/health.md): per-minute rollups become hourly after a day and everything is
+# pruned after the retention.
 SIGNALBOX_HEALTH_RETENTION_DAYS = env_int("SIGNALBOX_HEALTH_RETENTION_DAYS", 35, minimum=1)
 SIGNALBOX_PROBE_CONCURRENCY = env_int("SIGNALBOX_PROBE_CONCURRENCY", 500, minimum=1)
 # Connections of each web process's async pool for heartbeat pings (health/ping_asgi.py).

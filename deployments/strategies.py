@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlplane import outbound
 from deployments.choices import Provider, StepKind, Strategy
 
 # Canary: shift a little traffic, analyse, shift more (docs/deployments.md).
@@ -152,6 +153,12 @@ def validate_metrics(metrics: Any, where: str = "analysis") -> list[str]:
         for key in REQUIRED_PARAMS.get(Provider(provider), ()):
             if not metric.get(key):
                 errors.append(f"{at}.{key}: required for the {provider} provider")
+        url = metric.get("url")
+        if isinstance(url, str) and url:
+            # Known now, so refused now; a name that rebinds later fails its measurement.
+            reason = outbound.refusal(url)
+            if reason:
+                errors.append(f"{at}.url: {reason}")
         if metric.get("interval", 1) == 0:
             errors.append(f"{at}.interval: at least 1 second")
         if metric.get("success_count", 1) == 0:

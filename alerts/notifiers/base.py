@@ -9,9 +9,8 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 
-from alerts.destinations import Destination
 from alerts.models import Incident
-from health.probes.guard import ForbiddenAddress
+from controlplane import outbound
 
 USER_AGENT = "Signalbox-Alerts/1"
 
@@ -30,48 +29,35 @@ class Result:
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> Result:
     """POST JSON; 2xx is success, 429 and 5xx and network errors are retried, other 4xx not.
 
-    The URL is checked by the SSRF guard at every send (it may resolve elsewhere since it was
-    saved), and the request goes to the checked addresses, in order, until one connects."""
+    The URL passes the outbound guard at every send (it may resolve elsewhere since it was
+    saved); redirects are not followed: a notification goes where it was configured to."""
     all_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     all_headers.update(headers or {})
     try:
-        destination = Destination.of(url)
-    except ForbiddenAddress as exc:
-        # Trying again cannot make a metadata or link-local address acceptable.
+        reply = outbound.request(
+            "POST",
+            url,
+            content=body,
+            headers=all_headers,
+            timeout=settings.ALERTS_HTTP_TIMEOUT_SECONDS,
+            max_bytes=4096,
+        )
+    except outbound.Refused as exc:
+        # Trying again cannot make a refused address acceptable.
         return Result(ok=False, retryable=False, error=str(exc))
-    except (OSError, httpx.InvalidURL) as exc:
+    except (OSError, httpx.HTTPError) as exc:
         return Result(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}"[:500])
-    error = ""
-    for address in destination.addresses:
-        target, host_header, extensions = destination.request_to(address)
-        try:
-            with httpx.Client(
-                timeout=settings.ALERTS_HTTP_TIMEOUT_SECONDS, follow_redirects=False
-            ) as client:
-                response = client.post(
-                    target,
-                    content=body,
-                    headers={**all_headers, **host_header},
-                    extensions=extensions,
-                )
-            break
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            error = f"{type(exc).__name__}: {exc}"  # the next address may answer
-        except httpx.HTTPError as exc:
-            return Result(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}"[:500])
-    else:
-        return Result(ok=False, retryable=True, error=error[:500])
-    code = response.status_code
-    if 200 <= code < 300:
+    code = reply.status_code
+    if reply.ok:
         return Result(ok=True, status_code=code)
-    error = f"HTTP {code}: {response.text[:300]}"
+    error = f"HTTP {code}: {outbound.excerpt(reply.text, 300)}"
     if code == 429:
         return Result(
             ok=False,
             status_code=code,
             error=error,
             retryable=True,
-            retry_after=_retry_after(response.headers.get("Retry-After")),
+            retry_after=_retry_after(reply.headers.get("Retry-After")),
         )
     return Result(ok=False, status_code=code, error=error, retryable=code >= 500 or code < 200)
 

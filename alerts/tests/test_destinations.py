@@ -20,10 +20,10 @@ from django.test import Client
 
 from alerts import channels
 from alerts.choices import ChannelKind, DeliveryState, RuleKind, Severity
-from alerts.destinations import Destination, refusal
 from alerts.models import Channel, Notification, Rule
 from alerts.tests.conftest import ROUTING_KEY, WEBHOOK_SECRET, deliver_all, service_changed, serving
 from controlplane.models import Event
+from controlplane.outbound import Destination, refusal
 
 SECRET = WEBHOOK_SECRET
 

@@ -22,6 +22,7 @@ from catalog.models import (
     Service,
     Team,
 )
+from controlplane import outbound
 from controlplane.api import StrictSerializerMixin
 
 MAX_LABELS = 64
@@ -190,6 +191,17 @@ class ServiceSerializer(CatalogSerializer):
         return {}
 
 
+def validate_host(value: str) -> None:
+    """Probes and scrapes will call this host: refuse, now, an address they never may.
+
+    Names are not resolved here (they resolve inside the instance's network, and
+    registration is a hot path); the guard checks what they resolve to at every call."""
+    try:
+        outbound.check_host(value)
+    except outbound.Refused as exc:
+        raise serializers.ValidationError(str(exc)) from None
+
+
 def validate_labels(value: Any) -> None:
     """Labels are a flat object of short strings, like Kubernetes labels."""
     if not isinstance(value, dict):
@@ -213,6 +225,7 @@ class InstanceSerializer(CatalogSerializer):
 
     class Meta:
         model = Instance
+        extra_kwargs = {"host": {"validators": [validate_host]}}
         fields = [
             "id",
             "service",
@@ -246,7 +259,7 @@ class InstanceAddressSerializer(StrictSerializerMixin, serializers.Serializer):
 
     service = reference(Service.objects.all(), "service")
     environment = reference(Environment.objects.all(), "environment")
-    host = serializers.CharField(max_length=253)
+    host = serializers.CharField(max_length=253, validators=[validate_host])
     port = serializers.IntegerField(min_value=1, max_value=65535)
 
 

@@ -301,3 +301,20 @@ def test_an_unknown_service_is_named_in_the_error(reporter: Any) -> None:
     response = reporter.post("/api/v1/instances/register", {**ADDRESS, "service": "nope"})
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == {"service": ["no service 'nope' in the catalog"]}
+
+
+@pytest.mark.parametrize(
+    "host", ["169.254.169.254", "::ffff:169.254.169.254", "fe80::1", "metadata.google.internal"]
+)
+def test_an_instance_at_an_address_probes_may_never_reach_is_refused(
+    reporter: Any, api_as: Any, host: str
+) -> None:
+    # when an instance registers (or an owner adds one) at a metadata or link-local address
+    registered = reporter.post("/api/v1/instances/register", {**ADDRESS, "host": host})
+    added = api_as("owner").post("/api/v1/instances", {**ADDRESS, "host": host})
+    # then both answer 400 naming host, saying why, and nothing is stored
+    for response in (registered, added):
+        assert response.status_code == 400
+        [reason] = response.json()["error"]["fields"]["host"]
+        assert reason.startswith("refused: ")
+    assert not Instance.objects.exists()

@@ -11,9 +11,9 @@ from rest_framework import serializers
 
 from catalog.models import Environment, ExternalDependency, Service
 from circuits.choices import OverrideState
-from circuits.ingest.scrape import refuse_unsafe_url
 from circuits.models import Circuit, CircuitInstanceState, CircuitOverride, ScrapeTarget
 from circuits.services import current_state
+from controlplane import outbound
 from controlplane.api import StrictSerializerMixin
 
 
@@ -221,7 +221,7 @@ class ScrapeTargetSerializer(StrictSerializerMixin, serializers.ModelSerializer)
         ]
 
     def validate_url(self, value: str) -> str:
-        problem = refuse_unsafe_url(value)
+        problem = outbound.refusal(value)
         if problem:
             raise serializers.ValidationError(problem)
         return value

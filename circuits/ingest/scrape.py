@@ -8,22 +8,17 @@ the stream is sampled on the target's schedule, like a Prometheus page.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from yarl import URL
 
 from catalog.choices import LIVE_LIFECYCLES
 from catalog.models import Instance
@@ -39,6 +34,7 @@ from circuits.ingest import hystrix, prometheus
 from circuits.ingest.reports import Report
 from circuits.ingest.store import StoreResult, resolve, store
 from circuits.models import ScrapeTarget
+from controlplane import outbound
 
 logger = logging.getLogger(__name__)
 
@@ -47,72 +43,6 @@ HYSTRIX_READ_SECONDS = 3.0
 MAX_PAGE_BYTES = 4 * 1024 * 1024
 LEASE = timedelta(seconds=60)
 USER_AGENT = "signalbox-circuits-scraper/1"
-
-_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
-_METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
-_METADATA_IPS = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
-)
-
-
-def _allow_link_local() -> bool:
-    return bool(getattr(settings, "SIGNALBOX_PROBE_ALLOW_LINK_LOCAL", False))
-
-
-def _refused_address(address: str) -> str:
-    if _allow_link_local():
-        return ""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in _METADATA_IPS or any(ip in net for net in _LINK_LOCAL):
-        return f"refused: {address} is a link-local or cloud metadata address"
-    return ""
-
-
-def refuse_unsafe_url(url: str) -> str:
-    """Why this URL may not be scraped ('' when it may): only http(s), no metadata endpoints."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an http:// or https:// URL with a host"
-    host = parts.hostname
-    if not _allow_link_local() and host.rstrip(".").lower() in _METADATA_HOSTS:
-        return f"refused: {host} is a cloud metadata hostname"
-    try:
-        return _refused_address(host)
-    except ValueError:
-        return ""  # a name: checked again, resolved, at every scrape
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves once and refuses forbidden addresses, so the checked address is the one used."""
-
-    def __init__(self) -> None:
-        self._inner = ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: Any = socket.AF_INET
-    ) -> list[ResolveResult]:
-        try:
-            ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            results = await self._inner.resolve(host, port, family)
-        else:
-            ip_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            results = [
-                ResolveResult(
-                    hostname=host, host=host, port=port, family=ip_family, proto=0, flags=0
-                )
-            ]
-        for result in results:
-            problem = _refused_address(result["host"])
-            if problem:
-                raise OSError(problem)
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
 
 @dataclass
 class Outcome:
@@ -169,7 +99,7 @@ def scrape(target_ids: list[int]) -> StoreResult:
 
 async def _scrape_all(targets: list[ScrapeTarget]) -> list[Outcome]:
     timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS + HYSTRIX_READ_SECONDS)
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(), limit=100)
+    connector = aiohttp.TCPConnector(resolver=outbound.GuardedResolver(), limit=100)
     async with aiohttp.ClientSession(
         timeout=timeout, connector=connector, headers={"User-Agent": USER_AGENT}
     ) as session:
@@ -204,11 +134,13 @@ async def _scrape_one(session: aiohttp.ClientSession, target: ScrapeTarget) -> O
                 at=at,
             )
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-        outcome.error = f"{type(exc).__name__}: {exc}"[:500]
+        refused = outbound.refused_by(exc)
+        outcome.error = str(refused) if refused else f"{type(exc).__name__}: {exc}"[:500]
     return outcome
 
 
 async def _read_page(session: aiohttp.ClientSession, url: str) -> str:
+    outbound.check_host(URL(url).raw_host or "")  # IP literals skip the guarded resolver
     async with session.get(url, allow_redirects=False) as response:
         if response.status != 200:
             raise ValueError(f"answered HTTP {response.status}")
@@ -223,6 +155,7 @@ async def _read_hystrix(session: aiohttp.ClientSession, url: str) -> list[dict[s
     latest: dict[str, dict[str, Any]] = {}
     rounds: dict[str, int] = {}
     deadline = time.monotonic() + HYSTRIX_READ_SECONDS
+    outbound.check_host(URL(url).raw_host or "")  # IP literals skip the guarded resolver
     async with session.get(
         url, allow_redirects=False, headers={"Accept": "text/event-stream"}
     ) as response:
@@ -286,7 +219,7 @@ def targets_for(instance: Instance) -> dict[tuple[str, str], str]:
             if path.startswith(("http://", "https://"))
             else f"http://{instance.address}/{path.lstrip('/')}"
         )
-        if not refuse_unsafe_url(url):
+        if not outbound.refusal(url, resolve_names=False):
             wanted[(str(kind), url)] = instance.address
     return wanted
 

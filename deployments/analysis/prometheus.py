@@ -1,4 +1,8 @@
-"""A Prometheus query through its HTTP API, held to a condition such as `< 0.05`."""
+"""A Prometheus query through its HTTP API, held to a condition such as `< 0.05`.
+
+The Prometheus URL is set by whoever starts the rollout (a `deploy` token): the query goes
+through the outbound guard (redirects followed at most `MAX_REDIRECTS` times, each checked
+again), and an answer that is not Prometheus's JSON is kept only as a short excerpt."""
 
 from __future__ import annotations
 
@@ -9,9 +13,12 @@ from collections.abc import Callable
 
 import httpx
 
+from controlplane import outbound
 from deployments.analysis.base import AnalysisProvider, Context, Result
 from deployments.choices import Verdict
 
+MAX_REDIRECTS = 3  # a Prometheus behind a proxy that adds a trailing slash, or moves to https
+MAX_ANSWER_BYTES = 4_000_000  # a query result over this is not a canary's metric
 CONDITION_RE = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(-?[0-9.]+(?:e-?[0-9]+)?)\s*$")
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -52,15 +59,35 @@ class PrometheusQuery(AnalysisProvider):
         query = render_query(str(metric["query"]), ctx)
         url = str(metric["url"]).rstrip("/") + "/api/v1/query"
         try:
-            response = httpx.get(url, params={"query": query}, timeout=float(metric["timeout"]))
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            reply = outbound.request(
+                "GET",
+                url,
+                params={"query": query},
+                timeout=float(metric["timeout"]),
+                max_redirects=MAX_REDIRECTS,
+                max_bytes=MAX_ANSWER_BYTES,
+            )
+        except outbound.Refused as exc:
+            return Result(
+                Verdict.FAIL, f"not querying {metric['url']}: {exc}", threshold=condition
+            )
+        except (httpx.HTTPError, OSError) as exc:
             return Result.no_data(
                 f"cannot read Prometheus at {metric['url']}: {exc}", threshold=condition
             )
-        if body.get("status") != "success":
+        try:
+            body = reply.json()
+        except ValueError:
             return Result.no_data(
-                f"Prometheus refused the query: {body.get('error') or response.status_code}",
+                f"{metric['url']} answered HTTP {reply.status_code}, not Prometheus's JSON: "
+                + outbound.excerpt(reply.text),
+                threshold=condition,
+            )
+        if not isinstance(body, dict) or body.get("status") != "success":
+            error = body.get("error") if isinstance(body, dict) else None
+            return Result.no_data(
+                "Prometheus refused the query: "
+                + (outbound.excerpt(str(error)) if error else str(reply.status_code)),
                 threshold=condition,
                 detail={"query": query},
             )

@@ -1,9 +1,14 @@
-"""A web hook: POST the rollout to a URL; a 2xx answer passes, anything else fails."""
+"""A web hook: POST the rollout to a URL; a 2xx answer passes, anything else fails.
+
+The URL is set by whoever starts the rollout (a `deploy` token): it goes through the
+outbound guard, redirects are not followed, and only a short sanitised excerpt of an
+unexpected answer is kept in the measurement."""
 
 from __future__ import annotations
 
 import httpx
 
+from controlplane import outbound
 from deployments.analysis.base import AnalysisProvider, Context, Result
 from deployments.choices import Verdict
 
@@ -27,17 +32,21 @@ class WebHook(AnalysisProvider):
         }
         headers = {str(k): str(v) for k, v in (ctx.metric.get("headers") or {}).items()}
         try:
-            response = httpx.post(url, json=payload, headers=headers, timeout=timeout)
+            reply = outbound.request(
+                "POST", url, json=payload, headers=headers, timeout=timeout, max_bytes=4096
+            )
+        except outbound.Refused as exc:
+            return Result(Verdict.FAIL, f"not calling {url}: {exc}", threshold="2xx")
         except httpx.TimeoutException:
             return Result(
                 Verdict.FAIL, f"no answer from {url} within {timeout:g}s", threshold="2xx"
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:
             return Result(Verdict.FAIL, f"cannot reach {url}: {exc}", threshold="2xx")
-        status = response.status_code
-        if 200 <= status < 300:
+        status = reply.status_code
+        if reply.ok:
             return Result(Verdict.PASS, f"{url} answered {status}", value=status, threshold="2xx")
-        body = response.text[:200].strip()
+        body = outbound.excerpt(reply.text)
         return Result(
             Verdict.FAIL,
             f"{url} answered {status}" + (f": {body}" if body else ""),

@@ -7,9 +7,9 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from controlplane.outbound import Refused, aresolve
 from health.choices import CheckStatus, Scheme
 from health.probes import ProbeResult
-from health.probes.guard import ForbiddenAddress, resolve
 from health.specs import ProbeSpec
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -18,8 +18,8 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 async def probe_grpc(spec: ProbeSpec, host: str, port: int) -> ProbeResult:
     started = time.perf_counter()
     try:
-        address = (await resolve(host, port))[0]
-    except ForbiddenAddress as exc:
+        address = (await aresolve(host, port))[0]
+    except Refused as exc:
         return ProbeResult.failed(str(exc), _ms(started))
     except OSError as exc:
         return ProbeResult.failed(f"cannot resolve: {exc}", _ms(started))

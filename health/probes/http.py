@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from controlplane.outbound import Refused, check_host, refused_by
 from health.choices import CheckStatus, HttpMethod, JsonOp, Scheme
 from health.probes import ProbeResult
-from health.probes.guard import ForbiddenAddress, check_address, check_hostname, is_ip
 from health.specs import ProbeSpec, compiled_jsonpath
 
 MAX_REDIRECTS = 3
@@ -47,15 +47,17 @@ async def probe_http(
     started = time.perf_counter()
     origin = base_url(spec.scheme, host, port)
     url = origin.join(URL(spec.path))
+    if not _same_origin(url, origin):
+        # Specs are validated on save; one stored before that could still say `//host/`.
+        return ProbeResult.failed(f"refused: path {spec.path!r} leaves the instance", 0.0)
     ssl: bool = spec.tls_verify if spec.scheme == Scheme.HTTPS else True
     refused_redirect = ""
     try:
-        # aiohttp skips the resolver for IP literals, so those are checked here.
-        check_hostname(host)
-        if is_ip(host):
-            check_address(host)
         async with asyncio.timeout(spec.timeout_seconds):
             for hop in range(MAX_REDIRECTS + 1):
+                # The URL requested, not the instance, is what the guard checks: aiohttp
+                # skips the (guarded) resolver for IP literals.
+                check_host(url.raw_host or "")
                 async with session.request(
                     spec.method,
                     url,
@@ -78,7 +80,7 @@ async def probe_http(
                     break
     except TimeoutError:
         return ProbeResult.failed(f"timeout after {spec.timeout_seconds:g} s", _ms(started))
-    except ForbiddenAddress as exc:
+    except Refused as exc:
         return ProbeResult.failed(str(exc), _ms(started))
     except aiohttp.ClientConnectorError as exc:
         reason = _connector_reason(exc)
@@ -237,8 +239,9 @@ def _same_origin(target: URL, origin: URL) -> bool:
 
 def _connector_reason(exc: aiohttp.ClientConnectorError) -> str:
     cause = exc.os_error
-    if isinstance(cause, ForbiddenAddress):
-        return str(cause)
+    refused = refused_by(exc)
+    if refused is not None:
+        return str(refused)
     if isinstance(cause, ConnectionRefusedError):
         return "connection refused"
     return f"cannot connect: {cause}"

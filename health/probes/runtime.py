@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 import aiohttp
 from django.conf import settings
 
+from controlplane.outbound import GuardedResolver
 from health.choices import CheckKind
 from health.probes import ProbeResult
 from health.probes.grpc import probe_grpc
-from health.probes.guard import GuardedResolver
 from health.probes.http import probe_http
 from health.probes.tcp import probe_tcp
 from health.probes.tls import probe_tls

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+from controlplane.outbound import Refused, aresolve
 from health.choices import CheckStatus
 from health.probes import ProbeResult
-from health.probes.guard import ForbiddenAddress, resolve
 from health.specs import ProbeSpec
 
 
@@ -15,13 +15,13 @@ async def probe_tcp(spec: ProbeSpec, host: str, port: int) -> ProbeResult:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(spec.timeout_seconds):
-            address = (await resolve(host, port))[0]
+            address = (await aresolve(host, port))[0]
             _, writer = await asyncio.open_connection(address, port)
             writer.close()
             await writer.wait_closed()
     except TimeoutError:
         return ProbeResult.failed(f"timeout after {spec.timeout_seconds:g} s", _ms(started))
-    except ForbiddenAddress as exc:
+    except Refused as exc:
         return ProbeResult.failed(str(exc), _ms(started))
     except ConnectionRefusedError:
         return ProbeResult.failed("connection refused", _ms(started))

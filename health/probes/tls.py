@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
+from controlplane.outbound import Refused, aresolve
 from health.choices import CheckStatus
 from health.probes import ProbeResult
-from health.probes.guard import ForbiddenAddress, resolve
 from health.specs import ProbeSpec
 
 
@@ -28,7 +28,7 @@ async def probe_tls(spec: ProbeSpec, host: str, port: int) -> ProbeResult:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(spec.timeout_seconds):
-            address = (await resolve(host, port))[0]
+            address = (await aresolve(host, port))[0]
             _, writer = await asyncio.open_connection(
                 address,
                 port,
@@ -40,7 +40,7 @@ async def probe_tls(spec: ProbeSpec, host: str, port: int) -> ProbeResult:
             writer.close()
     except TimeoutError:
         return ProbeResult.failed(f"timeout after {spec.timeout_seconds:g} s", _ms(started))
-    except ForbiddenAddress as exc:
+    except Refused as exc:
         return ProbeResult.failed(str(exc), _ms(started))
     except ssl.SSLError as exc:
         return ProbeResult.failed(f"TLS handshake failed: {exc.reason or exc}", _ms(started))

@@ -209,13 +209,13 @@ def test_a_name_resolving_to_a_forbidden_address_is_refused(
     assert "169.254.169.254 is a cloud metadata address" in result.reason
 
 
-def test_the_setting_allows_link_local(settings: Any) -> None:
-    # given link-local probing allowed (e.g. a fleet on link-local addresses)
-    settings.SIGNALBOX_PROBE_ALLOW_LINK_LOCAL = True
-    # when probing a link-local address nothing listens on
+def test_link_local_stays_refused_even_if_an_admin_lists_it(settings: Any) -> None:
+    # given an admin who allowed the link-local network along with a private one
+    settings.SIGNALBOX_OUTBOUND_ALLOWED_NETWORKS = ["169.254.0.0/16", "10.0.0.0/8"]
+    # when probing a link-local address
     result = probe(ProbeSpec(kind=CheckKind.TCP, timeout_seconds=0.2), 9, host="169.254.0.9")
-    # then it was attempted, not refused
-    assert not result.reason.startswith("refused")
+    # then it is refused all the same: the allowance covers loopback and private networks only
+    assert result.reason == "refused: 169.254.0.9 is link-local"
 
 
 # -- TCP ----------------------------------------------------------------------------------
