@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from controlplane.events import EventNames
+
 
 class Severity(models.TextChoices):
     PAGE = "page", "Page"  # wake someone up
@@ -88,3 +90,50 @@ class MatchOp(models.TextChoices):
 
 # The labels an incident carries, which silence matchers can name.
 MATCHER_LABELS = ("team", "service", "environment", "rule", "kind", "severity", "subject")
+
+
+# -- alerting's events -------------------------------------------------------------------------
+
+
+class IncidentEvent(EventNames):
+    FAMILY = "incident."
+    FIRING = "incident.firing"
+    ACKNOWLEDGED = "incident.acknowledged"
+    RESOLVED = "incident.resolved"
+
+
+class NotificationEvent(EventNames):
+    FAMILY = "notification."
+    FAILED = "notification.failed"  # gave up: the delivery log says why
+
+
+class SilenceEvent(EventNames):
+    FAMILY = "silence."
+    CREATED = "silence.created"
+    EXPIRED = "silence.expired"
+
+
+class AlertRuleEvent(EventNames):
+    FAMILY = "alert_rule."
+    CREATED = "alert_rule.created"
+    UPDATED = "alert_rule.updated"
+    DELETED = "alert_rule.deleted"
+
+
+class AlertChannelEvent(EventNames):
+    FAMILY = "alert_channel."
+    CREATED = "alert_channel.created"
+    UPDATED = "alert_channel.updated"
+    DELETED = "alert_channel.deleted"
+
+
+class AlertRouteEvent(EventNames):
+    FAMILY = "alert_route."
+    CREATED = "alert_route.created"
+    UPDATED = "alert_route.updated"
+    DELETED = "alert_route.deleted"
+
+
+RULE_EVENTS = AlertRuleEvent.resource("alert rule")
+CHANNEL_EVENTS = AlertChannelEvent.resource("alert channel")
+ROUTE_EVENTS = AlertRouteEvent.resource("alert route")

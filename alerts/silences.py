@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
-from alerts.choices import MATCHER_LABELS, MatchOp
+from alerts.choices import MATCHER_LABELS, MatchOp, SilenceEvent
 from alerts.models import Incident, Silence
+from catalog.models import Team
+from catalog.permissions import Access
+from controlplane.events import publish
 
 MAX_MATCHERS = 20
 
@@ -26,6 +31,49 @@ def suppression_for(incident: Incident) -> str:
         if silence.matches(labels):
             return f"silence {silence.pk}"
     return ""
+
+
+def open_silence(
+    *,
+    team: Team,
+    matchers: list[dict[str, str]],
+    ends_at: datetime,
+    comment: str,
+    actor: Access,
+    starts_at: datetime | None = None,
+) -> Silence:
+    """Create a silence and its audit event (the API's and the silences page's one way)."""
+    with transaction.atomic():
+        silence = Silence.objects.create(
+            team=team,
+            matchers=matchers,
+            starts_at=starts_at or timezone.now(),
+            ends_at=ends_at,
+            comment=comment,
+            created_by_id=actor.user.pk if actor.token is None and actor.is_authenticated else None,
+            created_by_label=actor.label(),
+        )
+        publish(
+            SilenceEvent.CREATED,
+            actor=actor,
+            subject=silence,
+            team=team,
+            message=comment[:200],
+            payload={"matchers": matchers},
+        )
+    return silence
+
+
+def expire_silence(silence: Silence, actor: Access) -> bool:
+    """End a silence now, with its audit event; False if it had expired already."""
+    with transaction.atomic():
+        locked = Silence.objects.select_for_update().get(pk=silence.pk)
+        if locked.expired_at is not None:
+            return False
+        locked.expire()
+        publish(SilenceEvent.EXPIRED, actor=actor, subject=locked, team=locked.team)
+    silence.expired_at = locked.expired_at
+    return True
 
 
 def clean_matchers(raw: Any) -> list[dict[str, str]]:

@@ -12,9 +12,8 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -22,13 +21,24 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from alerts import channels, slack_bot
-from alerts.choices import MATCHER_LABELS, ChannelKind, IncidentState, MatchOp, Severity
+from alerts.api import serializers as s
+from alerts.choices import (
+    CHANNEL_EVENTS,
+    MATCHER_LABELS,
+    ROUTE_EVENTS,
+    RULE_EVENTS,
+    ChannelKind,
+    IncidentState,
+    MatchOp,
+    Severity,
+)
 from alerts.incidents import acknowledge, resolve
 from alerts.models import Channel, Incident, Route, Rule, Silence
-from alerts.silences import clean_matchers
+from alerts.silences import clean_matchers, expire_silence, open_silence
 from catalog.choices import Scope
 from catalog.models import Team
 from catalog.permissions import Access
+from controlplane import changes
 
 STATE_TABS = [
     ("open", "Open"),
@@ -160,25 +170,13 @@ def silences(request: HttpRequest) -> HttpResponse:
     form.fields["team"].queryset = Team.objects.filter(pk__in=[t.pk for t in teams])  # type: ignore[attr-defined]
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        with transaction.atomic():
-            silence = Silence.objects.create(
-                team=data["team"],
-                matchers=data["matchers"],
-                ends_at=timezone.now() + timedelta(hours=data["hours"]),
-                comment=data["comment"],
-                created_by_id=request.user.pk,
-                created_by_label=access.label(),
-            )
-            from controlplane.events import publish
-
-            publish(
-                "silence.created",
-                actor=access,
-                subject=silence,
-                team=silence.team,
-                message=silence.comment[:200],
-                payload={"matchers": silence.matchers},
-            )
+        silence = open_silence(
+            team=data["team"],
+            matchers=data["matchers"],
+            ends_at=timezone.now() + timedelta(hours=data["hours"]),
+            comment=data["comment"],
+            actor=access,
+        )
         messages.success(request, f"Silence {silence.pk} created.")
         return redirect("alerts:silences")
     now = timezone.now()
@@ -202,10 +200,13 @@ def silences(request: HttpRequest) -> HttpResponse:
 @require_POST
 def silence_expire(request: HttpRequest, pk: int) -> HttpResponse:
     silence = get_object_or_404(Silence.objects.select_related("team"), pk=pk)
-    if not Access.of(request).can(Scope.DEPLOY, silence.team):
+    access = Access.of(request)
+    if not access.can(Scope.DEPLOY, silence.team):
         return HttpResponseForbidden("You need the deployer or owner role to expire this.")
-    silence.expire()
-    messages.success(request, f"Silence {silence.pk} expired.")
+    if expire_silence(silence, access):
+        messages.success(request, f"Silence {silence.pk} expired.")
+    else:
+        messages.info(request, f"Silence {silence.pk} had already expired.")
     return redirect("alerts:silences")
 
 
@@ -261,84 +262,161 @@ def team_settings(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _settings_post(request: HttpRequest, team: Team) -> HttpResponse | dict[str, forms.Form]:
-    """Apply one settings change; a response when done, else the forms with their errors."""
+    """Apply one settings change; a response when done, else the forms with their errors.
+
+    Each change goes through the API's serializer and `controlplane.changes`, so it is
+    checked and audited exactly as the same change through the API."""
     what = request.POST.get("what", "")
     back = redirect("alerts:team_settings", team.slug)
-    if what == "rule":
-        rule = get_object_or_404(Rule, pk=request.POST.get("rule"), team=team)
-        enabled = request.POST.get("enabled") == "on"
-        severity = request.POST.get("severity", rule.severity)
-        if rule.is_protected and not enabled:
-            messages.error(
-                request, "A rollback always notifies the owning team; the rollback rule stays on."
-            )
+    access = Access.of(request)
+    try:
+        if what == "rule":
+            return _save_rule(request, team, access, back)
+        if what == "channel":
+            return _create_channel(request, team, access, back)
+        if what == "test":
+            return _send_test(request, team, back)
+        if what == "delete-channel":
+            channel = get_object_or_404(Channel, pk=request.POST.get("channel"), team=team)
+            changes.delete(channel, actor=access, events=CHANNEL_EVENTS)
+            messages.success(request, f"Channel '{channel.name}' deleted.")
             return back
-        if severity in Severity.values:
-            rule.severity = severity
-        rule.enabled = enabled
-        rule.save(update_fields=["severity", "enabled", "updated_at"])
-        messages.success(request, f"Rule '{rule.name}' saved.")
-        return back
-    if what == "channel":
-        form = ChannelForm(request.POST, prefix="channel")
-        if form.is_valid():
-            data = form.cleaned_data
-            config = (
-                {"to": [a.strip() for a in data["to"].split(",") if a.strip()]}
-                if data["kind"] == ChannelKind.EMAIL
-                else {}
-            )
-            errors = channels.check(
-                data["kind"], data["secret"], data["url"], config, has_secret=False
-            )
-            for field, reasons in errors.items():
-                form.add_error(field if field in form.fields else None, " ".join(reasons))
-            if not errors:
-                try:
-                    Channel.objects.create(
-                        team=team,
-                        name=data["name"],
-                        kind=data["kind"],
-                        secret=data["secret"],
-                        url=data["url"],
-                        config=config,
-                    )
-                except IntegrityError:
-                    form.add_error("name", "this team already has a channel of that name")
-                else:
-                    messages.success(request, f"Channel '{data['name']}' created.")
-                    return back
-        return {"channel_form": form}
-    if what == "test":
-        channel = get_object_or_404(Channel, pk=request.POST.get("channel"), team=team)
-        result = channels.send_test(channel)
-        if result.ok:
-            messages.success(
-                request, f"Test sent to '{channel.name}' ({result.status_code or 'ok'})."
-            )
-        else:
-            messages.error(request, f"Test to '{channel.name}' failed: {result.error}")
-        return back
-    if what == "delete-channel":
-        get_object_or_404(Channel, pk=request.POST.get("channel"), team=team).delete()
-        return back
-    if what == "route":
-        route = RouteForm(request.POST, prefix="route")
-        route.fields["channel"].queryset = team.alert_channels.all()  # type: ignore[attr-defined]
-        if route.is_valid():
-            try:
-                Route.objects.create(team=team, **route.cleaned_data)
-            except IntegrityError:
-                route.add_error("channel", "that route already exists")
-            else:
-                messages.success(request, "Route added.")
-                return back
-        return {"route_form": route}
-    if what == "delete-route":
-        get_object_or_404(Route, pk=request.POST.get("route"), team=team).delete()
+        if what == "route":
+            return _create_route(request, team, access, back)
+        if what == "delete-route":
+            route = get_object_or_404(Route, pk=request.POST.get("route"), team=team)
+            changes.delete(route, actor=access, events=ROUTE_EVENTS)
+            messages.success(request, "Route deleted.")
+            return back
+    except changes.Conflict as conflict:
+        messages.error(request, str(conflict))
         return back
     messages.error(request, "Unknown action.")
     return back
+
+
+def _save_rule(
+    request: HttpRequest, team: Team, access: Access, back: HttpResponse
+) -> HttpResponse:
+    rule = get_object_or_404(Rule, pk=request.POST.get("rule"), team=team)
+    enabled = request.POST.get("enabled") == "on"
+    if rule.is_protected and not enabled:
+        messages.error(
+            request, "A rollback always notifies the owning team; the rollback rule stays on."
+        )
+        return back
+    data: dict[str, Any] = {"enabled": enabled}
+    if request.POST.get("severity"):
+        data["severity"] = request.POST["severity"]
+    serializer = s.RuleSerializer(rule, data=data, partial=True)
+    if not serializer.is_valid():
+        messages.error(request, f"Rule '{rule.name}' not saved: {_reasons(serializer.errors)}")
+        return back
+    changes.update(serializer, actor=access, events=RULE_EVENTS)
+    messages.success(request, f"Rule '{rule.name}' saved.")
+    return back
+
+
+# The channel form's fields by the name the API's serializer gives them.
+CHANNEL_FORM_FIELDS = {"name": "name", "kind": "kind", "secret": "secret", "url": "url"}
+
+
+def _create_channel(
+    request: HttpRequest, team: Team, access: Access, back: HttpResponse
+) -> HttpResponse | dict[str, forms.Form]:
+    form = ChannelForm(request.POST, prefix="channel")
+    if not form.is_valid():
+        return {"channel_form": form}
+    data = form.cleaned_data
+    config = (
+        {"to": [a.strip() for a in data["to"].split(",") if a.strip()]}
+        if data["kind"] == ChannelKind.EMAIL
+        else {}
+    )
+    serializer = s.ChannelSerializer(
+        data={
+            "team": team.slug,
+            "name": data["name"],
+            "kind": data["kind"],
+            "secret": data["secret"],
+            "url": data["url"],
+            "config": config,
+        }
+    )
+    if not serializer.is_valid():
+        _errors_onto(form, serializer.errors, CHANNEL_FORM_FIELDS | {"config.to": "to"})
+        return {"channel_form": form}
+    changes.create(
+        serializer,
+        actor=access,
+        events=CHANNEL_EVENTS,
+        conflict="this team already has a channel of that name",
+    )
+    messages.success(request, f"Channel '{data['name']}' created.")
+    return back
+
+
+def _create_route(
+    request: HttpRequest, team: Team, access: Access, back: HttpResponse
+) -> HttpResponse | dict[str, forms.Form]:
+    form = RouteForm(request.POST, prefix="route")
+    form.fields["channel"].queryset = team.alert_channels.all()  # type: ignore[attr-defined]
+    if not form.is_valid():
+        return {"route_form": form}
+    data = form.cleaned_data
+    serializer = s.RouteSerializer(
+        data={
+            "team": team.slug,
+            "severity": data["severity"],
+            "channel": data["channel"].pk,
+            "escalation_level": data["escalation_level"],
+            "group_wait_seconds": data["group_wait_seconds"],
+        }
+    )
+    if not serializer.is_valid():
+        _errors_onto(form, serializer.errors, {name: name for name in form.fields})
+        return {"route_form": form}
+    changes.create(
+        serializer, actor=access, events=ROUTE_EVENTS, conflict="that route already exists"
+    )
+    messages.success(request, "Route added.")
+    return back
+
+
+def _send_test(request: HttpRequest, team: Team, back: HttpResponse) -> HttpResponse:
+    channel = get_object_or_404(Channel, pk=request.POST.get("channel"), team=team)
+    result = channels.send_test(channel)
+    if result.ok:
+        messages.success(request, f"Test sent to '{channel.name}' ({result.status_code or 'ok'}).")
+    else:
+        messages.error(request, f"Test to '{channel.name}' failed: {result.error}")
+    return back
+
+
+def _flat(errors: Any, prefix: str = "") -> dict[str, list[str]]:
+    """A serializer's nested errors as {dotted field: [reasons]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(errors, list) and all(not isinstance(e, (dict, list)) for e in errors):
+        out[prefix or NON_FIELD_ERRORS] = [str(e) for e in errors]
+    elif isinstance(errors, list):
+        for index, value in enumerate(errors):
+            out.update(_flat(value, f"{prefix}.{index}"))
+    else:
+        out[prefix or NON_FIELD_ERRORS] = [str(errors)]
+    return out
+
+
+def _errors_onto(form: forms.Form, errors: Any, fields: dict[str, str]) -> None:
+    """Put the API's reasons next to the form fields they are about (else on the form)."""
+    for field, reasons in _flat(errors).items():
+        form.add_error(fields.get(field), " ".join(reasons))
+
+
+def _reasons(errors: Any) -> str:
+    return "; ".join(f"{field}: {' '.join(r)}" for field, r in _flat(errors).items())
 
 
 def _verified(request: HttpRequest) -> str:

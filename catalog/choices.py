@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from controlplane.events import EventNames, ResourceEvents
+
 
 class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
@@ -42,3 +44,71 @@ class Scope(models.TextChoices):
     WRITE = "write", "Change the team's catalog and settings"
     DEPLOY = "deploy", "Start and act on the team's rollouts"
     REPORT = "report", "Register instances, send heartbeats and circuit reports"
+
+
+# -- the catalog's events (its contract with the live pages, alert rules and the audit log) --
+
+
+class TeamEvent(EventNames):
+    FAMILY = "team."
+    CREATED = "team.created"
+    UPDATED = "team.updated"
+    DELETED = "team.deleted"
+
+
+class MembershipEvent(EventNames):
+    FAMILY = "membership."
+    CREATED = "membership.created"
+    UPDATED = "membership.updated"
+    DELETED = "membership.deleted"
+
+
+class EnvironmentEvent(EventNames):
+    FAMILY = "environment."
+    CREATED = "environment.created"
+    UPDATED = "environment.updated"
+    DELETED = "environment.deleted"
+
+
+class ExternalDependencyEvent(EventNames):
+    FAMILY = "external_dependency."
+    CREATED = "external_dependency.created"
+    UPDATED = "external_dependency.updated"
+    DELETED = "external_dependency.deleted"
+
+
+class ServiceEvent(EventNames):
+    FAMILY = "service."
+    CREATED = "service.created"
+    UPDATED = "service.updated"
+    DELETED = "service.deleted"
+
+
+class InstanceEvent(EventNames):
+    FAMILY = "instance."
+    REGISTERED = "instance.registered"  # by itself, or added by hand
+    UPDATED = "instance.updated"
+    DEREGISTERED = "instance.deregistered"
+    STALE = "instance.stale"  # missed three heartbeats
+    DELETED = "instance.deleted"
+
+
+class TokenEvent(EventNames):
+    FAMILY = "token."
+    ISSUED = "token.issued"
+    REVOKED = "token.revoked"
+
+
+class CatalogEvent(EventNames):
+    FAMILY = "catalog."
+    IMPORTED = "catalog.imported"
+
+
+TEAM_EVENTS = TeamEvent.resource("team")
+MEMBERSHIP_EVENTS = MembershipEvent.resource("membership")
+ENVIRONMENT_EVENTS = EnvironmentEvent.resource("environment")
+EXTERNAL_DEPENDENCY_EVENTS = ExternalDependencyEvent.resource("external dependency")
+SERVICE_EVENTS = ServiceEvent.resource("service")
+INSTANCE_EVENTS = ResourceEvents(
+    "instance", InstanceEvent.REGISTERED, InstanceEvent.UPDATED, InstanceEvent.DELETED
+)

@@ -11,6 +11,8 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from controlplane.changes import Conflict
+
 
 class Pagination(PageNumberPagination):
     """`?page=N&page_size=M` (at most 500); answers count, next, previous and results."""
@@ -45,7 +47,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     `fields` maps each bad field (dotted for nested ones) to its reasons; it is empty
     for errors that are not about one field.
     """
-    if isinstance(exc, Http404):
+    if isinstance(exc, Conflict):
+        exc = ConflictError(str(exc))
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()

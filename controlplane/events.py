@@ -1,9 +1,16 @@
-"""The spine: `publish()` records an event and, only once it commits, shows and hands it on."""
+"""The spine: `publish()` records an event and, only once it commits, shows and hands it on.
+
+Event names are a contract between the app that publishes them and every consumer (live
+renderers, alert rules, the audit log's filters): each app declares its names once, in an
+`EventNames` class in its `choices.py`, and publishers and consumers alike use those
+attributes, never the bare strings (controlplane/tests/test_event_contract.py checks it).
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -14,6 +21,65 @@ from controlplane.models import Event
 logger = logging.getLogger(__name__)
 
 Actor = Any  # a User, an ApiToken, an `Access`, a string naming a system actor, or None
+
+_declared: dict[str, type[EventNames]] = {}
+
+
+class EventNames:
+    """An app's event names. Subclasses set `FAMILY` (the prefix every one of their names
+    starts with, e.g. "rollout.") and declare each event as an UPPER_CASE attribute; the
+    names are registered when the class is defined, so the audit log and admin can list
+    every family and a name cannot be declared twice."""
+
+    FAMILY: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        family = cls.__dict__.get("FAMILY", "")
+        if not family.endswith("."):
+            raise TypeError(f"{cls.__name__}.FAMILY must end with '.', e.g. 'rollout.'")
+        for attr, value in cls.__dict__.items():
+            if not attr.isupper() or attr == "FAMILY":
+                continue
+            if not isinstance(value, str) or not value.startswith(family):
+                raise TypeError(f"{cls.__name__}.{attr} must be a name starting with {family!r}")
+            if value in _declared and _declared[value] is not cls:
+                raise TypeError(f"{value!r} is declared by {_declared[value].__name__} already")
+            _declared[value] = cls
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [v for k, v in vars(cls).items() if k.isupper() and k != "FAMILY"]
+
+    @classmethod
+    def resource(cls, noun: str) -> ResourceEvents:
+        """The created/updated/deleted events of a resource, for `controlplane.changes`."""
+        return ResourceEvents(
+            noun=noun,
+            created=getattr(cls, "CREATED"),  # noqa: B009 (subclasses declare it)
+            updated=getattr(cls, "UPDATED"),  # noqa: B009
+            deleted=getattr(cls, "DELETED"),  # noqa: B009
+        )
+
+
+@dataclass(frozen=True)
+class ResourceEvents:
+    """The events a resource's changes publish, and how its messages name it."""
+
+    noun: str  # "alert rule": messages read "alert rule <name> created"
+    created: str
+    updated: str
+    deleted: str
+
+
+def declared_names() -> set[str]:
+    """Every event name an installed app declares."""
+    return set(_declared)
+
+
+def families() -> list[str]:
+    """Every declared family ("rollout.", ...), in the order the apps declared them."""
+    return list(dict.fromkeys(cls.FAMILY for cls in _declared.values()))
 
 
 def publish(

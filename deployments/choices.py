@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from controlplane.events import EventNames
+
 
 class Strategy(models.TextChoices):
     CANARY = "canary", "Canary"
@@ -117,3 +119,40 @@ class Weekday(models.TextChoices):
 
 
 WEEKDAYS = [day.value for day in Weekday]  # index = date.weekday()
+
+
+# -- deployments' events -----------------------------------------------------------------------
+
+
+class RolloutEvent(EventNames):
+    FAMILY = "rollout."
+    CREATED = "rollout.created"
+    STEP_STARTED = "rollout.step_started"
+    ANALYSIS = "rollout.analysis"  # a measurement was read (its verdict in the payload)
+    PAUSED = "rollout.paused"
+    RESUMED = "rollout.resumed"
+    PROMOTED = "rollout.promoted"
+    DRIVER_ERROR = "rollout.driver_error"  # the traffic router failed; retried
+    SUCCEEDED = "rollout.succeeded"
+    ROLLED_BACK = "rollout.rolled_back"
+    ABORTED = "rollout.aborted"
+    FAILED = "rollout.failed"
+
+
+class FreezeWindowEvent(EventNames):
+    FAMILY = "freeze_window."
+    CREATED = "freeze_window.created"
+    UPDATED = "freeze_window.updated"
+    DELETED = "freeze_window.deleted"
+
+
+class RecurringFreezeWindowEvent(EventNames):
+    FAMILY = "recurring_freeze_window."
+    CREATED = "recurring_freeze_window.created"
+    UPDATED = "recurring_freeze_window.updated"
+    DELETED = "recurring_freeze_window.deleted"
+
+
+FREEZE_WINDOW_EVENTS = FreezeWindowEvent.resource("freeze window")
+RECURRING_FREEZE_WINDOW_EVENTS = RecurringFreezeWindowEvent.resource("recurring freeze window")
+

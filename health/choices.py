@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from controlplane.events import EventNames, ResourceEvents
+
 
 class CheckKind(models.TextChoices):
     HTTP = "http", "HTTP"
@@ -94,3 +96,41 @@ STATUS_ICONS = {
     HeartbeatStatus.NEW: "…",
     HeartbeatStatus.PAUSED: "‖",
 }
+
+
+# -- health's events ---------------------------------------------------------------------------
+
+
+class HealthEvent(EventNames):
+    FAMILY = "health."
+    INSTANCE_CHANGED = "health.instance.changed"  # an instance check's status moved
+    SERVICE_CHANGED = "health.service.changed"  # a service's derived state moved
+    CHECK_CREATED = "health.check.created"
+    CHECK_UPDATED = "health.check.updated"
+    CHECK_DELETED = "health.check.deleted"
+
+
+class HeartbeatEvent(EventNames):
+    FAMILY = "heartbeat."
+    CREATED = "heartbeat.created"
+    UPDATED = "heartbeat.updated"
+    DELETED = "heartbeat.deleted"
+    LATE = "heartbeat.late"
+    FAILED = "heartbeat.failed"
+    RECOVERED = "heartbeat.recovered"
+
+
+class MaintenanceEvent(EventNames):
+    FAMILY = "maintenance."
+    CREATED = "maintenance.created"
+    UPDATED = "maintenance.updated"
+    DELETED = "maintenance.deleted"
+    STARTED = "maintenance.started"
+    ENDED = "maintenance.ended"
+
+
+CHECK_SPEC_EVENTS = ResourceEvents(
+    "health check", HealthEvent.CHECK_CREATED, HealthEvent.CHECK_UPDATED, HealthEvent.CHECK_DELETED
+)
+HEARTBEAT_EVENTS = HeartbeatEvent.resource("heartbeat")
+MAINTENANCE_EVENTS = MaintenanceEvent.resource("maintenance")

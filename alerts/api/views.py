@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django.db import transaction
 from django.db.models import Model, QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
@@ -13,17 +12,22 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from alerts import channels
+from alerts import channels, silences
 from alerts.api import serializers as s
-from alerts.choices import IncidentState, Severity
+from alerts.choices import (
+    CHANNEL_EVENTS,
+    ROUTE_EVENTS,
+    RULE_EVENTS,
+    IncidentState,
+    Severity,
+)
 from alerts.incidents import acknowledge, resolve
 from alerts.models import Channel, Incident, Route, Rule, Silence
-from catalog.api.views import ID_LOOKUP, READ_WRITE, CatalogViewSet, team_in_body
+from catalog.api.base import ID_LOOKUP, READ_WRITE, ScopedViewSet, team_in_body
 from catalog.choices import Scope
 from catalog.models import Service, Team
 from catalog.permissions import Access, ScopeRule
 from controlplane.api import ConflictError
-from controlplane.events import publish
 
 RESPOND = {"GET": Scope.READ, "POST": Scope.DEPLOY, "DELETE": Scope.DEPLOY}
 
@@ -85,7 +89,7 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(s.IncidentDetailSerializer(incident).data)
 
 
-class TeamOwnedViewSet(CatalogViewSet):
+class TeamOwnedViewSet(ScopedViewSet):
     lookup_value_regex = ID_LOOKUP
 
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
@@ -119,33 +123,20 @@ class SilenceViewSet(
         return team_in_body(request)
 
     def perform_create(self, serializer: Any) -> None:
-        access = Access.of(self.request)
-        with transaction.atomic():
-            silence = serializer.save(
-                created_by=access.user if access.token is None else None,
-                created_by_label=access.label(),
-            )
-            publish(
-                "silence.created",
-                actor=access,
-                subject=silence,
-                team=silence.team,
-                message=silence.comment[:200],
-                payload={"matchers": silence.matchers},
-            )
+        data = serializer.validated_data
+        serializer.instance = silences.open_silence(
+            team=data["team"],
+            matchers=data["matchers"],
+            starts_at=data.get("starts_at"),
+            ends_at=data["ends_at"],
+            comment=data["comment"],
+            actor=Access.of(self.request),
+        )
 
     def perform_destroy(self, instance: Model) -> None:
         assert isinstance(instance, Silence)
-        if instance.expired_at is not None:
+        if not silences.expire_silence(instance, Access.of(self.request)):
             raise ConflictError(f"silence {instance.pk} has already expired")
-        with transaction.atomic():
-            instance.expire()
-            publish(
-                "silence.expired",
-                actor=Access.of(self.request),
-                subject=instance,
-                team=instance.team,
-            )
 
 
 @extend_schema_view(
@@ -162,7 +153,7 @@ class RuleViewSet(TeamOwnedViewSet):
     serializer_class = s.RuleSerializer
     scopes = READ_WRITE
     filterset_fields = ["team__slug", "kind", "severity", "enabled"]
-    event_noun = "alert_rule"
+    events = RULE_EVENTS
 
     def perform_destroy(self, instance: Model) -> None:
         assert isinstance(instance, Rule)
@@ -188,7 +179,7 @@ class ChannelViewSet(TeamOwnedViewSet):
     serializer_class = s.ChannelSerializer
     scopes = READ_WRITE
     filterset_fields = ["team__slug", "kind"]
-    event_noun = "alert_channel"
+    events = CHANNEL_EVENTS
 
     @extend_schema(request=None, summary="Send a test notification now")
     @action(detail=True, methods=["post"])
@@ -212,4 +203,4 @@ class RouteViewSet(TeamOwnedViewSet):
     serializer_class = s.RouteSerializer
     scopes = READ_WRITE
     filterset_fields = ["team__slug", "severity"]
-    event_noun = "alert_route"
+    events = ROUTE_EVENTS

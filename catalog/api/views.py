@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Model, ProtectedError, QuerySet, RestrictedError
+from django.db.models import Model, QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import exceptions, filters, status, viewsets
+from rest_framework import exceptions, filters, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,7 +17,25 @@ from rest_framework.serializers import BaseSerializer
 from catalog import signals
 from catalog.api import filters as catalog_filters
 from catalog.api import serializers as s
-from catalog.choices import Lifecycle, Scope
+from catalog.api.base import (
+    ADMIN_WRITES,
+    ID_LOOKUP,
+    SLUG_LOOKUP,
+    ScopedViewSet,
+    service_in_body,
+    team_in_body,
+)
+from catalog.choices import (
+    ENVIRONMENT_EVENTS,
+    EXTERNAL_DEPENDENCY_EVENTS,
+    INSTANCE_EVENTS,
+    MEMBERSHIP_EVENTS,
+    SERVICE_EVENTS,
+    TEAM_EVENTS,
+    Lifecycle,
+    Scope,
+    TokenEvent,
+)
 from catalog.models import (
     ApiToken,
     Environment,
@@ -28,91 +45,9 @@ from catalog.models import (
     Service,
     Team,
 )
-from catalog.permissions import ADMIN, Access, ScopeRule
+from catalog.permissions import ADMIN, Access
 from controlplane.api import ConflictError
 from controlplane.events import publish
-
-READ_WRITE = {"GET": Scope.READ, "POST": Scope.WRITE, "PATCH": Scope.WRITE, "DELETE": Scope.WRITE}
-ADMIN_WRITES = {"GET": Scope.READ, "POST": ADMIN, "PATCH": ADMIN, "DELETE": ADMIN}
-SLUG_LOOKUP = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-ID_LOOKUP = r"[0-9]+"
-
-
-def body_value(request: Request, field: str) -> str | None:
-    """A string field of the request body, or None (the serializer then explains the 400)."""
-    data = request.data
-    value = data.get(field) if isinstance(data, Mapping) else None
-    return value if isinstance(value, str) else None
-
-
-def team_in_body(request: Request) -> tuple[Team | None, Service | None]:
-    slug = body_value(request, "team")
-    return (Team.objects.filter(slug=slug).first() if slug else None), None
-
-
-def service_in_body(request: Request) -> tuple[Team | None, Service | None]:
-    slug = body_value(request, "service")
-    service = Service.objects.select_related("team").filter(slug=slug).first() if slug else None
-    return (service.team if service else None), service
-
-
-def changes_between(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
-    return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
-
-
-class CatalogViewSet(viewsets.ModelViewSet):
-    """One rule for every catalog resource: ScopeRule, PATCH (no PUT), every write published
-    in the same transaction as the change, deleting something still in use answers 409."""
-
-    permission_classes = [ScopeRule]
-    scopes: Mapping[str, str] = READ_WRITE
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    event_noun = ""
-    event_actions: dict[str, str] = {}
-
-    def action_for(self, verb: str) -> str:
-        return self.event_actions.get(verb, f"{self.event_noun}.{verb}")
-
-    def publish(self, verb: str, obj: Model, payload: dict[str, Any] | None = None) -> None:
-        publish(
-            self.action_for(verb),
-            actor=Access.of(self.request),
-            subject=obj,
-            message=f"{self.event_noun.replace('_', ' ')} {obj} {verb}",
-            payload=payload or {},
-        )
-
-    def perform_create(self, serializer: BaseSerializer) -> None:
-        with transaction.atomic():
-            obj = serializer.save()
-            self.publish("created", obj, {"fields": serializer.data})
-
-    def perform_update(self, serializer: BaseSerializer) -> None:
-        before = serializer.to_representation(serializer.instance)
-        with transaction.atomic():
-            obj = serializer.save()
-            changes = changes_between(before, serializer.to_representation(obj))
-            if changes:  # a PATCH that changes nothing is not a fact worth recording
-                self.publish("updated", obj, {"changes": changes})
-
-    def perform_destroy(self, instance: Model) -> None:
-        with transaction.atomic():
-            self.publish("deleted", instance)
-            try:
-                with transaction.atomic():
-                    instance.delete()
-            except (ProtectedError, RestrictedError) as exc:
-                users = (
-                    exc.protected_objects
-                    if isinstance(exc, ProtectedError)
-                    else exc.restricted_objects
-                )
-                names = sorted(str(o) for o in users)
-                more = f" and {len(names) - 5} more" if len(names) > 5 else ""
-                raise ConflictError(
-                    f"{instance} is still in use by {', '.join(names[:5])}{more}; "
-                    "remove or move those first"
-                ) from exc
 
 
 @extend_schema_view(
@@ -122,7 +57,7 @@ class CatalogViewSet(viewsets.ModelViewSet):
     partial_update=extend_schema(summary="Change a team's name, description or Slack channel"),
     destroy=extend_schema(summary="Delete a team that owns no services"),
 )
-class TeamViewSet(CatalogViewSet):
+class TeamViewSet(ScopedViewSet):
     """Teams own services. Platform admins create and delete teams; owners edit theirs."""
 
     queryset = Team.objects.all()
@@ -132,7 +67,7 @@ class TeamViewSet(CatalogViewSet):
     scopes = {"GET": Scope.READ, "POST": ADMIN, "PATCH": Scope.WRITE, "DELETE": ADMIN}
     filter_backends = [filters.SearchFilter]
     search_fields = ["slug", "name"]
-    event_noun = "team"
+    events = TEAM_EVENTS
 
 
 @extend_schema_view(
@@ -142,7 +77,7 @@ class TeamViewSet(CatalogViewSet):
     partial_update=extend_schema(summary="Change a member's role"),
     destroy=extend_schema(summary="Remove a person from a team"),
 )
-class MembershipViewSet(CatalogViewSet):
+class MembershipViewSet(ScopedViewSet):
     """Who is in which team, as viewer, deployer or owner. Team owners manage their team's
     members; a team always keeps at least one owner (removing the last one answers 409)."""
 
@@ -150,7 +85,7 @@ class MembershipViewSet(CatalogViewSet):
     serializer_class = s.MembershipSerializer
     lookup_value_regex = ID_LOOKUP
     filterset_class = catalog_filters.MembershipFilter
-    event_noun = "membership"
+    events = MEMBERSHIP_EVENTS
 
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return team_in_body(request)
@@ -183,7 +118,7 @@ class MembershipViewSet(CatalogViewSet):
     partial_update=extend_schema(summary="Change an environment"),
     destroy=extend_schema(summary="Delete an environment without instances"),
 )
-class EnvironmentViewSet(CatalogViewSet):
+class EnvironmentViewSet(ScopedViewSet):
     """Where services run (staging, production, ...). Platform admins change them."""
 
     queryset = Environment.objects.all()
@@ -192,7 +127,7 @@ class EnvironmentViewSet(CatalogViewSet):
     lookup_value_regex = SLUG_LOOKUP
     scopes = ADMIN_WRITES
     filterset_class = catalog_filters.EnvironmentFilter
-    event_noun = "environment"
+    events = ENVIRONMENT_EVENTS
 
 
 @extend_schema_view(
@@ -202,7 +137,7 @@ class EnvironmentViewSet(CatalogViewSet):
     partial_update=extend_schema(summary="Change an external dependency"),
     destroy=extend_schema(summary="Delete an external dependency"),
 )
-class ExternalDependencyViewSet(CatalogViewSet):
+class ExternalDependencyViewSet(ScopedViewSet):
     """Things services rely on but nobody here runs (a payment provider, S3). Admins change them."""
 
     queryset = ExternalDependency.objects.all()
@@ -212,7 +147,7 @@ class ExternalDependencyViewSet(CatalogViewSet):
     scopes = ADMIN_WRITES
     filter_backends = [filters.SearchFilter]
     search_fields = ["slug", "name"]
-    event_noun = "external_dependency"
+    events = EXTERNAL_DEPENDENCY_EVENTS
 
 
 @extend_schema_view(
@@ -224,7 +159,7 @@ class ExternalDependencyViewSet(CatalogViewSet):
     ),
     destroy=extend_schema(summary="Delete a service and its instances"),
 )
-class ServiceViewSet(CatalogViewSet):
+class ServiceViewSet(ScopedViewSet):
     """Deployable units, each owned by one team, with declared dependencies."""
 
     queryset = Service.objects.select_related("team").prefetch_related(
@@ -237,7 +172,7 @@ class ServiceViewSet(CatalogViewSet):
     filterset_class = catalog_filters.ServiceFilter
     search_fields = ["slug", "name", "description"]
     ordering_fields = ["slug", "name", "tier", "created_at"]
-    event_noun = "service"
+    events = SERVICE_EVENTS
 
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return team_in_body(request)
@@ -262,7 +197,7 @@ class ServiceViewSet(CatalogViewSet):
     ),
     destroy=extend_schema(summary="Delete an instance (self-registered ones should deregister)"),
 )
-class InstanceViewSet(CatalogViewSet):
+class InstanceViewSet(ScopedViewSet):
     """Running copies of services. Owners edit them; instances register themselves with a
     `report` token (see register and deregister)."""
 
@@ -272,8 +207,7 @@ class InstanceViewSet(CatalogViewSet):
     filter_backends = [DjangoFilterBackend, filters.OrderingFilter]
     filterset_class = catalog_filters.InstanceFilter
     ordering_fields = ["last_seen_at", "registered_at", "version", "host", "port"]
-    event_noun = "instance"
-    event_actions = {"created": "instance.registered"}
+    events = INSTANCE_EVENTS
 
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return service_in_body(request)
@@ -369,7 +303,7 @@ class InstanceViewSet(CatalogViewSet):
     ),
     destroy=extend_schema(summary="Revoke a token (the row stays, with revoked_at)"),
 )
-class TokenViewSet(CatalogViewSet):
+class TokenViewSet(ScopedViewSet):
     """Team API tokens. Team owners (people, not tokens) list, issue and revoke their team's
     tokens; platform admins see all. Only a hash is stored: the value is shown once."""
 
@@ -378,7 +312,6 @@ class TokenViewSet(CatalogViewSet):
     filterset_class = catalog_filters.TokenFilter
     http_method_names = ["get", "post", "delete", "head", "options"]
     people_only = True
-    event_noun = "token"
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         tokens = ApiToken.objects.select_related("team", "service", "created_by")
@@ -398,7 +331,7 @@ class TokenViewSet(CatalogViewSet):
         with transaction.atomic():
             token, plain = serializer.issue(created_by=request.user)
             publish(
-                "token.issued",
+                TokenEvent.ISSUED,
                 actor=Access.of(request),
                 subject=token,
                 message=f"token {token} issued with {', '.join(token.scopes)}",
@@ -428,7 +361,7 @@ class TokenViewSet(CatalogViewSet):
         with transaction.atomic():
             token.revoke()
             publish(
-                "token.revoked",
+                TokenEvent.REVOKED,
                 actor=Access.of(self.request),
                 subject=token,
                 message=f"token {token} revoked",

@@ -11,7 +11,7 @@ from rest_framework import exceptions, generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from catalog.api.views import ADMIN_WRITES, ID_LOOKUP, CatalogViewSet
+from catalog.api.base import ADMIN_WRITES, ID_LOOKUP, ScopedViewSet
 from catalog.choices import Scope
 from catalog.models import Environment, Service, Team
 from catalog.permissions import Access, ScopeRule
@@ -24,7 +24,12 @@ from deployments.api.serializers import (
     RolloutDetailSerializer,
     RolloutSerializer,
 )
-from deployments.choices import ACTIVE_STATES, Action
+from deployments.choices import (
+    ACTIVE_STATES,
+    FREEZE_WINDOW_EVENTS,
+    RECURRING_FREEZE_WINDOW_EVENTS,
+    Action,
+)
 from deployments.models import AnalysisRun, FreezeWindow, RecurringFreezeWindow, Rollout
 
 ERRORS = {
@@ -207,7 +212,7 @@ def action_view(action: Action) -> Any:
     return decorated.as_view()
 
 
-class FreezeViewSet(CatalogViewSet):
+class FreezeViewSet(ScopedViewSet):
     """Freeze windows are platform-wide, like environments: everyone reads, admins change."""
 
     scopes = ADMIN_WRITES
@@ -233,7 +238,7 @@ class FreezeWindowViewSet(FreezeViewSet):
     model = FreezeWindow
     queryset = FreezeWindow.objects.all()
     serializer_class = FreezeWindowSerializer
-    event_noun = "freeze_window"
+    events = FREEZE_WINDOW_EVENTS
 
 
 @extend_schema_view(
@@ -249,4 +254,4 @@ class RecurringFreezeWindowViewSet(FreezeViewSet):
     model = RecurringFreezeWindow
     queryset = RecurringFreezeWindow.objects.all()
     serializer_class = RecurringFreezeWindowSerializer
-    event_noun = "recurring_freeze_window"
+    events = RECURRING_FREEZE_WINDOW_EVENTS

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -27,14 +26,24 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
+from catalog.api.base import ScopedViewSet, service_in_body
 from catalog.choices import Scope
 from catalog.models import Environment, Instance, Service, Team
-from catalog.permissions import Access, ScopeRule
-from controlplane.api import ConflictError
-from controlplane.events import publish
+from catalog.permissions import ScopeRule
+from controlplane import changes
+from controlplane.viewsets import actor_of
 from health import heartbeats, rollups, services
 from health.api import serializers as s
-from health.choices import CheckStatus, PingKind, Resolution, ServiceStatus, TransitionLevel
+from health.choices import (
+    CHECK_SPEC_EVENTS,
+    HEARTBEAT_EVENTS,
+    MAINTENANCE_EVENTS,
+    CheckStatus,
+    PingKind,
+    Resolution,
+    ServiceStatus,
+    TransitionLevel,
+)
 from health.models import (
     CheckSpec,
     Heartbeat,
@@ -45,7 +54,6 @@ from health.models import (
 )
 
 READ = {"GET": Scope.READ}
-READ_WRITE = {"GET": Scope.READ, "POST": Scope.WRITE, "PATCH": Scope.WRITE, "DELETE": Scope.WRITE}
 HISTORY_RANGES = {
     "1h": (timedelta(hours=1), Resolution.MINUTE),
     "24h": (timedelta(hours=24), Resolution.MINUTE),
@@ -276,54 +284,6 @@ def _body(request: Request, name: str) -> Any:
     return data.get(name) if isinstance(data, Mapping) else None
 
 
-def service_in_body(request: Request) -> tuple[Team | None, Service | None]:
-    slug = _body(request, "service")
-    service = (
-        Service.objects.select_related("team").filter(slug=slug).first()
-        if isinstance(slug, str)
-        else None
-    )
-    return (service.team if service else None), service
-
-
-class HealthWriteViewSet(viewsets.ModelViewSet):
-    """ScopeRule; the owner team writes (PATCH, no PUT); every change is an event."""
-
-    permission_classes = [ScopeRule]
-    scopes = READ_WRITE
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    noun = ""
-
-    def _publish(self, verb: str, obj: Model) -> None:
-        publish(
-            f"{self.noun}.{verb}",
-            actor=Access.of(self.request),
-            subject=obj,
-            message=f"{self.noun.replace('.', ' ')} {obj} {verb}",
-        )
-
-    def perform_create(self, serializer: BaseSerializer) -> None:
-        try:
-            with transaction.atomic():
-                obj = serializer.save()
-                self._publish("created", obj)
-        except IntegrityError as exc:
-            raise ConflictError(self.conflict_message(serializer)) from exc
-
-    def conflict_message(self, serializer: BaseSerializer) -> str:
-        return "it already exists"
-
-    def perform_update(self, serializer: BaseSerializer) -> None:
-        with transaction.atomic():
-            obj = serializer.save()
-            self._publish("updated", obj)
-
-    def perform_destroy(self, instance: Model) -> None:
-        with transaction.atomic():
-            self._publish("deleted", instance)
-            instance.delete()
-
-
 class CheckSpecFilter(df.FilterSet):
     service = df.CharFilter(field_name="service__slug")
     instance = df.NumberFilter(field_name="instance_id")
@@ -344,7 +304,7 @@ class CheckSpecFilter(df.FilterSet):
     ),
     destroy=extend_schema(summary="Delete a spec (a service's goes back to the defaults)"),
 )
-class CheckSpecViewSet(HealthWriteViewSet):
+class CheckSpecViewSet(ScopedViewSet):
     """How a service's instances are probed; an instance's spec overrides its service's."""
 
     serializer_class = s.CheckSpecSerializer
@@ -352,7 +312,7 @@ class CheckSpecViewSet(HealthWriteViewSet):
     queryset = CheckSpec.objects.select_related(
         "service", "service__team", "instance__service__team"
     )
-    noun = "health.check"
+    events = CHECK_SPEC_EVENTS
 
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         team, service = service_in_body(request)
@@ -382,11 +342,11 @@ class CheckSpecViewSet(HealthWriteViewSet):
     partial_update=extend_schema(summary="Change a heartbeat's schedule or grace"),
     destroy=extend_schema(summary="Delete a heartbeat"),
 )
-class HeartbeatViewSet(HealthWriteViewSet):
+class HeartbeatViewSet(ScopedViewSet):
     serializer_class = s.HeartbeatSerializer
     queryset = Heartbeat.objects.select_related("service", "service__team", "environment")
     filterset_fields = {"service__slug": ["exact"], "status": ["exact"]}
-    noun = "heartbeat"
+    events = HEARTBEAT_EVENTS
 
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return service_in_body(request)
@@ -404,21 +364,23 @@ class HeartbeatViewSet(HealthWriteViewSet):
     partial_update=extend_schema(summary="Change a maintenance window"),
     destroy=extend_schema(summary="Delete a maintenance window"),
 )
-class MaintenanceWindowViewSet(HealthWriteViewSet):
+class MaintenanceWindowViewSet(ScopedViewSet):
     serializer_class = s.MaintenanceWindowSerializer
     queryset = MaintenanceWindow.objects.select_related("service", "service__team", "environment")
     filterset_fields = {"service__slug": ["exact"]}
-    noun = "maintenance"
+    events = MAINTENANCE_EVENTS
 
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return service_in_body(request)
 
     def perform_create(self, serializer: BaseSerializer) -> None:
-        with transaction.atomic():
-            window = serializer.save(
-                created_by=self.request.user if self.request.user.is_authenticated else None
-            )
-            self._publish("created", window)
+        user = self.request.user
+        changes.create(
+            serializer,
+            actor=actor_of(self.request),
+            events=self.events,
+            created_by=user if user.is_authenticated else None,
+        )
 
 
 # -- the ping ----------------------------------------------------------------------------
