@@ -44,11 +44,10 @@ MODEL_OF: dict[Kind, type[models.Model]] = {
 
 @dataclass(frozen=True)
 class Attr:
-    """One plain column of a kind: where it sits in YAML, its model field and YAML type."""
+    """One plain column of a kind: where it sits in YAML, its model field and its default."""
 
     path: str  # "metadata.title", "spec.tier"
     field: str  # the model field
-    type: type
     default: Any = ""
     omit_when_default: bool = True  # on export
 
@@ -61,29 +60,21 @@ class Attr:
         return self.path.split(".", 1)[1]
 
 
-TITLE = Attr("metadata.title", "name", str, default=None, omit_when_default=False)
-DESCRIPTION = Attr("metadata.description", "description", str)
+TITLE = Attr("metadata.title", "name", default=None, omit_when_default=False)
+DESCRIPTION = Attr("metadata.description", "description")
 ATTRS: dict[Kind, tuple[Attr, ...]] = {
-    Kind.TEAM: (TITLE, DESCRIPTION, Attr("spec.slackChannel", "slack_channel", str)),
+    Kind.TEAM: (TITLE, DESCRIPTION, Attr("spec.slackChannel", "slack_channel")),
     Kind.ENVIRONMENT: (
         TITLE,
-        Attr("spec.order", "order", int, default=0, omit_when_default=False),
-        Attr("spec.production", "is_production", bool, default=False, omit_when_default=False),
+        Attr("spec.order", "order", default=0, omit_when_default=False),
+        Attr("spec.production", "is_production", default=False, omit_when_default=False),
     ),
-    Kind.EXTERNAL: (TITLE, DESCRIPTION, Attr("spec.statusPage", "status_page_url", str)),
+    Kind.EXTERNAL: (TITLE, DESCRIPTION, Attr("spec.statusPage", "status_page_url")),
     Kind.SERVICE: (
         TITLE,
         DESCRIPTION,
-        Attr("spec.tier", "tier", int, default=int(Tier.STANDARD), omit_when_default=False),
-        Attr("spec.repository", "repository_url", str),
-        Attr("spec.runbook", "runbook_url", str),
+        Attr("spec.tier", "tier", default=int(Tier.STANDARD), omit_when_default=False),
+        Attr("spec.repository", "repository_url"),
+        Attr("spec.runbook", "runbook_url"),
     ),
 }
-# Keys handled by hand rather than through ATTRS.
-EXTRA_SPEC_KEYS: dict[Kind, tuple[str, ...]] = {
-    Kind.TEAM: ("members",),
-    Kind.ENVIRONMENT: (),
-    Kind.EXTERNAL: (),
-    Kind.SERVICE: ("owner", "dependsOn"),
-}
-TOP_KEYS = ("apiVersion", "kind", "metadata", "spec")

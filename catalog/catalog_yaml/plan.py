@@ -67,7 +67,7 @@ class Planner:
         if self.prune:
             changes.extend(self._deletions())
         if not self.problems:
-            self._warn_aboutcycles()
+            self._warn_about_cycles()
         return changes
 
     def _will_exist(self, kind: Kind, slug: str) -> bool:
@@ -95,14 +95,16 @@ class Planner:
                     if not self._will_exist(Kind.EXTERNAL, slug):
                         self._fail(entity, path, self._missing(Kind.EXTERNAL, slug))
             for username in (entity.members or {}).keys() - users:
-                self._fail(
-                    entity,
-                    f"spec.members.{username}",
-                    f"no user {username!r}; people sign up or are created by an admin first",
+                self.problems.append(
+                    entity.problem(
+                        f"spec.members.{username}",
+                        f"no user {username!r}; people sign up or are created by an admin first",
+                        at_key=True,
+                    )
                 )
 
     def _fail(self, entity: Entity, path: str, message: str) -> None:
-        self.problems.append(Problem(entity.where, path, message))
+        self.problems.append(entity.problem(path, message))
 
     def _change(self, entity: Entity) -> Change:
         obj = self.catalog.existing(entity.kind).get(entity.name)
@@ -197,7 +199,7 @@ class Planner:
                 )
             )
 
-    def _warn_aboutcycles(self) -> None:
+    def _warn_about_cycles(self) -> None:
         graph: dict[str, set[str]] = {}
         for slug, service in self.catalog.services.items():
             if self._will_exist(Kind.SERVICE, slug):
@@ -213,8 +215,7 @@ class Planner:
             loop = loop_through(first, graph, set(component))
             others = sorted(set(component) - set(loop))
             self.warnings.append(
-                Problem(
-                    declared[first].where,
+                declared[first].problem(
                     "spec.dependsOn",
                     "dependency cycle (allowed, but check it is real): "
                     + " -> ".join([*loop, first])

@@ -27,6 +27,8 @@ class Problem:
     where: Location
     field: str
     message: str
+    line: int = 0  # 1-based, in the file; 0 when the problem is about no one place in it
+    column: int = 0
 
     @property
     def key(self) -> str:
@@ -35,6 +37,10 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.key}: {self.message}"
+
+    def located(self) -> str:
+        """As str() says it, then where in the file: `... (line 4, column 9)`."""
+        return f"{self} (line {self.line}, column {self.column})" if self.line else str(self)
 
 
 class CatalogInvalid(Exception):
