@@ -7,12 +7,17 @@ from typing import Any
 import yaml
 
 from catalog.catalog_yaml.kinds import API_VERSION, ATTRS, EXTERNAL_REF, SERVICE_REF, Kind
+from catalog.catalog_yaml.schema import schema_url
 from catalog.catalog_yaml.snapshot import CatalogSnapshot
 
-EXPORT_HEADER = (
-    f"# Signalbox catalog ({API_VERSION}). Edit and re-import with:\n"
-    "#   manage.py catalog import FILE   or   POST /api/v1/catalog/import\n"
-)
+
+def export_header() -> str:
+    """What an export starts with: the schema for editors, and how to import it again."""
+    return (
+        f"# yaml-language-server: $schema={schema_url()}\n"
+        f"# Signalbox catalog ({API_VERSION}). Edit and re-import with:\n"
+        "#   manage.py catalog import FILE   or   POST /api/v1/catalog/import\n"
+    )
 
 
 def export_documents() -> list[dict[str, Any]]:
@@ -35,7 +40,7 @@ def export_catalog() -> str:
         default_flow_style=False,
         width=100,
     )
-    return EXPORT_HEADER + body
+    return export_header() + body
 
 
 def _document(kind: Kind, obj: Any, catalog: CatalogSnapshot) -> dict[str, Any]:
