@@ -77,7 +77,8 @@ class LegacyYamlParser(_YamlTextParser):
 
 
 class AnyAccept(BaseContentNegotiation):
-    """The export answers YAML whatever the Accept header says; its errors answer JSON."""
+    """The export (YAML) and the schema answer their one type whatever the Accept header says;
+    their errors answer JSON."""
 
     def select_parser(self, request: Request, parsers: Any) -> Any:
         return parsers[0]

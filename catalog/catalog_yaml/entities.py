@@ -161,9 +161,9 @@ class _DocumentReader:
 
 def _named(where: Location, body: Any) -> Location:
     """Name the entity in every problem, as soon as its kind and name can be read."""
-    metadata = body.get("metadata") if isinstance(body, dict) else None
-    name = metadata.get("name") if isinstance(metadata, dict) else None
-    kind = body.get("kind") if isinstance(body, dict) else None
+    if not (isinstance(body, dict) and isinstance(body.get("metadata"), dict)):
+        return where
+    kind, name = body.get("kind"), body["metadata"].get("name")
     if isinstance(kind, str) and kind in list(Kind) and isinstance(name, str) and name:
         return Location(where.file, where.index, kind, name)
     return where
@@ -211,6 +211,7 @@ def _paths_with_nul(body: Any) -> list[str]:
 def read_entities(
     documents: Sequence[Document], problems: list[Problem], warnings: list[Problem]
 ) -> list[Entity]:
+    """The entity of each valid document; every problem and warning on the way, in file order."""
     entities: list[Entity] = []
     first_seen: dict[tuple[Kind, str], Location] = {}
     for document in documents:

@@ -40,7 +40,7 @@ WORDING: dict[tuple[str, str], str] = {
     ("spec.members.*", "type"): "a username must be a string",
     ("spec.members.*", "enum"): "unknown role {value}; use one of {choices}",
 }
-# Free-form maps whose keys are the user's own (usernames), not field names.
+# Maps whose keys are the user's own (usernames, annotation names), not field names.
 FREE_FORM = ("spec.members", "metadata.annotations")
 # Fields reported once as a whole, whatever inside them is wrong.
 WHOLE = {"metadata.annotations": "must map strings to strings"}
@@ -51,7 +51,8 @@ TYPE_WORDS = {
     "object": "must be a mapping",
     "array": "must be a list",
 }
-# Django's wording, which these limits had when only the model fields checked them.
+# The wording for any other field; the limits in Django's words, as when only the model
+# fields checked them.
 GENERIC = {
     "required": "missing",
     "const": "must be {limit}",
