@@ -1,7 +1,8 @@
-"""Catalog as code over HTTP: import YAML (all or nothing) and export the catalog as YAML."""
+"""Catalog as code over HTTP: import YAML (all or nothing), export it, and its JSON Schema."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.http import HttpResponse
@@ -10,6 +11,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import exceptions, serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,11 +26,13 @@ from catalog.catalog_yaml import (
     export_catalog,
     import_catalog,
 )
+from catalog.catalog_yaml.schema import published_schema
 from catalog.choices import Scope
 from catalog.permissions import Access, ScopeRule
 from controlplane.api import ConflictError, StrictSerializerMixin
 
 DEFAULT_FILENAME = "request.yaml"
+SCHEMA_MEDIA_TYPE = "application/schema+json"
 # A catalog of thousands of services is well under 1 MB; beyond this, refuse before parsing.
 MAX_YAML_BYTES = 8 * 2**20
 EXAMPLE = """apiVersion: signalbox.dev/v1
@@ -73,7 +77,8 @@ class LegacyYamlParser(_YamlTextParser):
 
 
 class AnyAccept(BaseContentNegotiation):
-    """The export answers YAML whatever the Accept header says; its errors answer JSON."""
+    """The export (YAML) and the schema answer their one type whatever the Accept header says;
+    their errors answer JSON."""
 
     def select_parser(self, request: Request, parsers: Any) -> Any:
         return parsers[0]
@@ -244,3 +249,27 @@ class CatalogExportView(APIView):
         response = HttpResponse(export_catalog(), content_type="application/yaml; charset=utf-8")
         response["Content-Disposition"] = 'inline; filename="catalog.yaml"'
         return response
+
+
+class AnyoneMayRead(BasePermission):
+    """The catalog schema describes a file format and holds no data; editors that fetch it
+    send no credentials. Nothing else is allowed through this rule."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return True
+
+
+class CatalogSchemaView(APIView):
+    """The JSON Schema of catalog documents, which editors check and complete YAML files with."""
+
+    permission_classes = [AnyoneMayRead]
+    # No authentication: no session (so no CSRF) and no token lookup for a public file.
+    authentication_classes: list[Any] = []
+    content_negotiation_class = AnyAccept
+
+    # A document about the format, like /api/schema/ itself, rather than an operation of
+    # the API: left out of the OpenAPI, where every operation answers 401 and 403.
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> HttpResponse:
+        schema = published_schema(request.build_absolute_uri(request.path))
+        return HttpResponse(json.dumps(schema, indent=2) + "\n", content_type=SCHEMA_MEDIA_TYPE)

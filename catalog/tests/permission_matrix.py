@@ -6,7 +6,7 @@ from typing import Any
 
 from catalog.choices import Role
 from catalog.models import ApiToken, Environment, ExternalDependency, Instance, Team
-from catalog.tests.matrix import Case, Row, allow, read
+from catalog.tests.matrix import PERSONAS, Case, Row, allow, read
 
 # Who may change the things of the world's team (payments): its owner, a platform admin,
 # and a payments token with `write`.
@@ -251,4 +251,6 @@ PERMISSION_MATRIX = [
     # catalog as code: import checks `write` on each team it touches; export is a read
     Row("catalog-import", "POST", allow(*TEAM_WRITERS), body=lambda c: {"yaml": SERVICE_YAML}),
     Row("catalog-export", "GET", read()),
+    # its JSON Schema: anyone, credentials or not, since editors fetch it without any
+    Row("catalog-schema", "GET", allow(*PERSONAS)),
 ]

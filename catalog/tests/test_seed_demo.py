@@ -6,7 +6,6 @@ import json
 import re
 from io import StringIO
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -78,13 +77,9 @@ SAMPLE_PLAN = {
 
 
 @pytest.fixture
-def demo(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fleet plan file, a private VAR_DIR, and a fast hasher (PBKDF2 is slow by design)."""
-    settings.VAR_DIR = tmp_path
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    monkeypatch.delenv("SIGNALBOX_DEMO_PASSWORD", raising=False)
-    monkeypatch.delenv("SIGNALBOX_DEMO_PASSWORD_FILE", raising=False)
-    plan = tmp_path / "fleet.json"
+def demo(demo_settings: Path) -> Path:
+    """A fleet plan file, with the demo settings."""
+    plan = demo_settings / "fleet.json"
     plan.write_text(json.dumps(SAMPLE_PLAN))
     return plan
 

@@ -59,7 +59,7 @@ class Command(BaseCommand):
             )
         except CatalogInvalid as exc:
             for problem in exc.problems:
-                self.stderr.write(f"error: {problem}")
+                self.stderr.write(f"error: {problem.located()}")
             raise CommandError(
                 f"{len(exc.problems)} problem(s) found; nothing was imported. "
                 "Fix them (each names the file#document, the entity and the field) and re-run."
@@ -73,7 +73,7 @@ class Command(BaseCommand):
             fields = f" ({', '.join(change.fields)})" if change.fields else ""
             self.stdout.write(f"  {SIGNS[change.action]} {change.label}{fields}")
         for warning in result.warnings:
-            self.stderr.write(f"warning: {warning}")
+            self.stderr.write(f"warning: {warning.located()}")
         if result.dry_run:
             self.stdout.write(f"Dry run, nothing written. Would be: {result.summary()}.")
         else:

@@ -132,7 +132,7 @@ class Command(BaseCommand):
             return import_catalog([Source(f"{path} (as catalog YAML)", text)], actor=ACTOR)
         except CatalogInvalid as exc:
             for problem in exc.problems:
-                self.stderr.write(f"error: {problem}")
+                self.stderr.write(f"error: {problem.located()}")
             raise CommandError(
                 f"the fleet plan {path} does not make a valid catalog; fix the plan's config "
                 "(fleet/demo.yaml) and run `python -m fleet plan` again"
