@@ -18,9 +18,13 @@ from catalog.catalog_yaml.problems import CatalogConflict, CatalogInvalid, Locat
 from catalog.catalog_yaml.reading import parse
 from catalog.catalog_yaml.snapshot import CatalogSnapshot
 from catalog.catalog_yaml.sources import Source
+from catalog.choices import SERVICE_EVENTS, TEAM_EVENTS, CatalogEvent
 from catalog.models import Membership, Service, Team
 from catalog.permissions import Access
-from controlplane.events import publish
+from controlplane.events import ResourceEvents, publish
+
+# Teams and services get an event each (up to MAX_ENTITY_EVENTS); the rest only the summary.
+ENTITY_EVENTS: dict[Kind, ResourceEvents] = {Kind.TEAM: TEAM_EVENTS, Kind.SERVICE: SERVICE_EVENTS}
 
 # Per-entity team/service events an import publishes before it only summarises: a
 # first import of a large catalog should not flood the timeline or alerting.
@@ -223,11 +227,17 @@ class Applier:
             ) from exc
 
     def _entity_event(self, change: Change) -> None:
-        if change.kind not in (Kind.TEAM, Kind.SERVICE) or self.events_left <= 0:
+        events = ENTITY_EVENTS.get(change.kind)
+        if events is None or change.action == Action.UNCHANGED or self.events_left <= 0:
             return
         self.events_left -= 1
+        action = {
+            Action.CREATED: events.created,
+            Action.UPDATED: events.updated,
+            Action.DELETED: events.deleted,
+        }[change.action]
         publish(
-            f"{change.kind.lower()}.{change.action}",
+            action,
             actor=self.actor,
             subject=change.obj,
             message=f"{change.label} {change.action} by catalog import",
@@ -237,7 +247,7 @@ class Applier:
     def _summary_event(self, result: ImportResult, sources: Sequence[Source]) -> None:
         changed = result.changed
         publish(
-            "catalog.imported",
+            CatalogEvent.IMPORTED,
             actor=self.actor,
             message=f"catalog import: {result.summary()}",
             payload={
