@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from alerts import outbox
-from alerts.choices import IncidentState, NotificationAction, Severity, TimelineKind
+from alerts.choices import IncidentEvent, IncidentState, NotificationAction, Severity, TimelineKind
 from alerts.models import Incident, Route, Rule, TimelineEntry
 from alerts.rules.base import Subject
 from alerts.silences import suppression_for
@@ -129,7 +129,7 @@ def fire(incident: Incident, now: datetime | None = None) -> None:
     # Queued before the event is published, so on commit the delivery task is handed out
     # before the live dashboard is rendered and pushed: the page can wait, the pager not.
     notify(incident, level=0)
-    _publish("incident.firing", incident, SYSTEM)
+    _publish(IncidentEvent.FIRING, incident, SYSTEM)
 
 
 def notify(incident: Incident, level: int, kind: str = TimelineKind.NOTIFIED) -> bool:
@@ -198,7 +198,7 @@ def acknowledge(incident_id: int, actor: Any) -> Incident | None:
         incident.save()
         note(incident, TimelineKind.ACKNOWLEDGED, f"acknowledged by {label}", label)
         outbox.queue_follow_up(incident, NotificationAction.ACKNOWLEDGE)
-        _publish("incident.acknowledged", incident, actor)
+        _publish(IncidentEvent.ACKNOWLEDGED, incident, actor)
     return incident
 
 
@@ -223,7 +223,7 @@ def resolve(incident: Incident | int, actor: Any, reason: str = "") -> Incident 
         message = reason or (f"resolved by {label}" if label else "condition cleared")
         note(locked, TimelineKind.RESOLVED, message, label or SYSTEM)
         outbox.queue_follow_up(locked, NotificationAction.RESOLVE)
-        _publish("incident.resolved", locked, actor if actor is not None else SYSTEM)
+        _publish(IncidentEvent.RESOLVED, locked, actor if actor is not None else SYSTEM)
     return locked
 
 

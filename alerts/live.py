@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from django.template.loader import render_to_string
 
+from alerts.choices import IncidentEvent
 from alerts.models import Incident
 from controlplane.live import renders
 from controlplane.models import Event
@@ -17,7 +18,7 @@ def incident_topic(incident_id: int) -> str:
     return f"incident:{incident_id}"
 
 
-@renders("incident.")
+@renders(IncidentEvent.FAMILY)
 def incident_fragments(event: Event) -> Iterable[tuple[str, str]]:
     """The changed row for the list (inserted when new, replaced otherwise), and the header
     of the incident's own page."""
@@ -29,7 +30,7 @@ def incident_fragments(event: Event) -> Iterable[tuple[str, str]]:
     )
     if incident is None:
         return []
-    is_new = event.action == "incident.firing"
+    is_new = event.action == IncidentEvent.FIRING
     row = render_to_string(
         "alerts/partials/incident_row_oob.html", {"incident": incident, "is_new": is_new}
     )

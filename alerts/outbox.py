@@ -24,6 +24,7 @@ from alerts.choices import (
     ChannelKind,
     DeliveryState,
     NotificationAction,
+    NotificationEvent,
     TimelineKind,
 )
 from alerts.models import Channel, DeliveryAttempt, Incident, Notification, Route, TimelineEntry
@@ -308,7 +309,7 @@ def _failed(notification: Notification, incidents: list[Incident], result: Resul
     _note_all(incidents, TimelineKind.DELIVERY_FAILED, message)
     logger.error("notification %s failed: %s", notification.pk, message)
     publish(
-        "notification.failed",
+        NotificationEvent.FAILED,
         actor="alerts",
         subject=channel,
         team=channel.team,

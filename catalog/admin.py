@@ -7,6 +7,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from catalog.choices import TokenEvent
 from catalog.models import (
     ApiToken,
     Environment,
@@ -130,7 +131,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             for token in queryset.select_for_update(of=("self",)).filter(revoked_at__isnull=True):
                 token.revoke()
                 publish(
-                    "token.revoked",
+                    TokenEvent.REVOKED,
                     actor=request.user,
                     subject=token,
                     message=f"token {token} revoked in the admin",

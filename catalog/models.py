@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from catalog import signals
-from catalog.choices import ROLE_RANK, Lifecycle, Role, Scope, Tier
+from catalog.choices import ROLE_RANK, InstanceEvent, Lifecycle, Role, Scope, Tier
 from controlplane.events import publish
 
 if TYPE_CHECKING:
@@ -231,7 +231,7 @@ class Instance(models.Model):
             )
             if created:
                 publish(
-                    "instance.registered",
+                    InstanceEvent.REGISTERED,
                     actor=actor,
                     subject=instance,
                     message=f"{instance} registered (version {instance.version or 'unknown'})",
@@ -259,7 +259,7 @@ class Instance(models.Model):
         self.save(update_fields=[*changes, "last_seen_at", "registered_at"])
         if revived:
             publish(
-                "instance.registered",
+                InstanceEvent.REGISTERED,
                 actor=actor,
                 subject=self,
                 message=f"{self} registered again",
@@ -267,7 +267,7 @@ class Instance(models.Model):
             )
         elif changes:
             publish(
-                "instance.updated",
+                InstanceEvent.UPDATED,
                 actor=actor,
                 subject=self,
                 message=f"{self} reported " + ", ".join(sorted(changes)),
@@ -284,7 +284,7 @@ class Instance(models.Model):
             self.last_seen_at = timezone.now()
             self.save(update_fields=["lifecycle", "last_seen_at"])
             publish(
-                "instance.deregistered",
+                InstanceEvent.DEREGISTERED,
                 actor=actor,
                 subject=self,
                 message=f"{self} deregistered",

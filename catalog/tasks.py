@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from catalog.choices import Lifecycle
+from catalog.choices import InstanceEvent, Lifecycle
 from catalog.models import Instance
 from controlplane.events import publish
 
@@ -32,6 +32,6 @@ def mark_stale_instances() -> int:
         for instance in quiet:
             instance.lifecycle = Lifecycle.STALE
             instance.save(update_fields=["lifecycle"])
-            publish("instance.stale", subject=instance, message="stopped sending heartbeats")
+            publish(InstanceEvent.STALE, subject=instance, message="stopped sending heartbeats")
             marked += 1
     return marked

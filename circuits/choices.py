@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from controlplane.events import EventNames
+
 
 class CircuitState(models.TextChoices):
     """What one instance's breaker reports (resilience4j's six states)."""
@@ -73,9 +75,11 @@ class TargetOrigin(models.TextChoices):
     MANUAL = "manual", "Added through the API"
 
 
-class CircuitEvent:
-    """Event actions this app publishes (see the cross-area contracts)."""
+class CircuitEvent(EventNames):
+    """Event actions this app publishes (its contract with pages, alert rules, the log)."""
 
+    FAMILY = "circuit."
+    UPDATED = "circuit.updated"  # an operator changed a circuit's settings
     OPENED = "circuit.opened"
     CLOSED = "circuit.closed"
     HALF_OPENED = "circuit.half_opened"

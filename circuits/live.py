@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from circuits import fragments, live_tiles
+from circuits.choices import CircuitEvent
 from circuits.models import Circuit, CircuitOverride
 from controlplane.live import Fragment, Tile, push, renders
 from controlplane.models import Event
@@ -52,7 +53,7 @@ def _bound(render: Callable[[int], str], circuit_id: int) -> Callable[[], str]:
     return lambda: render(circuit_id)
 
 
-@renders("circuit.")
+@renders(CircuitEvent.FAMILY)
 def _circuit_changed(event: Event) -> Iterable[Fragment]:
     """A state change or an override: re-render the circuits it concerns."""
     if event.subject_type == Circuit._meta.label_lower:

@@ -6,8 +6,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from controlplane.events import families
 from controlplane.models import Event
-from controlplane.timeline import ACTION_FAMILIES
 
 
 class ActionFamilyFilter(admin.SimpleListFilter):
@@ -15,7 +15,7 @@ class ActionFamilyFilter(admin.SimpleListFilter):
     parameter_name = "family"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(family, family + "*") for family in ACTION_FAMILIES]
+        return [(family, family + "*") for family in families()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
         value = self.value()

@@ -12,22 +12,6 @@ from django.http import QueryDict
 from controlplane.models import Event
 
 PAGE_SIZE = 50
-# The action families of docs/events (contracts between the apps); the filter takes any
-# prefix, these are offered as suggestions.
-ACTION_FAMILIES = (
-    "team.",
-    "service.",
-    "instance.",
-    "token.",
-    "catalog.",
-    "health.",
-    "heartbeat.",
-    "maintenance.",
-    "rollout.",
-    "circuit.",
-    "incident.",
-    "notification.",
-)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 

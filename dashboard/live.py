@@ -15,11 +15,15 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
+from alerts.choices import IncidentEvent
 from catalog.models import Service
+from circuits.choices import CircuitEvent
 from circuits.models import Circuit
-from controlplane.live import Fragment, Lazy, Tile, renders
+from controlplane.live import EVERY_EVENT, Fragment, Lazy, Tile, renders
 from controlplane.models import Event
 from dashboard import sections
+from deployments.choices import RolloutEvent
+from health.choices import HealthEvent
 from health.models import ServiceHealth
 from health.templatetags.health_tags import dependency_key, status_badge
 
@@ -65,12 +69,12 @@ def _bound_service(service_id: int, section: str) -> Callable[[], str]:
     return lambda: sections.render_service(service_id, section)
 
 
-@renders("health.service.")
+@renders(HealthEvent.SERVICE_CHANGED)
 def health_sections(event: Event) -> Iterable[Fragment]:
     return [*_home("services"), *_team(event, "services")]
 
 
-@renders("health.service.changed")
+@renders(HealthEvent.SERVICE_CHANGED)
 def dependency_badges(event: Event) -> Iterable[Fragment]:
     """A service's new state, to the pages of the services it calls and that call it.
 
@@ -126,7 +130,7 @@ def _bound_badge(service_id: int, environment_id: int, key: str) -> Callable[[],
     return render
 
 
-@renders("incident.")
+@renders(IncidentEvent.FAMILY)
 def incident_sections(event: Event) -> Iterable[Fragment]:
     fragments = [*_home("incidents"), *_team(event, "incidents")]
     if event.service is not None:
@@ -134,7 +138,7 @@ def incident_sections(event: Event) -> Iterable[Fragment]:
     return fragments
 
 
-@renders("rollout.")
+@renders(RolloutEvent.FAMILY)
 def rollout_sections(event: Event) -> Iterable[Fragment]:
     fragments = [*_home("rollouts"), *_team(event, "rollouts")]
     if event.service is not None:
@@ -142,7 +146,7 @@ def rollout_sections(event: Event) -> Iterable[Fragment]:
     return fragments
 
 
-@renders("circuit.")
+@renders(CircuitEvent.FAMILY)
 def circuit_sections(event: Event) -> Iterable[Fragment]:
     fragments = [*_home("circuits"), *_team(event, "circuits")]
     if event.service is not None:
@@ -159,7 +163,7 @@ def circuit_sections(event: Event) -> Iterable[Fragment]:
     return fragments
 
 
-@renders("")
+@renders(EVERY_EVENT)
 def timelines(event: Event) -> Iterable[Fragment]:
     """Each event's row goes on top of home's timeline, and of its team's and service's pages'.
 
@@ -188,7 +192,7 @@ def render_event_row(event: Event) -> str:
     return render_to_string("partials/event_row_oob.html", {"event": event})
 
 
-@renders("")
+@renders(EVERY_EVENT)
 def events_timeline(event: Event) -> Iterable[Fragment]:
     """Every event goes to the live timeline (the Events page and home's recent events)."""
     return [Lazy(EVENTS_TOPIC, lambda: render_event_row(event))]

@@ -16,7 +16,8 @@ from django.views.decorators.http import require_POST
 from catalog.choices import Scope
 from catalog.models import Environment, Service, Team
 from catalog.permissions import Access
-from controlplane.timeline import ACTION_FAMILIES, Cursor, EventFilters, event_page, page_link
+from controlplane.events import families
+from controlplane.timeline import Cursor, EventFilters, event_page, page_link
 from dashboard import search as site_search
 from dashboard import sections
 from dashboard import service as service_data
@@ -179,6 +180,6 @@ def events(request: HttpRequest) -> HttpResponse:
         .objects.filter(is_active=True)
         .order_by("username")
         .values_list("username", flat=True)[:ACTOR_SUGGESTIONS],
-        "action_families": ACTION_FAMILIES,
+        "action_families": families(),
     }
     return render(request, "dashboard/events.html", context)

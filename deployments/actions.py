@@ -19,6 +19,7 @@ from deployments.choices import (
     Action,
     AnalysisState,
     PauseCause,
+    RolloutEvent,
     RolloutState,
     StepKind,
     StepOutcome,
@@ -156,7 +157,7 @@ def start_rollout(
         except IntegrityError as exc:
             raise _clash(exc, service, environment, idempotency_key) from None
         publish(
-            "rollout.created",
+            RolloutEvent.CREATED,
             actor=access,
             subject=rollout,
             message=f"{service.slug} {from_version or '?'} → {version} in {environment.slug} "
@@ -291,7 +292,7 @@ def _resume(
     if was_waiting:
         reconciler.complete_step(rollout, now)
     publish(
-        "rollout.resumed",
+        RolloutEvent.RESUMED,
         actor=access,
         subject=rollout,
         message=f"{_label(rollout)} {rollout.message}",
@@ -319,7 +320,7 @@ def _promote(
     else:
         reconciler.complete_step(rollout, now, StepOutcome.DONE if waiting else StepOutcome.SKIPPED)
     publish(
-        "rollout.promoted",
+        RolloutEvent.PROMOTED,
         actor=access,
         subject=rollout,
         message=f"{_label(rollout)} {rollout.message}",
@@ -378,7 +379,7 @@ def _retry(
             "router error, or restarts a rollout that ended without success",
         )
     publish(
-        "rollout.resumed",
+        RolloutEvent.RESUMED,
         actor=access,
         subject=rollout,
         message=f"{_label(rollout)} {rollout.message}",

@@ -14,12 +14,12 @@ from django.template.loader import render_to_string
 
 from controlplane.live import Fragment, Tile, renders, watched
 from controlplane.models import Event
-from deployments.choices import TERMINAL_STATES
+from deployments.choices import TERMINAL_STATES, RolloutEvent
 from deployments.models import Rollout
 
 BOARD_TOPIC = "rollouts"
 # Events after which a rollout joins or leaves the active table: the whole board is redrawn.
-BOARD_CHANGES = ("rollout.created", "rollout.succeeded")
+BOARD_CHANGES = (RolloutEvent.CREATED, RolloutEvent.SUCCEEDED)
 
 
 def rollout_topic(rollout_id: int) -> str:
@@ -63,7 +63,7 @@ def render_history(service_id: int) -> str:
     )
 
 
-@renders("rollout.")
+@renders(RolloutEvent.FAMILY)
 def rollout_fragments(event: Event) -> Iterable[Fragment]:
     if event.subject_type != "deployments.rollout" or not event.subject_id.isdigit():
         return []

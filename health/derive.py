@@ -12,7 +12,7 @@ from django.utils import timezone
 from catalog.choices import LIVE_LIFECYCLES
 from catalog.models import Environment, Service
 from controlplane.events import publish
-from health.choices import CheckStatus, ServiceStatus, TransitionLevel
+from health.choices import CheckStatus, HealthEvent, ServiceStatus, TransitionLevel
 from health.models import InstanceCheck, ServiceHealth, Transition
 from health.states import service_status
 
@@ -145,7 +145,7 @@ def _record(
         service = services[transition.service_id]
         environment = environments[transition.environment_id]
         publish(
-            "health.service.changed",
+            HealthEvent.SERVICE_CHANGED,
             subject=service,
             service=service,
             environment=environment,

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from controlplane.events import publish
-from health.choices import HeartbeatStatus, PingKind
+from health.choices import HeartbeatEvent, HeartbeatStatus, PingKind
 from health.models import Heartbeat
 from health.models.heartbeats import LOG_TAIL_BYTES
 
@@ -160,9 +160,9 @@ def _apply(heartbeat: Heartbeat, kind: str, exit_code: int | None, now: datetime
 
 def _announce(heartbeat: Heartbeat, previous: str) -> None:
     if heartbeat.status == HeartbeatStatus.DOWN:
-        action = "heartbeat.failed"
+        action = HeartbeatEvent.FAILED
     elif heartbeat.status == HeartbeatStatus.UP and previous == HeartbeatStatus.DOWN:
-        action = "heartbeat.recovered"
+        action = HeartbeatEvent.RECOVERED
     else:
         return  # new -> up and paused -> new are not news
     publish(
@@ -206,7 +206,7 @@ def mark_late(now: datetime | None = None, limit: int = 1000) -> int:
             heartbeat.deadline = None
             heartbeat.save(update_fields=["status", "down_reason", "deadline"])
             publish(
-                "heartbeat.late",
+                HeartbeatEvent.LATE,
                 subject=heartbeat,
                 service=heartbeat.service,
                 environment=heartbeat.environment,

@@ -15,6 +15,7 @@ from catalog.models import Environment, Team
 from controlplane.live import Fragment, Tile, renders
 from controlplane.models import Event
 from health import overview
+from health.choices import HealthEvent, HeartbeatEvent
 from health.models import Heartbeat, InstanceCheck, ServiceHealth
 
 
@@ -103,18 +104,18 @@ def render_check(instance_id: int) -> list[Fragment]:
     return [(f"service:{check.instance.service.slug}", row), (f"instance:{instance_id}", detail)]
 
 
-@renders("health.")
+@renders(HealthEvent.FAMILY)
 def health_fragments(event: Event) -> Iterable[Fragment]:
     if event.service is None or event.environment is None:
         return []
-    if event.action == "health.instance.changed":
+    if event.action == HealthEvent.INSTANCE_CHANGED:
         return [*render_check(int(event.subject_id)), *tiles(event)]
-    if event.action == "health.service.changed":
+    if event.action == HealthEvent.SERVICE_CHANGED:
         return [*tiles(event), *counts(event)]
     return []
 
 
-@renders("heartbeat.")
+@renders(HeartbeatEvent.FAMILY)
 def heartbeat_fragments(event: Event) -> Iterable[tuple[str, str]]:
     heartbeat = Heartbeat.objects.select_related("service").filter(pk=event.subject_id).first()
     if heartbeat is None:

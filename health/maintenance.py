@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane.events import publish
+from health.choices import MaintenanceEvent
 from health.models import MaintenanceWindow
 
 
@@ -51,7 +52,7 @@ def announce(now: datetime | None = None) -> int:
             window.announced_active = active
             window.save(update_fields=["announced_active"])
             publish(
-                "maintenance.started" if active else "maintenance.ended",
+                MaintenanceEvent.STARTED if active else MaintenanceEvent.ENDED,
                 subject=window,
                 service=window.service,
                 environment=window.environment,

@@ -25,7 +25,7 @@ from django.utils import timezone
 from catalog.models import Instance
 from controlplane.events import publish
 from health import derive
-from health.choices import CheckStatus, TransitionLevel
+from health.choices import CheckStatus, HealthEvent, TransitionLevel
 from health.maintenance import MaintenanceCalendar
 from health.models import CheckSpec, InstanceCheck, Transition
 from health.probes import ProbeResult
@@ -342,7 +342,7 @@ def _transitions(changed: list[tuple[_Row, CheckState]], calendar: MaintenanceCa
         if instance is None:
             continue
         publish(
-            "health.instance.changed",
+            HealthEvent.INSTANCE_CHANGED,
             subject=instance,
             message=f"{instance.address}: {record.from_status} -> {record.to_status}",
             payload={

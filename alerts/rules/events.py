@@ -12,6 +12,8 @@ from alerts.incidents import clear_condition, raise_condition, resolve
 from alerts.models import Incident, Rule
 from alerts.rules.base import Kind, Subject, at_least
 from controlplane.models import Event
+from deployments.choices import RolloutEvent
+from health.choices import HealthEvent
 
 OUTCOMES = ("rolled_back", "failed")
 
@@ -21,7 +23,7 @@ class RolloutOutcome(Kind):
     the same service and environment."""
 
     name = RuleKind.ROLLOUT_OUTCOME
-    listens = ("rollout.rolled_back", "rollout.failed", "rollout.succeeded")
+    listens = (RolloutEvent.ROLLED_BACK, RolloutEvent.FAILED, RolloutEvent.SUCCEEDED)
     params = {"outcomes": (["rolled_back"], list)}
     honours_maintenance = False
 
@@ -31,7 +33,7 @@ class RolloutOutcome(Kind):
         return {}
 
     def on_event(self, rule: Rule, event: Event) -> None:
-        outcome = event.action.removeprefix("rollout.")
+        outcome = event.action.removeprefix(RolloutEvent.FAMILY)
         if outcome == "succeeded":
             self._resolve_earlier(rule, event)
             return
@@ -63,7 +65,7 @@ class InstanceFlapping(Kind):
     """N health changes of one instance within a window; resolves once the window is calm."""
 
     name = RuleKind.INSTANCE_FLAPPING
-    listens = ("health.instance.changed",)
+    listens = (HealthEvent.INSTANCE_CHANGED,)
     params = {"transitions": (6, int), "window_seconds": (900, int)}
 
     def check(self, params: dict[str, Any]) -> dict[str, list[str]]:

@@ -11,7 +11,10 @@ from alerts.choices import RuleKind
 from alerts.incidents import clear_condition, raise_condition
 from alerts.models import Incident, Rule
 from alerts.rules.base import Kind, Subject, at_least, latest_event
+from circuits.choices import CircuitEvent
 from controlplane.models import Event
+from deployments.choices import RolloutEvent
+from health.choices import HealthEvent, HeartbeatEvent
 
 SERVICE_STATES = ("down", "degraded", "unknown")
 
@@ -62,7 +65,7 @@ class HeldState(Kind):
 
 class ServiceState(HeldState):
     name = RuleKind.SERVICE_STATE
-    listens = ("health.service.changed",)
+    listens = (HealthEvent.SERVICE_CHANGED,)
     params = {"states": (["down"], list), "for_seconds": (120, int)}
 
     def check(self, params: dict[str, Any]) -> dict[str, list[str]]:
@@ -81,7 +84,7 @@ class ServiceState(HeldState):
 
 class CircuitOpen(HeldState):
     name = RuleKind.CIRCUIT_OPEN
-    listens = ("circuit.opened", "circuit.half_opened", "circuit.closed")
+    listens = (CircuitEvent.OPENED, CircuitEvent.HALF_OPENED, CircuitEvent.CLOSED)
     params = {"for_seconds": (300, int)}
 
     def check(self, params: dict[str, Any]) -> dict[str, list[str]]:
@@ -89,7 +92,7 @@ class CircuitOpen(HeldState):
 
     def holds(self, rule: Rule, event: Event) -> bool | None:
         # Half-open is a probe, not a recovery: keep the clock running, decide nothing.
-        return {"circuit.opened": True, "circuit.closed": False}.get(event.action)
+        return {CircuitEvent.OPENED: True, CircuitEvent.CLOSED: False}.get(event.action)
 
     def title(self, subject: Subject, event: Event) -> str:
         return f"circuit {subject.label} is open"
@@ -97,7 +100,7 @@ class CircuitOpen(HeldState):
 
 class Heartbeat(HeldState):
     name = RuleKind.HEARTBEAT
-    listens = ("heartbeat.late", "heartbeat.failed", "heartbeat.recovered")
+    listens = (HeartbeatEvent.LATE, HeartbeatEvent.FAILED, HeartbeatEvent.RECOVERED)
     params = {"on": (["late", "failed"], list)}
     hold_param = None
 
@@ -107,27 +110,27 @@ class Heartbeat(HeldState):
         return {}
 
     def holds(self, rule: Rule, event: Event) -> bool | None:
-        what = event.action.removeprefix("heartbeat.")
+        what = event.action.removeprefix(HeartbeatEvent.FAMILY)
         if what == "recovered":
             return False
         return True if what in self.param(rule, "on") else None
 
     def title(self, subject: Subject, event: Event) -> str:
-        return f"heartbeat {subject.label} is {event.action.removeprefix('heartbeat.')}"
+        return f"heartbeat {subject.label} is {event.action.removeprefix(HeartbeatEvent.FAMILY)}"
 
 
 class RolloutStuck(HeldState):
     name = RuleKind.ROLLOUT_STUCK
     listens = (
-        "rollout.paused",
-        "rollout.driver_error",
-        "rollout.step_started",
-        "rollout.resumed",
-        "rollout.promoted",
-        "rollout.succeeded",
-        "rollout.rolled_back",
-        "rollout.failed",
-        "rollout.aborted",
+        RolloutEvent.PAUSED,
+        RolloutEvent.DRIVER_ERROR,
+        RolloutEvent.STEP_STARTED,
+        RolloutEvent.RESUMED,
+        RolloutEvent.PROMOTED,
+        RolloutEvent.SUCCEEDED,
+        RolloutEvent.ROLLED_BACK,
+        RolloutEvent.FAILED,
+        RolloutEvent.ABORTED,
     )
     params = {"for_seconds": (1800, int)}
 
@@ -135,7 +138,8 @@ class RolloutStuck(HeldState):
         return at_least(params, 0, "for_seconds")
 
     def holds(self, rule: Rule, event: Event) -> bool | None:
-        return event.action in ("rollout.paused", "rollout.driver_error")
+        return event.action in (RolloutEvent.PAUSED, RolloutEvent.DRIVER_ERROR)
 
     def title(self, subject: Subject, event: Event) -> str:
-        return f"rollout {subject.label} is stuck ({event.action.removeprefix('rollout.')})"
+        why = event.action.removeprefix(RolloutEvent.FAMILY)
+        return f"rollout {subject.label} is stuck ({why})"

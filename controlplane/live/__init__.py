@@ -32,6 +32,7 @@ from controlplane.live.fanout import (
     hub,
 )
 from controlplane.live.registry import (
+    EVERY_EVENT,
     Fragment,
     Lazy,
     Renderer,
@@ -61,6 +62,7 @@ __all__ = [
     "CLOSE_TOO_SLOW",
     "CLOSE_UNAUTHENTICATED",
     "COALESCE_WINDOW_SECONDS",
+    "EVERY_EVENT",
     "MAX_TOPICS",
     "TOPIC_RE",
     "Fragment",

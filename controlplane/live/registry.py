@@ -47,6 +47,10 @@ _renderers: list[tuple[str, Renderer]] = []
 _discovered = False
 
 
+# The prefix every action starts with: a renderer registered for it sees every event.
+EVERY_EVENT = ""
+
+
 def renders(action_prefix: str) -> Callable[[Renderer], Renderer]:
     """Register a renderer for events whose action starts with `action_prefix` ("" for all)."""
 

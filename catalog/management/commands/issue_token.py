@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from catalog.choices import Scope
+from catalog.choices import Scope, TokenEvent
 from catalog.models import ApiToken, Service, Team
 from controlplane.events import publish
 
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             token, plain = ApiToken.issue(team=team, name=name, scopes=scopes, service=service)
             publish(
-                "token.issued",
+                TokenEvent.ISSUED,
                 actor="manage.py issue_token",
                 subject=token,
                 message=f"token {token} issued with {', '.join(token.scopes)}",

@@ -21,7 +21,7 @@ from catalog.catalog_yaml import (
     Source,
     import_catalog,
 )
-from catalog.choices import Lifecycle, Role, Scope
+from catalog.choices import InstanceEvent, Lifecycle, Role, Scope, TokenEvent
 from catalog.models import ApiToken, Environment, Instance, Service, Team
 from catalog.signals import instance_registered, send_on_commit
 from controlplane.env import env_secret, local_secret
@@ -182,7 +182,7 @@ class Command(BaseCommand):
         instance.lifecycle = Lifecycle.ACTIVE
         instance.save()
         publish(
-            "instance.registered" if new or revived else "instance.updated",
+            InstanceEvent.REGISTERED if new or revived else InstanceEvent.UPDATED,
             actor=ACTOR,
             subject=instance,
             message=f"{instance} from the demo fleet plan ({spec['id']})",
@@ -197,7 +197,7 @@ class Command(BaseCommand):
             return None
         token, plain = ApiToken.issue(team=team, name=TOKEN_NAME, scopes=list(Scope.values))
         publish(
-            "token.issued",
+            TokenEvent.ISSUED,
             actor=ACTOR,
             subject=token,
             team=team,
