@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest venv migrate seed bench clean
+.PHONY: run test lint floors typecheck pytest venv migrate seed bench clean
 
 $(BIN)/python:
 	@echo "== creating $(VENV) with $(PYTHON)"
@@ -21,11 +21,15 @@ venv: $(VENV)/.requirements
 run: venv
 	@scripts/run.sh
 
-test: lint typecheck pytest
+test: lint floors typecheck pytest
 
 lint: venv
 	@echo "== ruff"
 	$(BIN)/ruff check .
+
+floors: venv
+	@echo "== import-linter (the floors of docs/architecture.md)"
+	PYTHONPATH=client $(BIN)/lint-imports --no-cache
 
 typecheck: venv
 	@echo "== mypy"
