@@ -1,4 +1,5 @@
-"""Health's public functions for other apps (contracts.md), and check-row bookkeeping."""
+"""Health's public functions for other apps (docs/architecture.md, The floors), and
+check-row bookkeeping."""
 
 from __future__ import annotations
 
