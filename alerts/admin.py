@@ -8,26 +8,26 @@ from alerts.models import Channel, Incident, Route, Rule, Silence, SlackIdentity
 
 
 @admin.register(SlackIdentity)
-class SlackIdentityAdmin(admin.ModelAdmin):
+class SlackIdentityAdmin(admin.ModelAdmin[SlackIdentity]):
     list_display = ["slack_team_id", "slack_user_id", "user"]
     search_fields = ["slack_user_id", "user__username"]
 
 
 @admin.register(Rule)
-class RuleAdmin(admin.ModelAdmin):
+class RuleAdmin(admin.ModelAdmin[Rule]):
     list_display = ["name", "team", "kind", "severity", "enabled"]
     list_filter = ["kind", "severity", "enabled"]
 
 
 @admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(admin.ModelAdmin[Incident]):
     list_display = ["id", "title", "team", "state", "severity", "fire_at"]
     list_filter = ["state", "severity"]
     readonly_fields = [f.name for f in Incident._meta.fields]
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(admin.ModelAdmin[Channel]):
     list_display = ["name", "team", "kind", "enabled"]
     exclude = ["secret"]  # set through the API or the team's alert settings, never shown
 

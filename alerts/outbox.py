@@ -285,10 +285,10 @@ def record(
 def backoff(attempts: int, retry_after: float | None = None) -> float:
     """Seconds before try number attempts+1: exponential, capped, with jitter in its upper half
     (so retries of many rows spread out but each one still waits longer than the last)."""
-    base = settings.ALERTS_RETRY_BASE_MS / 1000
-    delay = min(settings.ALERTS_RETRY_MAX_SECONDS, base * 2 ** max(attempts - 1, 0))
+    base: float = settings.ALERTS_RETRY_BASE_MS / 1000
+    delay = min(float(settings.ALERTS_RETRY_MAX_SECONDS), base * 2 ** max(attempts - 1, 0))
     delay = delay / 2 + random.uniform(0, delay / 2)
-    return max(delay, retry_after or 0.0)
+    return float(max(delay, retry_after or 0.0))
 
 
 def _note_all(incidents: list[Incident], kind: str, message: str) -> None:

@@ -170,7 +170,7 @@ def _rollout_act() -> Callable[..., Any] | None:
             module = importlib.import_module(module_name)
         except ImportError:
             continue
-        act = getattr(module, "act", None)
+        act: Callable[..., Any] | None = getattr(module, "act", None)
         if callable(act):
             return act
     return None

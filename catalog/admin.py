@@ -20,34 +20,34 @@ from catalog.models import (
 from controlplane.events import publish
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(admin.TabularInline[Membership, Team]):
     model = Membership
     extra = 0
     autocomplete_fields = ["user"]
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(admin.ModelAdmin[Team]):
     list_display = ["slug", "name", "slack_channel", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(admin.ModelAdmin):
+class EnvironmentAdmin(admin.ModelAdmin[Environment]):
     list_display = ["slug", "name", "order", "is_production"]
     list_filter = ["is_production"]
     search_fields = ["slug", "name"]
 
 
 @admin.register(ExternalDependency)
-class ExternalDependencyAdmin(admin.ModelAdmin):
+class ExternalDependencyAdmin(admin.ModelAdmin[ExternalDependency]):
     list_display = ["slug", "name", "status_page_url"]
     search_fields = ["slug", "name"]
 
 
 @admin.register(Service)
-class ServiceAdmin(admin.ModelAdmin):
+class ServiceAdmin(admin.ModelAdmin[Service]):
     list_display = ["slug", "name", "team", "tier"]
     list_filter = ["tier", "team"]
     list_select_related = ["team"]
@@ -56,7 +56,7 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Instance)
-class InstanceAdmin(admin.ModelAdmin):
+class InstanceAdmin(admin.ModelAdmin[Instance]):
     list_display = [
         "service",
         "environment",
@@ -90,7 +90,7 @@ TOKEN_FIELDS = (
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
     """Tokens are issued by the API or `manage.py issue_token` (the only time the value is
     shown); here they can be seen by hash and revoked, never created, edited or deleted."""
 

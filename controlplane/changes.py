@@ -31,7 +31,7 @@ def changes_between(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict
 
 
 def create(
-    serializer: BaseSerializer,
+    serializer: BaseSerializer[Any],
     *,
     actor: Actor,
     events: ResourceEvents,
@@ -52,7 +52,7 @@ def create(
 
 
 def update(
-    serializer: BaseSerializer,
+    serializer: BaseSerializer[Any],
     *,
     actor: Actor,
     events: ResourceEvents,

@@ -38,7 +38,7 @@ def mask(secret: str, visible: int = 4) -> str:
     return "•" * 8 + secret[-visible:]
 
 
-class EncryptedTextField(models.TextField):
+class EncryptedTextField(models.TextField[str, str]):
     """Stores Fernet ciphertext; Python code sees the plain text. Never render it back in full."""
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:

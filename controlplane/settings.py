@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
+import django_stubs_ext
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
@@ -18,6 +19,10 @@ from controlplane.env import (
     env_str,
     local_secret,
 )
+
+# Django's generic classes (ModelAdmin, fields, QuerySet) take type arguments at run time
+# too, as django-stubs describes them: mypy runs strict (pyproject.toml).
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("SIGNALBOX_VAR_DIR", str(BASE_DIR / "var")))

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.serializers import BaseSerializer
 
 from controlplane import changes
+from controlplane.events import ResourceEvents
 
 
 def actor_of(request: Request) -> Any:
@@ -20,7 +21,7 @@ def actor_of(request: Request) -> Any:
     return request.auth if isinstance(request.auth, Model) else request.user
 
 
-class PublishingViewSet(viewsets.ModelViewSet):
+class PublishingViewSet(viewsets.ModelViewSet[Any]):
     """The one write path of the API: PATCH (no PUT), and every create, change and delete
     saved through `controlplane.changes`, so it is one audited event in the change's own
     transaction, exactly as the same change made from a page. Deleting something still in
@@ -30,12 +31,12 @@ class PublishingViewSet(viewsets.ModelViewSet):
     through `catalog.api.views.ScopedViewSet`)."""
 
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    events: ClassVar[changes.ResourceEvents]
+    events: ClassVar[ResourceEvents]
 
-    def conflict_message(self, serializer: BaseSerializer) -> str:
+    def conflict_message(self, serializer: BaseSerializer[Any]) -> str:
         return "it already exists"
 
-    def perform_create(self, serializer: BaseSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         changes.create(
             serializer,
             actor=actor_of(self.request),
@@ -43,7 +44,7 @@ class PublishingViewSet(viewsets.ModelViewSet):
             conflict=self.conflict_message(serializer),
         )
 
-    def perform_update(self, serializer: BaseSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         changes.update(
             serializer,
             actor=actor_of(self.request),

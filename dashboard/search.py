@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.urls import reverse
@@ -26,9 +27,9 @@ class Hit:
     url: str
 
 
-def _ranked(queryset: QuerySet, query: str) -> QuerySet:
+def _ranked(queryset: QuerySet[Any], query: str) -> QuerySet[Any]:
     """Exact slug, then slug prefix, then name prefix, then anywhere in slug or name."""
-    return (
+    ranked: QuerySet[Any] = (
         queryset.filter(Q(slug__icontains=query) | Q(name__icontains=query))
         .annotate(
             rank=Case(
@@ -41,6 +42,7 @@ def _ranked(queryset: QuerySet, query: str) -> QuerySet:
         )
         .order_by("rank", "slug")
     )
+    return ranked
 
 
 def services(query: str, limit: int = PER_KIND) -> list[Hit]:

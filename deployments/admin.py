@@ -20,7 +20,7 @@ from deployments.models import (
 from deployments.schedule import local_label, utc_iso
 
 
-class TrafficRouterForm(forms.ModelForm):
+class TrafficRouterForm(forms.ModelForm[TrafficRouter]):
     """Credentials are write-only: shown masked, kept when the field is left empty."""
 
     credentials = forms.CharField(
@@ -41,24 +41,24 @@ class TrafficRouterForm(forms.ModelForm):
 
 
 @admin.register(TrafficRouter)
-class TrafficRouterAdmin(admin.ModelAdmin):
+class TrafficRouterAdmin(admin.ModelAdmin[TrafficRouter]):
     form = TrafficRouterForm
     list_display = ["name", "kind", "team", "masked_credentials", "timeout_seconds", "retries"]
 
 
 @admin.register(TrafficRoute)
-class TrafficRouteAdmin(admin.ModelAdmin):
+class TrafficRouteAdmin(admin.ModelAdmin[TrafficRoute]):
     list_display = ["service", "environment", "router", "backend", "rule_arn"]
     list_select_related = ["service", "environment", "router"]
 
 
 @admin.register(DeploySettings)
-class DeploySettingsAdmin(admin.ModelAdmin):
+class DeploySettingsAdmin(admin.ModelAdmin[DeploySettings]):
     list_display = ["service", "strategy", "progress_deadline_seconds", "rollback_window_seconds"]
 
 
 @admin.register(FreezeWindow)
-class FreezeWindowAdmin(admin.ModelAdmin):
+class FreezeWindowAdmin(admin.ModelAdmin[FreezeWindow]):
     list_display = ["environment", "starts_at", "ends_at", "reason", "created_by"]
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
@@ -68,7 +68,7 @@ class FreezeWindowAdmin(admin.ModelAdmin):
 
 
 @admin.register(RecurringFreezeWindow)
-class RecurringFreezeWindowAdmin(admin.ModelAdmin):
+class RecurringFreezeWindowAdmin(admin.ModelAdmin[RecurringFreezeWindow]):
     """Weekly windows in a local time zone (days as `fri` or `mon,tue`; see docs/deployments.md)."""
 
     list_display = ["environment", "name", "schedule", "reason", "frozen_until", "created_by"]
@@ -89,7 +89,7 @@ class RecurringFreezeWindowAdmin(admin.ModelAdmin):
 
 
 @admin.register(Rollout)
-class RolloutAdmin(admin.ModelAdmin):
+class RolloutAdmin(admin.ModelAdmin[Rollout]):
     """Read-only: rollouts change through their actions, which record who did what."""
 
     list_display = ["id", "service", "environment", "to_version", "state", "created_at"]

@@ -89,7 +89,8 @@ def worst_first(scope: Scope, state: str = "") -> QuerySet[Ranked]:
     )
     if state:
         services = services.filter(status=state)
-    return services.order_by("rank", "team__slug", "slug")
+    ordered: QuerySet[Any] = services.order_by("rank", "team__slug", "slug")
+    return ordered
 
 
 def tiles_by_team(

@@ -259,7 +259,8 @@ def _prepare_threshold(database: dict[str, Any]) -> int | None:
     transaction pooler, which Django's DISABLE_SERVER_SIDE_CURSORS says there is: the next
     server connection may not have the statement. An explicit OPTIONS value wins."""
     if "prepare_threshold" in database["OPTIONS"]:
-        return database["OPTIONS"]["prepare_threshold"]
+        threshold: int | None = database["OPTIONS"]["prepare_threshold"]
+        return threshold
     return None if database.get("DISABLE_SERVER_SIDE_CURSORS") else 0
 
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from jsonpath_ng.exceptions import JsonPathParserError
-from jsonpath_ng.ext import parse as jsonpath_parse
+from jsonpath_ng.ext.parser import parse as jsonpath_parse
 
 from health.choices import CheckKind, HttpMethod, JsonOp, Scheme
 from health.models.checks import (

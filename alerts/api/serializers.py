@@ -18,20 +18,20 @@ from catalog.models import Environment, Service, Team
 MAX_GROUP_WAIT = 3600
 
 
-class TimelineEntrySerializer(serializers.ModelSerializer):
+class TimelineEntrySerializer(serializers.ModelSerializer[TimelineEntry]):
     class Meta:
         model = TimelineEntry
         fields = ["at", "kind", "message", "actor"]
 
 
-class IncidentSerializer(serializers.ModelSerializer):
-    team: serializers.SlugRelatedField = serializers.SlugRelatedField(
+class IncidentSerializer(serializers.ModelSerializer[Incident]):
+    team: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="slug", read_only=True
     )
-    service: serializers.SlugRelatedField = serializers.SlugRelatedField(
+    service: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="slug", read_only=True
     )
-    environment: serializers.SlugRelatedField = serializers.SlugRelatedField(
+    environment: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="slug", read_only=True
     )
     rule_name = serializers.CharField(source="rule.name", read_only=True)
@@ -77,7 +77,8 @@ class TeamOwnedSerializer(CatalogSerializer):
     team = serializers.SlugRelatedField(slug_field="slug", queryset=Team.objects.all())
 
     def team_of(self, attrs: dict[str, Any]) -> Team:
-        return attrs.get("team") or self.instance.team  # type: ignore[union-attr]
+        team: Team = attrs.get("team") or self.instance.team  # type: ignore[union-attr]
+        return team
 
 
 class SilenceSerializer(TeamOwnedSerializer):

@@ -48,7 +48,7 @@ class IncidentFilter(django_filters.FilterSet):
     list=extend_schema(summary="List incidents (filter by state, severity, team, service, env)"),
     retrieve=extend_schema(summary="Show an incident with its timeline"),
 )
-class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
+class IncidentViewSet(viewsets.ReadOnlyModelViewSet[Incident]):
     """Incidents of every team. The owning team's deployers and owners acknowledge and resolve."""
 
     queryset = Incident.objects.visible().select_related("team", "service", "environment", "rule")
@@ -107,7 +107,7 @@ class SilenceViewSet(
     mixins.RetrieveModelMixin,
     mixins.ListModelMixin,
     mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Any],
 ):
     """Silences mute notifications (never the incidents, never resolves) of matching incidents.
     The team's deployers and owners create and expire them."""

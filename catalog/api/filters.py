@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
@@ -18,7 +20,7 @@ from catalog.models import (
 )
 
 
-def _slug(queryset: QuerySet, field: str, help_text: str) -> filters.ModelChoiceFilter:
+def _slug(queryset: QuerySet[Any], field: str, help_text: str) -> filters.ModelChoiceFilter:
     return filters.ModelChoiceFilter(
         field_name=field, to_field_name="slug", queryset=queryset, help_text=help_text
     )
@@ -89,6 +91,6 @@ class TokenFilter(filters.FilterSet):
         model = ApiToken
         fields = ["team", "service", "active"]
 
-    def filter_active(self, queryset: QuerySet, name: str, value: bool) -> QuerySet:
+    def filter_active(self, queryset: QuerySet[Any], name: str, value: bool) -> QuerySet[Any]:
         active = ApiToken.objects.active().values("pk")
         return queryset.filter(pk__in=active) if value else queryset.exclude(pk__in=active)

@@ -87,7 +87,7 @@ class AnyAccept(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class ImportRequestSerializer(StrictSerializerMixin, serializers.Serializer):
+class ImportRequestSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
     """The JSON form of an import: the YAML text and the name its errors are reported under."""
 
     yaml = serializers.CharField(trim_whitespace=False, help_text="Catalog YAML (multi-document).")
@@ -99,7 +99,7 @@ class ImportRequestSerializer(StrictSerializerMixin, serializers.Serializer):
     )
 
 
-class ChangeSerializer(serializers.Serializer):
+class ChangeSerializer(serializers.Serializer[Any]):
     kind = serializers.CharField()
     name = serializers.CharField()
     action = serializers.ChoiceField(choices=[str(a) for a in Action])
@@ -109,7 +109,7 @@ class ChangeSerializer(serializers.Serializer):
     )
 
 
-class ImportResultSerializer(serializers.Serializer):
+class ImportResultSerializer(serializers.Serializer[Any]):
     dry_run = serializers.BooleanField()
     created = serializers.IntegerField()
     updated = serializers.IntegerField()

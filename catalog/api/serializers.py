@@ -47,7 +47,7 @@ class Duplicate(exceptions.ValidationError):
     default_code = "conflict"
 
 
-class CatalogSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+class CatalogSerializer(StrictSerializerMixin, serializers.ModelSerializer[Any]):
     """Strict model serializer: `Meta.immutable` fields are set once; duplicates answer 409.
 
     Subclasses list what must be unique in `duplicate_of(attrs)`; it runs in save(), after
@@ -55,7 +55,7 @@ class CatalogSerializer(StrictSerializerMixin, serializers.ModelSerializer):
     a 400 mixed in with field errors.
     """
 
-    def get_fields(self) -> dict[str, serializers.Field]:
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         fields = super().get_fields()
         for field in fields.values():
             field.validators = [v for v in field.validators if not isinstance(v, UniqueValidator)]
@@ -254,7 +254,7 @@ class InstanceSerializer(CatalogSerializer):
         return {}
 
 
-class InstanceAddressSerializer(StrictSerializerMixin, serializers.Serializer):
+class InstanceAddressSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
     """The key of a self-registered instance: (service, environment, host, port)."""
 
     service = reference(Service.objects.all(), "service")
@@ -282,7 +282,7 @@ class RegistrationSerializer(InstanceAddressSerializer):
         return {k: self.validated_data[k] for k in keys if k in self.validated_data}
 
 
-class TokenSerializer(serializers.ModelSerializer):
+class TokenSerializer(serializers.ModelSerializer[ApiToken]):
     """A token as listed: everything but its value, which is never stored."""
 
     team: serializers.SlugRelatedField[Team] = serializers.SlugRelatedField(
@@ -336,7 +336,7 @@ class IssuedTokenSerializer(TokenSerializer):
         return str(self.context.get("plain", ""))
 
 
-class TokenIssueSerializer(StrictSerializerMixin, serializers.Serializer):
+class TokenIssueSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
     """What to issue: for which team (and optionally one service), with which scopes."""
 
     team = reference(Team.objects.all(), "team")

@@ -90,7 +90,7 @@ class MembershipViewSet(ScopedViewSet):
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return team_in_body(request)
 
-    def perform_update(self, serializer: BaseSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         membership = serializer.instance
         assert isinstance(membership, Membership)
         new_role = serializer.validated_data.get("role", membership.role)
@@ -177,7 +177,7 @@ class ServiceViewSet(ScopedViewSet):
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return team_in_body(request)
 
-    def perform_update(self, serializer: BaseSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         access = Access.of(self.request)
         new_team = serializer.validated_data.get("team")
         if new_team is not None and not access.can(Scope.WRITE, new_team):
@@ -212,19 +212,19 @@ class InstanceViewSet(ScopedViewSet):
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return service_in_body(request)
 
-    def get_serializer_class(self) -> type[BaseSerializer]:
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         if self.action == "register":
             return s.RegistrationSerializer
         if self.action == "deregister":
             return s.InstanceAddressSerializer
         return super().get_serializer_class()
 
-    def perform_create(self, serializer: BaseSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         with transaction.atomic():
             super().perform_create(serializer)
             signals.send_on_commit(signals.instance_registered, serializer.instance)
 
-    def perform_update(self, serializer: BaseSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         instance = serializer.instance
         assert isinstance(instance, Instance)
         data: dict[str, Any] = serializer.validated_data

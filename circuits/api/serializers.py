@@ -17,10 +17,11 @@ from controlplane import outbound
 from controlplane.api import StrictSerializerMixin
 
 
-class InstanceStateSerializer(serializers.ModelSerializer):
+class InstanceStateSerializer(serializers.ModelSerializer[CircuitInstanceState]):
     """One instance's last report of the circuit."""
 
-    instance = serializers.CharField(source="instance_key")
+    # Named like DRF's own `instance` attribute; the metaclass makes it a declared field.
+    instance = serializers.CharField(source="instance_key")  # type: ignore[assignment]
     catalog_instance = serializers.IntegerField(source="instance_id", allow_null=True)
 
     class Meta:
@@ -47,7 +48,7 @@ class InstanceStateSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CircuitSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+class CircuitSerializer(StrictSerializerMixin, serializers.ModelSerializer[Circuit]):
     """A circuit and its aggregate across instances. Only `protects` can be changed."""
 
     service: serializers.SlugRelatedField[Service] = serializers.SlugRelatedField(
@@ -120,7 +121,7 @@ class CircuitDetailSerializer(CircuitSerializer):
         fields = [*CircuitSerializer.Meta.fields, "instances"]
 
 
-class OverrideSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+class OverrideSerializer(StrictSerializerMixin, serializers.ModelSerializer[CircuitOverride]):
     """Force a service's circuit open or closed, in one environment or all, until it expires."""
 
     service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
@@ -182,7 +183,7 @@ class OverrideSerializer(StrictSerializerMixin, serializers.ModelSerializer):
         return attrs
 
 
-class ScrapeTargetSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+class ScrapeTargetSerializer(StrictSerializerMixin, serializers.ModelSerializer[ScrapeTarget]):
     """A URL scraped for circuit states: Prometheus exposition or a Hystrix stream."""
 
     service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())

@@ -99,7 +99,7 @@ class CircuitViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Any],
 ):
     """Circuits with their aggregate across instances, worst first.
 
@@ -197,7 +197,9 @@ class ReadOrReport(BasePermission):
         return access.token.has_scope(Scope.READ) or access.token.has_scope(Scope.REPORT)
 
 
-class OverrideViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class OverrideViewSet(
+    mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet[CircuitOverride]
+):
     """Standing overrides of a service's circuits; services poll this with If-None-Match.
 
     GET needs `service` (slug), optionally `environment`: the overrides that apply there
@@ -280,7 +282,7 @@ class ScrapeTargetViewSet(
     mixins.CreateModelMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Any],
 ):
     """URLs the workers scrape for circuit states (Prometheus exposition or a Hystrix stream).
 

@@ -31,7 +31,7 @@ from deployments.schedule import (
 )
 
 
-class RolloutCreateSerializer(StrictSerializerMixin, serializers.Serializer):
+class RolloutCreateSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
     """Start a rollout of `service` in `environment` to `version`."""
 
     service = serializers.SlugField(help_text="The service's slug.")
@@ -61,7 +61,7 @@ class RolloutCreateSerializer(StrictSerializerMixin, serializers.Serializer):
     )
 
 
-class ActionSerializer(StrictSerializerMixin, serializers.Serializer):
+class ActionSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
     """An action's optional reason (recorded with the actor); `full` for promote only."""
 
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
@@ -70,13 +70,13 @@ class ActionSerializer(StrictSerializerMixin, serializers.Serializer):
     )
 
 
-class MeasurementSerializer(serializers.ModelSerializer):
+class MeasurementSerializer(serializers.ModelSerializer[Measurement]):
     class Meta:
         model = Measurement
         fields = ["metric", "provider", "value", "threshold", "verdict", "reason", "measured_at"]
 
 
-class AnalysisRunSerializer(serializers.ModelSerializer):
+class AnalysisRunSerializer(serializers.ModelSerializer[AnalysisRun]):
     measurements = MeasurementSerializer(many=True, read_only=True)
 
     class Meta:
@@ -93,7 +93,7 @@ class AnalysisRunSerializer(serializers.ModelSerializer):
         ]
 
 
-class RolloutStepSerializer(serializers.ModelSerializer):
+class RolloutStepSerializer(serializers.ModelSerializer[RolloutStep]):
     class Meta:
         model = RolloutStep
         fields = [
@@ -110,7 +110,7 @@ class RolloutStepSerializer(serializers.ModelSerializer):
         ]
 
 
-class RolloutSerializer(serializers.ModelSerializer):
+class RolloutSerializer(serializers.ModelSerializer[Rollout]):
     service = serializers.CharField(source="service.slug", read_only=True)
     team = serializers.CharField(source="team.slug", read_only=True)
     environment = serializers.CharField(source="environment.slug", read_only=True)
@@ -192,7 +192,10 @@ class FreezeWindowSerializer(CatalogSerializer):
         return attrs
 
     def create(self, validated_data: dict[str, Any]) -> FreezeWindow:
-        return super().create({**validated_data, "created_by": _person(self.context)})
+        window: FreezeWindow = super().create(
+            {**validated_data, "created_by": _person(self.context)}
+        )
+        return window
 
 
 class DaysField(serializers.ListField):
@@ -290,7 +293,10 @@ class RecurringFreezeWindowSerializer(CatalogSerializer):
         return {}
 
     def create(self, validated_data: dict[str, Any]) -> RecurringFreezeWindow:
-        return super().create({**validated_data, "created_by": _person(self.context)})
+        window: RecurringFreezeWindow = super().create(
+            {**validated_data, "created_by": _person(self.context)}
+        )
+        return window
 
 
 def _person(context: Mapping[str, Any]) -> Any:

@@ -65,7 +65,7 @@ def _service_in_body(request: Request) -> tuple[Team | None, Service | None]:
     return (service.team if service else None), service
 
 
-class RolloutList(generics.ListCreateAPIView):
+class RolloutList(generics.ListCreateAPIView[Any]):
     """Rollouts of every team, newest first; start one with the deploy scope."""
 
     permission_classes = [ScopeRule]
@@ -142,7 +142,7 @@ class RolloutList(generics.ListCreateAPIView):
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class RolloutDetail(generics.RetrieveAPIView):
+class RolloutDetail(generics.RetrieveAPIView[Rollout]):
     """One rollout with its steps, analysis runs and measurements."""
 
     permission_classes = [ScopeRule]
@@ -157,7 +157,7 @@ class RolloutDetail(generics.RetrieveAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class RolloutActionView(generics.GenericAPIView):
+class RolloutActionView(generics.GenericAPIView[Rollout]):
     """pause, resume, promote (`full`: all the way), abort (rolls back), retry, rollback
     (after success: starts a rollout back to the previous version and answers it, 201)."""
 

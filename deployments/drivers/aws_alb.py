@@ -234,7 +234,7 @@ class ALBDriver(Driver):
         balancers = found["TargetGroups"][0].get("LoadBalancerArns") if found else None
         if not balancers:
             raise DriverError("the target groups are attached to no load balancer")
-        return balancers[0].split(":", 5)[-1].removeprefix("loadbalancer/")
+        return str(balancers[0]).split(":", 5)[-1].removeprefix("loadbalancer/")
 
     def group_stats(self, state: dict[str, Any], seconds: int) -> dict[str, TargetStats]:
         """Per side ("stable", "canary"): the target group's CloudWatch counts over the last

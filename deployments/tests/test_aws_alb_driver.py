@@ -220,7 +220,7 @@ def test_it_needs_two_target_groups(balancer: Balancer) -> None:
 
 def load_balancer_dimension(balancer: Balancer) -> str:
     found = balancer.client.describe_load_balancers(Names=["checkout"])["LoadBalancers"][0]
-    return found["LoadBalancerArn"].split(":", 5)[-1].removeprefix("loadbalancer/")
+    return str(found["LoadBalancerArn"]).split(":", 5)[-1].removeprefix("loadbalancer/")
 
 
 def publish_alb_metrics(

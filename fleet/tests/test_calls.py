@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,7 +17,7 @@ from fleet.tests.conftest import url
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
-async def _work(http: aiohttp.ClientSession, target: str) -> tuple[int, dict]:
+async def _work(http: aiohttp.ClientSession, target: str) -> tuple[int, dict[str, Any]]:
     async with http.get(target) as resp:
         return resp.status, await resp.json()
 

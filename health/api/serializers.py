@@ -24,7 +24,7 @@ from health.models import (
 from health.specs import spec_errors
 
 
-class ServiceHealthSerializer(serializers.ModelSerializer):
+class ServiceHealthSerializer(serializers.ModelSerializer[ServiceHealth]):
     service = serializers.CharField(source="service.slug", read_only=True)
     team = serializers.CharField(source="service.team.slug", read_only=True)
     environment = serializers.CharField(source="environment.slug", read_only=True)
@@ -45,8 +45,10 @@ class ServiceHealthSerializer(serializers.ModelSerializer):
         ]
 
 
-class InstanceHealthSerializer(serializers.ModelSerializer):
-    instance = serializers.IntegerField(source="instance_id", read_only=True)
+class InstanceHealthSerializer(serializers.ModelSerializer[InstanceCheck]):
+    # A field named like DRF's own `instance` attribute: the metaclass moves it into the
+    # declared fields, which the stubs cannot know.
+    instance = serializers.IntegerField(source="instance_id", read_only=True)  # type: ignore[assignment]
     service = serializers.CharField(source="instance.service.slug", read_only=True)
     environment = serializers.CharField(source="instance.environment.slug", read_only=True)
     address = serializers.CharField(source="instance.address", read_only=True)
@@ -76,7 +78,7 @@ class InstanceHealthSerializer(serializers.ModelSerializer):
         ]
 
 
-class TransitionSerializer(serializers.ModelSerializer):
+class TransitionSerializer(serializers.ModelSerializer[Transition]):
     service = serializers.CharField(source="service.slug", read_only=True)
     environment = serializers.CharField(source="environment.slug", read_only=True)
 
@@ -113,11 +115,13 @@ class SpecValidationMixin:
         return attrs
 
 
-class CheckSpecSerializer(StrictSerializerMixin, SpecValidationMixin, serializers.ModelSerializer):
+class CheckSpecSerializer(
+    StrictSerializerMixin, SpecValidationMixin, serializers.ModelSerializer[CheckSpec]
+):
     service = serializers.SlugRelatedField(
         slug_field="slug", queryset=Service.objects.all(), required=False, allow_null=True
     )
-    instance = serializers.PrimaryKeyRelatedField(
+    instance = serializers.PrimaryKeyRelatedField(  # type: ignore[assignment]
         queryset=Instance.objects.all(), required=False, allow_null=True
     )
 
@@ -163,7 +167,7 @@ class CheckSpecSerializer(StrictSerializerMixin, SpecValidationMixin, serializer
         return super().validate(attrs)
 
 
-class HeartbeatSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+class HeartbeatSerializer(StrictSerializerMixin, serializers.ModelSerializer[Heartbeat]):
     service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
     environment = serializers.SlugRelatedField(
         slug_field="slug", queryset=Environment.objects.all(), required=False, allow_null=True
@@ -215,7 +219,9 @@ class HeartbeatSerializer(StrictSerializerMixin, serializers.ModelSerializer):
         return settings.SIGNALBOX_BASE_URL + reverse("heartbeat-ping", args=[heartbeat.uuid])
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        get = lambda name: attrs.get(name, getattr(self.instance, name, None))  # noqa: E731
+        def get(name: str) -> Any:  # the value after this change: given, else stored
+            return attrs.get(name, getattr(self.instance, name, None))
+
         errors: dict[str, str] = {}
         if get("schedule_kind") == ScheduleKind.CRON:
             cron = get("cron") or ""
@@ -234,7 +240,9 @@ class HeartbeatSerializer(StrictSerializerMixin, serializers.ModelSerializer):
         return attrs
 
 
-class MaintenanceWindowSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+class MaintenanceWindowSerializer(
+    StrictSerializerMixin, serializers.ModelSerializer[MaintenanceWindow]
+):
     service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
     environment = serializers.SlugRelatedField(
         slug_field="slug", queryset=Environment.objects.all(), required=False, allow_null=True
@@ -264,7 +272,9 @@ class MaintenanceWindowSerializer(StrictSerializerMixin, serializers.ModelSerial
         return window.is_active_at(timezone.now())
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        get = lambda name: attrs.get(name, getattr(self.instance, name, None))  # noqa: E731
+        def get(name: str) -> Any:  # the value after this change: given, else stored
+            return attrs.get(name, getattr(self.instance, name, None))
+
         errors: dict[str, str] = {}
         if get("cron"):
             if not croniter.is_valid(str(get("cron"))):

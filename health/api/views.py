@@ -77,7 +77,7 @@ class ServiceHealthFilter(df.FilterSet):
         summary="Health of every service per environment (filters: team, environment, status)"
     ),
 )
-class ServiceHealthViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
+class ServiceHealthViewSet(viewsets.GenericViewSet[ServiceHealth], mixins.ListModelMixin):
     """healthy / degraded / down / unknown per service and environment (docs/health.md)."""
 
     permission_classes = [ScopeRule]
@@ -133,7 +133,7 @@ class InstanceHealthFilter(df.FilterSet):
     ),
     retrieve=extend_schema(summary="Check state of one instance, with its health+json components"),
 )
-class InstanceHealthViewSet(viewsets.ReadOnlyModelViewSet):
+class InstanceHealthViewSet(viewsets.ReadOnlyModelViewSet[InstanceCheck]):
     permission_classes = [ScopeRule]
     scopes = READ
     serializer_class = s.InstanceHealthSerializer
@@ -153,7 +153,7 @@ def _summary_data(summary: services.Summary | None) -> dict[str, Any]:
     }
 
 
-class TeamHealthList(generics.GenericAPIView):
+class TeamHealthList(generics.GenericAPIView[Team]):
     """Per team and environment: how many services are healthy, degraded, down, unknown."""
 
     permission_classes = [ScopeRule]
@@ -180,7 +180,7 @@ class TeamHealthList(generics.GenericAPIView):
         )
 
 
-class EnvironmentHealthList(generics.GenericAPIView):
+class EnvironmentHealthList(generics.GenericAPIView[Environment]):
     """Per environment: service health counts."""
 
     permission_classes = [ScopeRule]
@@ -268,7 +268,7 @@ class TransitionFilter(df.FilterSet):
 @extend_schema_view(
     list=extend_schema(summary="State changes of instances and services, newest first")
 )
-class TransitionViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
+class TransitionViewSet(viewsets.GenericViewSet[Transition], mixins.ListModelMixin):
     permission_classes = [ScopeRule]
     scopes = READ
     serializer_class = s.TransitionSerializer
@@ -325,7 +325,7 @@ class CheckSpecViewSet(ScopedViewSet):
                 return instance.service.team, instance.service
         return team, service
 
-    def conflict_message(self, serializer: BaseSerializer) -> str:
+    def conflict_message(self, serializer: BaseSerializer[Any]) -> str:
         data = serializer.validated_data
         target = data.get("service") or data.get("instance")
         existing = CheckSpec.objects.filter(
@@ -351,7 +351,7 @@ class HeartbeatViewSet(ScopedViewSet):
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return service_in_body(request)
 
-    def conflict_message(self, serializer: BaseSerializer) -> str:
+    def conflict_message(self, serializer: BaseSerializer[Any]) -> str:
         return "this service already has a heartbeat with that name in that environment"
 
 
@@ -373,7 +373,7 @@ class MaintenanceWindowViewSet(ScopedViewSet):
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return service_in_body(request)
 
-    def perform_create(self, serializer: BaseSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         user = self.request.user
         changes.create(
             serializer,

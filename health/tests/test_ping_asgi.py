@@ -95,7 +95,7 @@ def answer(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]
 
 
 def pings_counted(view: str) -> float:
-    return REQUESTS.labels("POST", view, "2xx")._value.get()
+    return float(REQUESTS.labels("POST", view, "2xx")._value.get())
 
 
 @committed

@@ -20,6 +20,7 @@ from health.models import (
     ServiceHealth,
     Transition,
 )
+from health.probes.runtime import runtime
 from health.tests.conftest import Instances, health_json
 
 
@@ -201,7 +202,7 @@ def test_a_late_writer_cannot_overwrite_a_row_reclaimed_by_another_worker(
         lease_until=timezone.now() + timedelta(seconds=99)
     )
     # when the first worker finally writes
-    scheduler.runtime().run(scheduler._probe_all(rows))
+    runtime().run(scheduler._probe_all(rows))
     written, _ = scheduler._write(rows)
     # then nothing of it lands
     assert written == 0

@@ -91,5 +91,5 @@ def test_a_sigkilled_worker_leaves_a_lease_that_expires_into_a_new_claim(
     assert scheduler.run_batch(again.ids, again.lease_until).written == 1
     # and the killed worker's message, if redelivered, finds the rows no longer its own
     assert scheduler.run_batch(claim.ids, claim.lease_until).probed == 0
-    check.refresh_from_db()
+    check = InstanceCheck.objects.get(pk=check.pk)  # read afresh: mypy keeps the old narrowing
     assert (check.status, check.lease_until) == (CheckStatus.PASS, None)

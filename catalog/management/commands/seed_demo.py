@@ -227,7 +227,7 @@ def _read_plan(path: Path) -> dict[str, Any]:
     ]
     if missing:
         raise CommandError(f"the fleet plan {path} lacks the list(s) {', '.join(missing)}; {hint}")
-    return plan
+    return dict(plan)
 
 
 def _demo_password() -> tuple[str, str]:
