@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -20,7 +21,7 @@ from rest_framework.views import APIView
 from catalog.choices import Scope
 from catalog.models import Environment, Service, Team
 from catalog.permissions import Access, ScopeRule
-from circuits import conf, history, overrides
+from circuits import history, overrides
 from circuits.api import serializers as s
 from circuits.choices import Source
 from circuits.ingest.reports import BatchError, parse_batch
@@ -80,7 +81,7 @@ class ReportView(APIView):
             reports = parse_batch(
                 request.data,
                 now=timezone.now(),
-                max_skew=timedelta(seconds=conf.max_future_skew_seconds()),
+                max_skew=timedelta(seconds=settings.SIGNALBOX_CIRCUITS_MAX_CLOCK_SKEW),
             )
             resolved = resolve(reports)
         except (BatchError, UnknownNames) as exc:
@@ -161,9 +162,10 @@ class CircuitViewSet(
             hours = int(request.query_params.get("hours", "24"))
         except ValueError:
             raise exceptions.ValidationError({"hours": ["a whole number of hours"]}) from None
-        if not 1 <= hours <= 24 * conf.history_days():
+        retention_hours = 24 * settings.SIGNALBOX_CIRCUITS_HISTORY_DAYS
+        if not 1 <= hours <= retention_hours:
             raise exceptions.ValidationError(
-                {"hours": [f"between 1 and {24 * conf.history_days()} (the retention)"]}
+                {"hours": [f"between 1 and {retention_hours} (the retention)"]}
             )
         transitions = circuit.transitions.all()[:200]
         return Response(

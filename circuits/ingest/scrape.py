@@ -27,7 +27,6 @@ from django.utils import timezone
 
 from catalog.choices import LIVE_LIFECYCLES
 from catalog.models import Instance
-from circuits import conf
 from circuits.choices import (
     LABEL_HYSTRIX_PATH,
     LABEL_PROMETHEUS_PATH,
@@ -351,5 +350,5 @@ def _label_target(kind: str, url: str, instance: Instance, instance_key: str) ->
         instance=instance,
         instance_key=instance_key,
         origin=TargetOrigin.LABELS,
-        interval_seconds=conf.scrape_interval_seconds(),
+        interval_seconds=settings.SIGNALBOX_CIRCUITS_SCRAPE_INTERVAL,
     )

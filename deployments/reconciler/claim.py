@@ -6,19 +6,16 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from controlplane.env import env_int
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Rollout
 
 logger = logging.getLogger(__name__)
 
-# Longer than any one step (driver and provider timeouts are seconds); also how long a
-# killed worker's rollout waits before another worker takes it over.
-LEASE = timedelta(seconds=env_int("SIGNALBOX_ROLLOUT_LEASE_SECONDS", 30, minimum=1))
 CLAIM_BATCH = 200
 # The claim looks this far ahead and queues what it finds with an ETA of its due time, so
 # a timed step starts on time rather than up to a tick late. Kept short: Celery holds ETA
@@ -29,15 +26,21 @@ CLAIM_HORIZON = timedelta(seconds=1)
 Scheduler = Callable[[int, datetime], None]
 
 
+def lease() -> timedelta:
+    """How long a claimed or running rollout stays with its worker; see settings.py."""
+    return timedelta(seconds=settings.SIGNALBOX_ROLLOUT_LEASE_SECONDS)
+
+
 def claim_due(
     now: datetime | None = None, limit: int = CLAIM_BATCH, horizon: timedelta = CLAIM_HORIZON
 ) -> list[tuple[int, datetime]]:
     """Lease the rollouts due within `horizon` that nobody holds: [(id, due time)].
 
     The caller queues one run per id, due at that time; the lease lasts until then plus
-    LEASE, after which the row is claimable again (a killed worker's, say).
+    the lease time, after which the row is claimable again (a killed worker's, say).
     """
     now = now or timezone.now()
+    held_for = lease()
     with transaction.atomic():
         rows = (
             Rollout.objects.select_for_update(skip_locked=True)
@@ -48,7 +51,7 @@ def claim_due(
         )
         due = [(rollout_id, at) for rollout_id, at in rows if at is not None]
         for rollout_id, at in due:
-            Rollout.objects.filter(id=rollout_id).update(lease_until=max(at, now) + LEASE)
+            Rollout.objects.filter(id=rollout_id).update(lease_until=max(at, now) + held_for)
     return due
 
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from deployments.choices import PauseCause, RolloutState
 from deployments.drivers.base import DriverError
 from deployments.models import Rollout
-from deployments.reconciler.claim import LEASE, Scheduler
+from deployments.reconciler.claim import Scheduler, lease
 from deployments.reconciler.measure import MeasureJob, measure, record
 from deployments.reconciler.steps import progress
 from deployments.reconciler.traffic import driver_failed
@@ -56,7 +56,7 @@ def advance(rollout_id: int, schedule: Scheduler | None = None) -> Outcome:
             _finish_run(rollout, now, schedule)
             return Outcome(did, rollout.next_action_at)
         # Keep the lease while measuring, so the beat does not hand the row to another worker.
-        rollout.lease_until = now + LEASE
+        rollout.lease_until = now + lease()
         rollout.save(update_fields=["lease_until"])
     results = measure(job)
     with transaction.atomic():
@@ -117,7 +117,7 @@ def _finish_run(rollout: Rollout, now: datetime, schedule: Scheduler | None) -> 
     at = rollout.next_action_at
     # Due at once (the next step): queue it now rather than wait for the next claim.
     fast = schedule is not None and rollout.is_active and at is not None and at <= now
-    rollout.lease_until = at + LEASE if fast and at is not None else None
+    rollout.lease_until = at + lease() if fast and at is not None else None
     rollout.save()
     if fast and at is not None and schedule is not None:
         rollout_id = rollout.pk
