@@ -23,6 +23,7 @@ from catalog.models import Environment, Service, Team
 from catalog.permissions import Access, ScopeRule
 from circuits import history, overrides
 from circuits.api import serializers as s
+from circuits.api.filters import CircuitFilter, ScrapeTargetFilter
 from circuits.choices import Source
 from circuits.ingest.reports import BatchError, parse_batch
 from circuits.ingest.store import UnknownNames, resolve, store
@@ -112,6 +113,7 @@ class CircuitViewSet(
     scopes = {"GET": Scope.READ, "PATCH": Scope.WRITE}
     http_method_names = ["get", "patch", "head", "options"]
     lookup_value_regex = r"[0-9]+"
+    filterset_class = CircuitFilter
 
     def get_queryset(self) -> QuerySet[Circuit]:
         queryset = Circuit.objects.select_related(
@@ -119,22 +121,6 @@ class CircuitViewSet(
         ).order_by("-severity", "service__slug", "environment__order", "name")
         if self.action == "retrieve":
             return queryset.prefetch_related("instance_states")
-        params = self.request.query_params
-        for param, lookup in (
-            ("team", "service__team__slug"),
-            ("service", "service__slug"),
-            ("environment", "environment__slug"),
-            ("state", "state"),
-        ):
-            if params.get(param):
-                queryset = queryset.filter(**{lookup: params[param]})
-        protects = params.get("protects")
-        if protects:
-            kind, _, slug = protects.rpartition(":")
-            if kind == "external":
-                queryset = queryset.filter(protects_external__slug=slug)
-            else:
-                queryset = queryset.filter(protects_service__slug=slug)
         return queryset
 
     def get_serializer_class(self) -> type[s.CircuitSerializer]:
@@ -297,18 +283,12 @@ class ScrapeTargetViewSet(
     lookup_value_regex = r"[0-9]+"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     team_for_create = staticmethod(_service_in_body)
+    filterset_class = ScrapeTargetFilter
 
     def get_queryset(self) -> QuerySet[ScrapeTarget]:
-        queryset = ScrapeTarget.objects.select_related("service", "service__team", "environment")
-        params = self.request.query_params
-        for param, lookup in (
-            ("service", "service__slug"),
-            ("environment", "environment__slug"),
-            ("kind", "kind"),
-        ):
-            if params.get(param):
-                queryset = queryset.filter(**{lookup: params[param]})
-        return queryset.order_by("service__slug", "kind", "url")
+        return ScrapeTarget.objects.select_related(
+            "service", "service__team", "environment"
+        ).order_by("service__slug", "kind", "url")
 
 
 class DependencyView(APIView):
