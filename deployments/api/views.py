@@ -16,6 +16,7 @@ from catalog.choices import Scope
 from catalog.models import Environment, Service, Team
 from catalog.permissions import Access, ScopeRule
 from deployments import actions
+from deployments.api.filters import FreezeFilter, RolloutFilter
 from deployments.api.serializers import (
     ActionSerializer,
     FreezeWindowSerializer,
@@ -24,7 +25,7 @@ from deployments.api.serializers import (
     RolloutDetailSerializer,
     RolloutSerializer,
 )
-from deployments.choices import ACTIVE_STATES, Action
+from deployments.choices import Action
 from deployments.models import AnalysisRun, FreezeWindow, RecurringFreezeWindow, Rollout
 
 ERRORS = {
@@ -66,24 +67,13 @@ class RolloutList(generics.ListCreateAPIView):
     permission_classes = [ScopeRule]
     scopes = {"GET": Scope.READ, "POST": Scope.DEPLOY}
     serializer_class = RolloutSerializer
+    filterset_class = RolloutFilter
 
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return _service_in_body(request)
 
     def get_queryset(self) -> QuerySet[Rollout]:
-        queryset = Rollout.objects.select_related("team", "service", "environment")
-        params = self.request.query_params
-        for param, lookup in (
-            ("service", "service__slug"),
-            ("environment", "environment__slug"),
-            ("team", "team__slug"),
-            ("state", "state"),
-        ):
-            if params.get(param):
-                queryset = queryset.filter(**{lookup: params[param]})
-        if params.get("active") in ("true", "1"):
-            queryset = queryset.filter(state__in=ACTIVE_STATES)
-        return queryset
+        return Rollout.objects.select_related("team", "service", "environment")
 
     @extend_schema(
         summary="List rollouts",
@@ -212,12 +202,11 @@ class FreezeViewSet(CatalogViewSet):
 
     scopes = ADMIN_WRITES
     lookup_value_regex = ID_LOOKUP
+    filterset_class = FreezeFilter
     model: type[FreezeWindow] | type[RecurringFreezeWindow]
 
     def get_queryset(self) -> QuerySet[Any]:
-        queryset = self.model.objects.select_related("environment", "created_by")
-        environment = self.request.query_params.get("environment")
-        return queryset.filter(environment__slug=environment) if environment else queryset
+        return self.model.objects.select_related("environment", "created_by")
 
 
 @extend_schema_view(
