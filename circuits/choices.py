@@ -88,6 +88,16 @@ class CircuitEvent(EventNames):
     OVERRIDE_CLEARED = "circuit.override_cleared"
 
 
+class ScrapeTargetEvent(EventNames):
+    FAMILY = "scrape_target."
+    CREATED = "scrape_target.created"
+    UPDATED = "scrape_target.updated"
+    DELETED = "scrape_target.deleted"
+
+
+SCRAPE_TARGET_EVENTS = ScrapeTargetEvent.resource("scrape target")
+
+
 # Instance labels that make a scrape target of an instance (values: a path on the instance).
 LABEL_PROMETHEUS_PATH = "circuits.prometheus_path"
 LABEL_HYSTRIX_PATH = "circuits.hystrix_path"

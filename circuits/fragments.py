@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import format_html
@@ -159,8 +160,6 @@ class CircuitPage:
 
 
 def circuit_page(circuit: Circuit) -> CircuitPage:
-    from circuits import conf
-
     instances = list(
         circuit.instance_states.select_related("instance").order_by(
             "stale", "-state_since", "instance_key"
@@ -172,7 +171,7 @@ def circuit_page(circuit: Circuit) -> CircuitPage:
         tile=tiles([circuit])[0],
         instances=instances,
         transitions=transitions,
-        stale_after=timezone.now() - timedelta(seconds=conf.stale_seconds()),
+        stale_after=timezone.now() - timedelta(seconds=settings.SIGNALBOX_CIRCUITS_STALE_SECONDS),
     )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
-from circuits import conf
 from circuits.models import Circuit, CircuitSample, CircuitTransition
 
 
@@ -37,7 +37,7 @@ def chart_series(circuit: Circuit, *, hours: int) -> dict[str, list[Any]]:
 def prune() -> dict[str, int]:
     """Drop samples and transitions past the retention, and instance states long gone quiet."""
     now = timezone.now()
-    cutoff = now - timedelta(days=conf.history_days())
+    cutoff = now - timedelta(days=settings.SIGNALBOX_CIRCUITS_HISTORY_DAYS)
     samples, _ = CircuitSample.objects.filter(bucket__lt=cutoff).delete()
     transitions, _ = CircuitTransition.objects.filter(at__lt=cutoff).delete()
     return {"samples": samples, "transitions": transitions}

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from catalog.models import Service
-from circuits import conf
 from circuits.choices import AggregateState
 from circuits.models import Circuit
 
@@ -40,7 +40,7 @@ def current_state(circuit: Circuit, now: datetime | None = None) -> str:
     reader never takes a silent circuit for a closed one.
     """
     now = now or timezone.now()
-    if circuit.updated_at < now - timedelta(seconds=conf.stale_seconds()):
+    if circuit.updated_at < now - timedelta(seconds=settings.SIGNALBOX_CIRCUITS_STALE_SECONDS):
         return AggregateState.STALE
     return circuit.state
 

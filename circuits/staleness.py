@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.choices import Lifecycle
-from circuits import aggregation, conf, live_tiles
+from circuits import aggregation, live_tiles
 from circuits.models import Circuit, CircuitInstanceState, CircuitTransition
-from controlplane.env import env_int
-
-# Stale instance states are dropped after this long (their history stays): an instance
-# that has been silent for a day has most likely been replaced, not paused.
-FORGET_AFTER = timedelta(hours=env_int("SIGNALBOX_CIRCUITS_FORGET_HOURS", 24, minimum=1))
 
 
 def mark_stale(limit: int = 1000) -> list[int]:
@@ -23,7 +19,7 @@ def mark_stale(limit: int = 1000) -> list[int]:
     Circuits being written by an ingest batch right now are skipped (SKIP LOCKED): that
     batch re-aggregates them, and the next sweep catches what it did not refresh.
     """
-    cutoff = timezone.now() - timedelta(seconds=conf.stale_seconds())
+    cutoff = timezone.now() - timedelta(seconds=settings.SIGNALBOX_CIRCUITS_STALE_SECONDS)
     circuits = Circuit._meta.db_table
     states = CircuitInstanceState._meta.db_table
     transitions = CircuitTransition._meta.db_table
@@ -58,8 +54,9 @@ def mark_stale(limit: int = 1000) -> list[int]:
 
 
 def forget_departed(limit: int = 1000) -> int:
-    """Drop states of deregistered instances and of instances stale for longer than FORGET_AFTER."""
-    cutoff = timezone.now() - FORGET_AFTER
+    """Drop states of deregistered instances, and of instances stale for longer than
+    SIGNALBOX_CIRCUITS_FORGET_HOURS (their history stays)."""
+    cutoff = timezone.now() - timedelta(hours=settings.SIGNALBOX_CIRCUITS_FORGET_HOURS)
     with transaction.atomic():
         gone = CircuitInstanceState.objects.filter(
             instance__lifecycle=Lifecycle.DEREGISTERED

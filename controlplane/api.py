@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404
+from django_filters import rest_framework as filters
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -89,6 +91,13 @@ def _flatten(detail: Any, prefix: str, out: dict[str, list[str]]) -> None:
                 _flatten(item, f"{prefix}.{index}" if prefix else str(index), out)
     else:
         out.setdefault(prefix or "non_field_errors", []).append(str(detail))
+
+
+def slug_filter(queryset: QuerySet[Any], field: str, help_text: str) -> filters.ModelChoiceFilter:
+    """A query parameter naming a catalog object by slug; an unknown slug answers 400, never []."""
+    return filters.ModelChoiceFilter(
+        field_name=field, to_field_name="slug", queryset=queryset, help_text=help_text
+    )
 
 
 class StrictSerializerMixin:

@@ -284,6 +284,23 @@ if SIGNALBOX_DB_POOL_SIZE:
 # an internal network then). docs/operations.md.
 SIGNALBOX_METRICS_TOKEN = env_secret("SIGNALBOX_METRICS_TOKEN") or ""
 
+# Deployments (docs/deployments.md): a rollout's lease outlasts any one step (driver and
+# provider timeouts are seconds); it is also how long a killed worker's rollout waits
+# before another worker takes it over.
+SIGNALBOX_ROLLOUT_LEASE_SECONDS = env_int("SIGNALBOX_ROLLOUT_LEASE_SECONDS", 30, minimum=1)
+
+# Circuits (docs/circuits.md).
+# An instance silent this long is stale: its last state is no longer shown as current.
+SIGNALBOX_CIRCUITS_STALE_SECONDS = env_int("SIGNALBOX_CIRCUITS_STALE_SECONDS", 60, minimum=5)
+# Stale states are then dropped (history stays): one silent for a day was most likely replaced.
+SIGNALBOX_CIRCUITS_FORGET_HOURS = env_int("SIGNALBOX_CIRCUITS_FORGET_HOURS", 24, minimum=1)
+# Per-minute samples and transitions older than this are pruned.
+SIGNALBOX_CIRCUITS_HISTORY_DAYS = env_int("SIGNALBOX_CIRCUITS_HISTORY_DAYS", 14, minimum=1)
+# Seconds between scrapes of the targets derived from instance labels.
+SIGNALBOX_CIRCUITS_SCRAPE_INTERVAL = env_int("SIGNALBOX_CIRCUITS_SCRAPE_INTERVAL", 15, minimum=2)
+# Reports dated further ahead than this are refused: they would shadow every later report.
+SIGNALBOX_CIRCUITS_MAX_CLOCK_SKEW = env_int("SIGNALBOX_CIRCUITS_MAX_CLOCK_SKEW", 300, minimum=1)
+
 # Alerts (docs/alerts.md).
 SLACK_SIGNING_SECRET = env_secret("SLACK_SIGNING_SECRET") or ""
 ALERTS_PAGERDUTY_EVENTS_URL = env_str(

@@ -18,6 +18,8 @@ DEFAULT_METRIC: dict[str, Any] = {
 }
 METRIC_DEFAULTS = {"interval": 30, "success_count": 2, "failure_limit": 0, "timeout": 5}
 MAX_STEPS = 50
+# The steps a strategy may list; the reconciler adds finalize and rollback itself.
+STRATEGY_STEPS = tuple(k.value for k in StepKind if k not in (StepKind.FINALIZE, StepKind.ROLLBACK))
 
 PROVIDER_PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
     Provider.CANARY_HEALTH: {"max_failing": int, "allow_warn": bool},
@@ -81,16 +83,15 @@ def validate_steps(steps: Any) -> list[str]:
     if len(steps) > MAX_STEPS:
         return [f"at most {MAX_STEPS} steps"]
     errors: list[str] = []
-    allowed = {k.value for k in StepKind} - {StepKind.FINALIZE, StepKind.ROLLBACK}
     for index, step in enumerate(steps):
         where = f"steps.{index}"
         if not isinstance(step, dict) or len(step) != 1:
             errors.append(f"{where}: each step is an object with exactly one key")
             continue
         kind, spec = next(iter(step.items()))
-        if kind not in allowed:
+        if kind not in STRATEGY_STEPS:
             errors.append(
-                f"{where}: unknown step {kind!r}; use one of {', '.join(sorted(allowed))}"
+                f"{where}: unknown step {kind!r}; use one of {', '.join(sorted(STRATEGY_STEPS))}"
             )
         elif kind == StepKind.SET_WEIGHT:
             if not isinstance(spec, int) or isinstance(spec, bool) or not 0 <= spec <= 100:

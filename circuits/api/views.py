@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -17,12 +18,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from catalog.api.base import ID_LOOKUP, ScopedViewSet, service_in_body
 from catalog.choices import Scope
 from catalog.models import Environment, Service, Team
 from catalog.permissions import Access, ScopeRule
-from circuits import conf, history, overrides
+from circuits import history, overrides
 from circuits.api import serializers as s
-from circuits.choices import Source
+from circuits.api.filters import CircuitFilter, ScrapeTargetFilter
+from circuits.choices import SCRAPE_TARGET_EVENTS, CircuitEvent, Source
 from circuits.ingest.reports import BatchError, parse_batch
 from circuits.ingest.store import UnknownNames, resolve, store
 from circuits.models import Circuit, CircuitOverride, ScrapeTarget
@@ -30,15 +33,6 @@ from circuits.services import CIRCUIT, DECLARED, current_state, dependency_edges
 from controlplane.events import publish
 
 READ_ONLY = {"GET": Scope.READ}
-
-
-def _service_in_body(request: Request) -> tuple[Team | None, Service | None]:
-    data = request.data
-    slug = data.get("service") if isinstance(data, Mapping) else None
-    if not isinstance(slug, str):
-        return None, None
-    service = Service.objects.select_related("team").filter(slug=slug).first()
-    return (service.team if service else None), service
 
 
 def _one_of(request: Request, name: str, model: Any) -> Any:
@@ -80,7 +74,7 @@ class ReportView(APIView):
             reports = parse_batch(
                 request.data,
                 now=timezone.now(),
-                max_skew=timedelta(seconds=conf.max_future_skew_seconds()),
+                max_skew=timedelta(seconds=settings.SIGNALBOX_CIRCUITS_MAX_CLOCK_SKEW),
             )
             resolved = resolve(reports)
         except (BatchError, UnknownNames) as exc:
@@ -111,6 +105,7 @@ class CircuitViewSet(
     scopes = {"GET": Scope.READ, "PATCH": Scope.WRITE}
     http_method_names = ["get", "patch", "head", "options"]
     lookup_value_regex = r"[0-9]+"
+    filterset_class = CircuitFilter
 
     def get_queryset(self) -> QuerySet[Circuit]:
         queryset = Circuit.objects.select_related(
@@ -118,22 +113,6 @@ class CircuitViewSet(
         ).order_by("-severity", "service__slug", "environment__order", "name")
         if self.action == "retrieve":
             return queryset.prefetch_related("instance_states")
-        params = self.request.query_params
-        for param, lookup in (
-            ("team", "service__team__slug"),
-            ("service", "service__slug"),
-            ("environment", "environment__slug"),
-            ("state", "state"),
-        ):
-            if params.get(param):
-                queryset = queryset.filter(**{lookup: params[param]})
-        protects = params.get("protects")
-        if protects:
-            kind, _, slug = protects.rpartition(":")
-            if kind == "external":
-                queryset = queryset.filter(protects_external__slug=slug)
-            else:
-                queryset = queryset.filter(protects_service__slug=slug)
         return queryset
 
     def get_serializer_class(self) -> type[s.CircuitSerializer]:
@@ -142,7 +121,7 @@ class CircuitViewSet(
     def perform_update(self, serializer: Any) -> None:
         circuit = serializer.save()
         publish(
-            "circuit.updated",
+            CircuitEvent.UPDATED,
             actor=Access.of(self.request),
             subject=circuit,
             message=f"{circuit.name} now protects {circuit.target_label or 'an unknown target'}",
@@ -161,9 +140,10 @@ class CircuitViewSet(
             hours = int(request.query_params.get("hours", "24"))
         except ValueError:
             raise exceptions.ValidationError({"hours": ["a whole number of hours"]}) from None
-        if not 1 <= hours <= 24 * conf.history_days():
+        retention_hours = 24 * settings.SIGNALBOX_CIRCUITS_HISTORY_DAYS
+        if not 1 <= hours <= retention_hours:
             raise exceptions.ValidationError(
-                {"hours": [f"between 1 and {24 * conf.history_days()} (the retention)"]}
+                {"hours": [f"between 1 and {retention_hours} (the retention)"]}
             )
         transitions = circuit.transitions.all()[:200]
         return Response(
@@ -212,7 +192,7 @@ class OverrideViewSet(
     scopes = {"GET": Scope.READ, "POST": Scope.DEPLOY, "DELETE": Scope.DEPLOY}
     serializer_class = s.OverrideSerializer
     queryset = CircuitOverride.objects.select_related("service", "service__team", "environment")
-    team_for_create = staticmethod(_service_in_body)
+    team_for_create = staticmethod(service_in_body)
     pagination_class = None
     lookup_value_regex = r"[0-9]+"
 
@@ -276,14 +256,7 @@ def _etags(header: str) -> set[str]:
     return {part.strip().removeprefix("W/") for part in header.split(",") if part.strip()}
 
 
-class ScrapeTargetViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet[Any],
-):
+class ScrapeTargetViewSet(ScopedViewSet):
     """URLs the workers scrape for circuit states (Prometheus exposition or a Hystrix stream).
 
     Targets with origin `labels` follow their instance's labels (`circuits.prometheus_path`,
@@ -291,24 +264,16 @@ class ScrapeTargetViewSet(
     Filters: `service`, `environment`, `kind`.
     """
 
-    permission_classes = [ScopeRule]
-    scopes = {"GET": Scope.READ, "POST": Scope.WRITE, "PATCH": Scope.WRITE, "DELETE": Scope.WRITE}
     serializer_class = s.ScrapeTargetSerializer
-    lookup_value_regex = r"[0-9]+"
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    team_for_create = staticmethod(_service_in_body)
+    lookup_value_regex = ID_LOOKUP
+    team_for_create = staticmethod(service_in_body)
+    filterset_class = ScrapeTargetFilter
+    events = SCRAPE_TARGET_EVENTS
 
     def get_queryset(self) -> QuerySet[ScrapeTarget]:
-        queryset = ScrapeTarget.objects.select_related("service", "service__team", "environment")
-        params = self.request.query_params
-        for param, lookup in (
-            ("service", "service__slug"),
-            ("environment", "environment__slug"),
-            ("kind", "kind"),
-        ):
-            if params.get(param):
-                queryset = queryset.filter(**{lookup: params[param]})
-        return queryset.order_by("service__slug", "kind", "url")
+        return ScrapeTarget.objects.select_related(
+            "service", "service__team", "environment"
+        ).order_by("service__slug", "kind", "url")
 
 
 class DependencyView(APIView):

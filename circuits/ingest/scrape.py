@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -22,7 +23,6 @@ from yarl import URL
 
 from catalog.choices import LIVE_LIFECYCLES
 from catalog.models import Instance
-from circuits import conf
 from circuits.choices import (
     LABEL_HYSTRIX_PATH,
     LABEL_PROMETHEUS_PATH,
@@ -284,5 +284,5 @@ def _label_target(kind: str, url: str, instance: Instance, instance_key: str) ->
         instance=instance,
         instance_key=instance_key,
         origin=TargetOrigin.LABELS,
-        interval_seconds=conf.scrape_interval_seconds(),
+        interval_seconds=settings.SIGNALBOX_CIRCUITS_SCRAPE_INTERVAL,
     )

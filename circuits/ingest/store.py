@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.models import Environment, ExternalDependency, Instance, Service
-from circuits import aggregation, conf, live_tiles
+from circuits import aggregation, live_tiles
 from circuits.ingest.reports import Report
 from circuits.models import Circuit, CircuitInstanceState, CircuitTransition
 
@@ -99,7 +100,7 @@ def store(
     """Store the newest report per instance and circuit; see the module docstring."""
     result = StoreResult()
     now = timezone.now()
-    oldest = now - timedelta(seconds=conf.stale_seconds())
+    oldest = now - timedelta(seconds=settings.SIGNALBOX_CIRCUITS_STALE_SECONDS)
     latest: dict[tuple[str, str, str, str], Report] = {}
     for report in reports:
         if report.reported_at < oldest:

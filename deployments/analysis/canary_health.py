@@ -5,6 +5,9 @@ from __future__ import annotations
 from deployments.analysis.base import AnalysisProvider, Context, Result
 from deployments.choices import Verdict
 
+DEFAULT_MAX_FAILING = 0
+DEFAULT_ALLOW_WARN = True  # a warning instance still serves; only `fail` counts against it
+
 
 class CanaryHealth(AnalysisProvider):
     """Fails when more than `max_failing` canary instances fail (or warn, unless allowed);
@@ -13,8 +16,8 @@ class CanaryHealth(AnalysisProvider):
     def measure(self, ctx: Context) -> Result:
         from health.services import instance_status
 
-        max_failing = int(ctx.metric.get("max_failing", 0))
-        allow_warn = bool(ctx.metric.get("allow_warn", True))
+        max_failing = int(ctx.metric.get("max_failing", DEFAULT_MAX_FAILING))
+        allow_warn = bool(ctx.metric.get("allow_warn", DEFAULT_ALLOW_WARN))
         threshold = f"<= {max_failing} failing"
         targets = {t.instance_id: t for t in ctx.canary if t.instance_id is not None}
         if not targets:

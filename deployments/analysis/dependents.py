@@ -8,13 +8,14 @@ from deployments.analysis.base import AnalysisProvider, Context, Result
 from deployments.choices import Verdict
 
 OPEN_STATES = {"open", "half_open"}  # forced_open is an operator's choice, not the canary's doing
+DEFAULT_ALLOW_DEGRADED = False
 
 
 def _unhealthy(ctx: Context) -> dict[str, str]:
     from health.services import service_healths
 
     rollout = ctx.rollout
-    allow_degraded = bool(ctx.metric.get("allow_degraded", False))
+    allow_degraded = bool(ctx.metric.get("allow_degraded", DEFAULT_ALLOW_DEGRADED))
     bad = {"down"} if allow_degraded else {"down", "degraded"}
     healths = service_healths(rollout.environment_id)
     return {

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from catalog.api.serializers import CatalogSerializer, reference
 from catalog.models import Environment
 from controlplane.api import StrictSerializerMixin
+from deployments.api.schema import MetricsField, StepsField
 from deployments.choices import WEEKDAYS, Strategy
 from deployments.models import (
     AnalysisRun,
@@ -40,12 +41,10 @@ class RolloutCreateSerializer(StrictSerializerMixin, serializers.Serializer[Any]
     strategy = serializers.ChoiceField(
         choices=Strategy.choices, required=False, help_text="Default: the service's strategy."
     )
-    steps = serializers.JSONField(
+    steps = StepsField(
         required=False, help_text='e.g. [{"set_weight": 10}, {"analysis": {}}, {"set_weight": 100}]'
     )
-    analysis = serializers.JSONField(
-        required=False, help_text="Metrics for analysis steps that list none."
-    )
+    analysis = MetricsField(required=False, help_text="Metrics for analysis steps that list none.")
     idempotency_key = serializers.CharField(
         max_length=200,
         required=False,
@@ -77,6 +76,7 @@ class MeasurementSerializer(serializers.ModelSerializer[Measurement]):
 
 
 class AnalysisRunSerializer(serializers.ModelSerializer[AnalysisRun]):
+    metrics = MetricsField(read_only=True, help_text="With their defaults filled in.")
     measurements = MeasurementSerializer(many=True, read_only=True)
 
     class Meta:
@@ -117,6 +117,7 @@ class RolloutSerializer(serializers.ModelSerializer[Rollout]):
     step = serializers.CharField(source="step_label", read_only=True)
     stable_weight = serializers.FloatField(read_only=True, allow_null=True)
     terminal = serializers.BooleanField(source="is_terminal", read_only=True)
+    steps = StepsField(read_only=True)
     url = serializers.SerializerMethodField()
 
     class Meta:
@@ -162,6 +163,7 @@ class RolloutSerializer(serializers.ModelSerializer[Rollout]):
 
 
 class RolloutDetailSerializer(RolloutSerializer):
+    analysis = MetricsField(read_only=True, help_text="Metrics for analysis steps that list none.")
     step_runs = RolloutStepSerializer(many=True, read_only=True)
     analysis_runs = AnalysisRunSerializer(many=True, read_only=True)
 

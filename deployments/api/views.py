@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
@@ -11,11 +10,12 @@ from rest_framework import exceptions, generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from catalog.api.base import ADMIN_WRITES, ID_LOOKUP, ScopedViewSet
+from catalog.api.base import ADMIN_WRITES, ID_LOOKUP, ScopedViewSet, service_in_body
 from catalog.choices import Scope
 from catalog.models import Environment, Service, Team
 from catalog.permissions import Access, ScopeRule
 from deployments import actions
+from deployments.api.filters import FreezeFilter, RolloutFilter
 from deployments.api.serializers import (
     ActionSerializer,
     FreezeWindowSerializer,
@@ -25,7 +25,6 @@ from deployments.api.serializers import (
     RolloutSerializer,
 )
 from deployments.choices import (
-    ACTIVE_STATES,
     FREEZE_WINDOW_EVENTS,
     RECURRING_FREEZE_WINDOW_EVENTS,
     Action,
@@ -56,39 +55,19 @@ def _raise(error: actions.RolloutError) -> None:
     raise RolloutRefused(error)
 
 
-def _service_in_body(request: Request) -> tuple[Team | None, Service | None]:
-    data = request.data
-    slug = data.get("service") if isinstance(data, Mapping) else None
-    if not isinstance(slug, str):
-        return None, None
-    service = Service.objects.select_related("team").filter(slug=slug).first()
-    return (service.team if service else None), service
-
-
 class RolloutList(generics.ListCreateAPIView[Any]):
     """Rollouts of every team, newest first; start one with the deploy scope."""
 
     permission_classes = [ScopeRule]
     scopes = {"GET": Scope.READ, "POST": Scope.DEPLOY}
     serializer_class = RolloutSerializer
+    filterset_class = RolloutFilter
 
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
-        return _service_in_body(request)
+        return service_in_body(request)
 
     def get_queryset(self) -> QuerySet[Rollout]:
-        queryset = Rollout.objects.select_related("team", "service", "environment")
-        params = self.request.query_params
-        for param, lookup in (
-            ("service", "service__slug"),
-            ("environment", "environment__slug"),
-            ("team", "team__slug"),
-            ("state", "state"),
-        ):
-            if params.get(param):
-                queryset = queryset.filter(**{lookup: params[param]})
-        if params.get("active") in ("true", "1"):
-            queryset = queryset.filter(state__in=ACTIVE_STATES)
-        return queryset
+        return Rollout.objects.select_related("team", "service", "environment")
 
     @extend_schema(
         summary="List rollouts",
@@ -217,12 +196,11 @@ class FreezeViewSet(ScopedViewSet):
 
     scopes = ADMIN_WRITES
     lookup_value_regex = ID_LOOKUP
+    filterset_class = FreezeFilter
     model: type[FreezeWindow] | type[RecurringFreezeWindow]
 
     def get_queryset(self) -> QuerySet[Any]:
-        queryset = self.model.objects.select_related("environment", "created_by")
-        environment = self.request.query_params.get("environment")
-        return queryset.filter(environment__slug=environment) if environment else queryset
+        return self.model.objects.select_related("environment", "created_by")
 
 
 @extend_schema_view(

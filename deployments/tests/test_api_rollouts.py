@@ -201,6 +201,47 @@ def test_it_lists_and_filters_rollouts(world: Any, routed: Any, api_as: Any) -> 
     assert other["count"] == 0
 
 
+def test_it_filters_rollouts_by_team_environment_and_state(
+    world: Any, routed: Any, api_as: Any
+) -> None:
+    # given one rollout that ended and one still pending
+    ended = api_as("deployer").post("/api/v1/rollouts", body(version="1.5"), format="json")
+    Rollout.objects.filter(pk=ended.json()["id"]).update(state=RolloutState.ABORTED)
+    api_as("deployer").post("/api/v1/rollouts", body(), format="json")
+    client = api_as("viewer")
+
+    def versions(query: str) -> list[str]:
+        response = client.get(f"/api/v1/rollouts?{query}")
+        assert response.status_code == 200, response.json()
+        return sorted(r["to_version"] for r in response.json()["results"])
+
+    # when filtered, then
+    assert versions("team=payments&environment=production") == ["1.5", "2.0"]
+    assert versions("team=search") == []
+    assert versions("environment=staging") == []
+    assert versions("state=aborted") == ["1.5"]
+    assert versions("active=1") == ["2.0"]
+    assert versions("active=false") == ["1.5", "2.0"]
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("state=exploded", "state"),
+        ("service=nowhere", "service"),
+        ("environment=moon", "environment"),
+        ("team=nobody", "team"),
+    ],
+)
+def test_it_answers_400_naming_a_bad_filter_value(
+    world: Any, api_as: Any, query: str, parameter: str
+) -> None:
+    response = api_as("viewer").get(f"/api/v1/rollouts?{query}")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], list(error["fields"])) == ("invalid", [parameter])
+
+
 def test_the_detail_has_steps_and_measurements(world: Any, routed: Any, api_as: Any) -> None:
     from deployments.models import AnalysisRun, Measurement
 

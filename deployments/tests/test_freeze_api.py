@@ -170,6 +170,13 @@ def test_an_admin_creates_a_recurring_window_through_the_api(world: Any, api_as:
     assert admin_posts(api_as).status_code == 409
 
 
+def test_an_unknown_environment_filter_is_refused(world: Any, api_as: Any) -> None:
+    for url in ("/api/v1/freeze-windows", "/api/v1/recurring-freeze-windows"):
+        response = api_as("viewer").get(f"{url}?environment=moon")
+        assert response.status_code == 400
+        assert list(response.json()["error"]["fields"]) == ["environment"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "field", "words"),
     [

@@ -1,0 +1,124 @@
+"""One run of one rollout: lock the row, do the step that is due, write the next due time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from deployments.choices import PauseCause, RolloutState
+from deployments.drivers.base import DriverError
+from deployments.models import Rollout
+from deployments.reconciler.claim import Scheduler, lease
+from deployments.reconciler.measure import MeasureJob, measure, record
+from deployments.reconciler.steps import progress
+from deployments.reconciler.traffic import driver_failed
+from deployments.reconciler.transitions import begin_rollback, rollback_step
+
+# A run this close to its due time counts as due: ETA timers and hosts' clocks differ a little.
+CLOCK_SLACK = timedelta(milliseconds=50)
+
+
+@dataclass
+class Outcome:
+    """What one run did, for logs, tests and the bench."""
+
+    did: str
+    next_action_at: datetime | None = None
+    measured: list[str] = field(default_factory=list)
+
+
+def advance(rollout_id: int, schedule: Scheduler | None = None) -> Outcome:
+    """Do the one step that is due for this rollout, if any.
+
+    `schedule(id, at)` queues the next run when it is due soon (the fast path); without it
+    the lease is released and the beat's claim finds the row when it is due.
+    """
+    job: MeasureJob | None = None
+    with transaction.atomic():
+        rollout = _locked(rollout_id)
+        if rollout is None:
+            return Outcome("gone")
+        now = timezone.now()
+        if not rollout.is_active or rollout.next_action_at is None:
+            return Outcome("not due", rollout.next_action_at)
+        if rollout.next_action_at > now + CLOCK_SLACK:
+            # Early (a message for a time that changed since): let the next claim take it.
+            if rollout.lease_until is not None:
+                Rollout.objects.filter(pk=rollout.pk).update(lease_until=None)
+            return Outcome("not due", rollout.next_action_at)
+        now = max(now, rollout.next_action_at)
+        due_at = rollout.next_action_at
+        job, did = _run(rollout, now, due_at)
+        if job is None:
+            _finish_run(rollout, now, schedule)
+            return Outcome(did, rollout.next_action_at)
+        # Keep the lease while measuring, so the beat does not hand the row to another worker.
+        rollout.lease_until = now + lease()
+        rollout.save(update_fields=["lease_until"])
+    results = measure(job)
+    with transaction.atomic():
+        rollout = _locked(rollout_id)
+        if rollout is None:
+            return Outcome("gone")
+        now = timezone.now()
+        if rollout.revision != job.revision:
+            # A person acted while we measured (paused, aborted...): the readings are moot.
+            return Outcome("superseded", rollout.next_action_at)
+        record(rollout, job, results, now)
+        _finish_run(rollout, now, schedule)
+        return Outcome("measured", rollout.next_action_at, [m["name"] for m in job.metrics])
+
+
+def _locked(rollout_id: int) -> Rollout | None:
+    return (
+        Rollout.objects.select_for_update(of=("self",))
+        .select_related("service", "service__team", "environment", "router", "router__router")
+        .filter(pk=rollout_id)
+        .first()
+    )
+
+
+def _run(rollout: Rollout, now: datetime, due_at: datetime) -> tuple[MeasureJob | None, str]:
+    if (
+        rollout.state != RolloutState.ROLLING_BACK
+        and rollout.deadline_at is not None
+        and now >= rollout.deadline_at
+    ):
+        minutes = rollout.progress_deadline_seconds / 60
+        begin_rollback(
+            rollout,
+            RolloutState.FAILED,
+            f"progress deadline ({minutes:g} min) passed at step {rollout.step_label}"
+            + (f": {rollout.message}" if rollout.message else ""),
+            now=now,
+        )
+    if rollout.state == RolloutState.ROLLING_BACK:
+        return None, rollback_step(rollout, now, due_at)
+    if rollout.state == RolloutState.PAUSED:
+        if rollout.paused_for != PauseCause.DRIVER_ERROR:
+            # Woken only to watch the deadline (inconclusive), or not at all (a person's pause).
+            rollout.next_action_at = rollout.deadline_at
+            return None, "still paused"
+        rollout.state = RolloutState.PROGRESSING  # retry the step the router failed
+    if rollout.state == RolloutState.PENDING:
+        rollout.state = RolloutState.PROGRESSING
+        rollout.started_at = now
+    try:
+        return progress(rollout, now, due_at)
+    except DriverError as exc:
+        driver_failed(rollout, now, str(exc))
+        return None, "driver error"
+
+
+def _finish_run(rollout: Rollout, now: datetime, schedule: Scheduler | None) -> None:
+    at = rollout.next_action_at
+    # Due at once (the next step): queue it now rather than wait for the next claim.
+    fast = schedule is not None and rollout.is_active and at is not None and at <= now
+    rollout.lease_until = at + lease() if fast and at is not None else None
+    rollout.save()
+    if fast and at is not None and schedule is not None:
+        rollout_id = rollout.pk
+        transaction.on_commit(lambda: schedule(rollout_id, at))
