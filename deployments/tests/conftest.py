@@ -304,3 +304,36 @@ def lb_metric(**overrides: Any) -> dict[str, Any]:
 def _fast_password_hashing(settings: Any) -> None:
     """The world's six personas cost ~3 s of PBKDF2 per test; passwords are not under test here."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def routed(world: Any, tmp_path: Any) -> Any:
+    """checkout in production (two 1.0 instances, one 2.0), routed by an HAProxy that is not
+    running: nothing advances, for tests of what the API accepts."""
+    from catalog.models import Instance
+
+    for port, version in ((9001, "1.0"), (9002, "1.0"), (9003, "2.0")):
+        Instance.objects.create(
+            service=world.service,
+            environment=world.production,
+            host="127.0.0.1",
+            port=port,
+            version=version,
+        )
+    return make_route(world, {"socket": str(tmp_path / "haproxy.sock")})
+
+
+@pytest.fixture
+def rollout(world: Any) -> Any:
+    """A canary of checkout 1.0 -> 2.0 in production, as providers are handed it."""
+    from deployments.models import Rollout
+
+    return Rollout.objects.create(
+        team=world.team,
+        service=world.service,
+        environment=world.production,
+        from_version="1.0",
+        to_version="2.0",
+        strategy="canary",
+        steps=[{"set_weight": 100}],
+    )

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from catalog.models import Instance
 from controlplane.tests.outbound_targets import (
     LOOPBACK_NAME,
     METADATA,
@@ -20,7 +19,6 @@ from controlplane.tests.outbound_targets import (
 from deployments.analysis import PROVIDERS
 from deployments.choices import Verdict
 from deployments.models import Rollout
-from deployments.tests.conftest import make_route
 from deployments.tests.test_analysis_providers import context
 
 pytestmark = pytest.mark.django_db
@@ -31,32 +29,6 @@ def metric(provider: str, url: str) -> dict[str, Any]:
     if provider == "prometheus":
         return {"provider": provider, "url": url, "query": "up", "condition": "> 0"}
     return {"provider": provider, "url": url}
-
-
-@pytest.fixture
-def routed(world: Any, tmp_path: Any) -> Any:
-    for port, version in ((9001, "1.0"), (9003, "2.0")):
-        Instance.objects.create(
-            service=world.service,
-            environment=world.production,
-            host="127.0.0.1",
-            port=port,
-            version=version,
-        )
-    return make_route(world, {"socket": str(tmp_path / "haproxy.sock")})
-
-
-@pytest.fixture
-def rollout(world: Any) -> Rollout:
-    return Rollout.objects.create(
-        team=world.team,
-        service=world.service,
-        environment=world.production,
-        from_version="1.0",
-        to_version="2.0",
-        strategy="canary",
-        steps=[{"set_weight": 100}],
-    )
 
 
 def start(token_client: Any, world: Any, **fields: Any) -> Any:

@@ -26,19 +26,6 @@ from deployments.tests.conftest import VersionServers, free_port
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def rollout(world: Any) -> Rollout:
-    return Rollout.objects.create(
-        team=world.team,
-        service=world.service,
-        environment=world.production,
-        from_version="1.0",
-        to_version="2.0",
-        strategy="canary",
-        steps=[{"set_weight": 100}],
-    )
-
-
 def context(rollout: Rollout, metric: dict[str, Any], **kwargs: Any) -> Context:
     return Context(rollout, metric_settings(metric), **{"stable": (), "canary": (), **kwargs})
 

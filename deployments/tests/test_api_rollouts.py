@@ -9,27 +9,11 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from catalog.models import Instance
 from controlplane.models import Event
 from deployments.choices import RolloutState
 from deployments.models import FreezeWindow, Rollout
-from deployments.tests.conftest import make_route
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def routed(world: Any, tmp_path: Any) -> Any:
-    """checkout in production, routed by an HAProxy (not running: nothing here advances)."""
-    for port, version in ((9001, "1.0"), (9002, "1.0"), (9003, "2.0")):
-        Instance.objects.create(
-            service=world.service,
-            environment=world.production,
-            host="127.0.0.1",
-            port=port,
-            version=version,
-        )
-    return make_route(world, {"socket": str(tmp_path / "haproxy.sock")})
 
 
 def body(**overrides: Any) -> dict[str, Any]:
