@@ -9,6 +9,7 @@ from typing import Any
 
 from jsonpath_ng.exceptions import JsonPathParserError
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
+from yarl import URL
 
 from health.choices import CheckKind, HttpMethod, JsonOp, Scheme
 from health.models.checks import (
@@ -22,6 +23,11 @@ from health.models.checks import (
 )
 
 MAX_TIMEOUT_SECONDS = 60.0
+MAX_PATH_CHARS = 2000
+# Whitespace and control characters, and the backslash that some clients read as "/".
+_PATH_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\#]")
+# Stands in for any instance when checking that a path stays on it.
+_SOME_INSTANCE = URL.build(scheme="http", host="instance.invalid", port=8080)
 MAX_INTERVAL_SECONDS = 86400
 _STATUS_RE = re.compile(r"^\s*(\d{3})\s*(?:-\s*(\d{3})\s*)?$")
 
@@ -46,6 +52,38 @@ def compiled_jsonpath(path: str) -> Any:
     return jsonpath_parse(path)
 
 
+def instance_url(origin: URL, path: str) -> URL | None:
+    """The URL a probe requests for `path` on the instance at `origin`; None when the path
+    would name another scheme, host or port (a network-path reference such as `//host/`)."""
+    try:
+        url = origin.join(URL(path))
+    except (ValueError, TypeError):
+        return None
+    same = (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
+    return url if same else None
+
+
+def path_problem(path: Any) -> str:
+    """Why `path` is not an absolute path on the instance ("" when it is)."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        return "must start with / (the probe never leaves the instance)"
+    if path.startswith("//"):
+        return (
+            "must not start with // (that names another host; the probe never leaves the instance)"
+        )
+    if len(path) > MAX_PATH_CHARS:
+        return f"must be at most {MAX_PATH_CHARS} characters"
+    bad = _PATH_FORBIDDEN.search(path)
+    if bad:
+        return (
+            f"must not contain {bad.group()!r}: use an absolute path like /health "
+            "(percent-encode other characters)"
+        )
+    if instance_url(_SOME_INSTANCE, path) is None:
+        return "must be an absolute path on the instance, not a URL"
+    return ""
+
+
 def spec_errors(data: dict[str, Any]) -> dict[str, str]:
     """Every problem with a spec's values, keyed by field, each with the reason and the fix."""
     errors: dict[str, str] = {}
@@ -58,8 +96,9 @@ def spec_errors(data: dict[str, Any]) -> dict[str, str]:
     if method not in HttpMethod.values:
         errors["method"] = f"must be one of {', '.join(HttpMethod.values)}"
     path = data.get("path", DEFAULT_PATH) or ""
-    if kind == CheckKind.HTTP and not path.startswith("/"):
-        errors["path"] = "must start with / (the probe never leaves the instance)"
+    problem = path_problem(path) if kind == CheckKind.HTTP else ""
+    if problem:
+        errors["path"] = problem
     try:
         parse_statuses(data.get("expected_statuses", DEFAULT_EXPECTED_STATUSES) or "")
     except ValueError as exc:

@@ -19,7 +19,7 @@ from yarl import URL
 from controlplane.outbound import Refused, check_host, refused_by
 from health.choices import CheckStatus, HttpMethod, JsonOp, Scheme
 from health.probes import ProbeResult
-from health.specs import ProbeSpec, compiled_jsonpath
+from health.specs import ProbeSpec, compiled_jsonpath, instance_url
 
 MAX_REDIRECTS = 3
 MAX_BODY_BYTES = 65_536
@@ -46,8 +46,8 @@ async def probe_http(
 ) -> ProbeResult:
     started = time.perf_counter()
     origin = base_url(spec.scheme, host, port)
-    url = origin.join(URL(spec.path))
-    if not _same_origin(url, origin):
+    url = instance_url(origin, spec.path)
+    if url is None:
         # Specs are validated on save; one stored before that could still say `//host/`.
         return ProbeResult.failed(f"refused: path {spec.path!r} leaves the instance", 0.0)
     ssl: bool = spec.tls_verify if spec.scheme == Scheme.HTTPS else True
