@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from catalog.choices import Scope
@@ -33,6 +33,9 @@ from deployments.models import (
 )
 from deployments.strategies import default_steps, validate_metrics, validate_steps
 
+# The first key of the two-key advisory lock that serialises requests with one idempotency
+# key ("SB" "RO": Signalbox rollouts), so it cannot collide with other users of such locks.
+IDEMPOTENCY_LOCK_CLASS = 0x5342_524F
 
 @dataclass
 class RolloutError(Exception):
@@ -93,6 +96,10 @@ def start_rollout(
     """
     with transaction.atomic():
         if idempotency_key:
+            # Requests with one key take turns: a CI runner retrying on a timeout sends the
+            # same request again while the first is still being served, and each retry must
+            # find the rollout the first one created (200), never clash with it (409).
+            _hold_key(service.team_id, idempotency_key)
             existing = Rollout.objects.filter(
                 team=service.team, idempotency_key=idempotency_key
             ).first()
@@ -174,6 +181,15 @@ def start_rollout(
         )
         reconciler.kick(rollout.pk)
         return rollout, True
+
+
+def _hold_key(team_id: int, key: str) -> None:
+    """Hold a transaction-scoped advisory lock on (team, idempotency key) until commit."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+            [IDEMPOTENCY_LOCK_CLASS, f"{team_id}:{key}"],
+        )
 
 
 def _same_request(existing: Rollout, service: Service, env: Environment, version: str) -> Rollout:
