@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 from controlplane import live
 from controlplane.events import publish
 from controlplane.tests.browser import AsgiServer, log_in
+from health.models import ServiceHealth
 
 
 @pytest.mark.browser
@@ -134,3 +135,40 @@ def test_a_dependency_going_down_shows_on_its_caller_s_page_without_a_reload(
         )
     # then the badge says so, in words, without a reload
     expect(badge).to_contain_text("down", timeout=5_000)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_home_shows_each_events_row_even_when_it_arrives_with_a_pushed_section(
+    world: Any, page: Page
+) -> None:
+    # given home is open and live
+    log_in(page, "viewer", "pw-viewer")
+    page.goto("/")
+    expect(page.locator("#live-status")).to_contain_text("Live")
+    rows = page.locator("#home-event-rows > tr:not(.sb-empty)")
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text))
+    # when a service goes down and comes back: each change pushes home's sections (tiles,
+    # summary) and the event's row, in the same websocket message
+    changes = []
+    for before, after in (("healthy", "down"), ("down", "healthy")):
+        with transaction.atomic():
+            ServiceHealth.objects.update_or_create(
+                service=world.service,
+                environment=world.production,
+                defaults={"status": after, "failing": 2 if after == "down" else 0},
+            )
+            changes.append(
+                publish(
+                    "health.service.changed",
+                    subject=world.service,
+                    environment=world.production,
+                    payload={"from": before, "to": after, "reason": "test"},
+                )
+            )
+        # then the row is on top of home's recent events, the newest first
+        expect(rows.first).to_have_attribute("id", f"event-{changes[-1].pk}", timeout=5_000)
+    shown = rows.evaluate_all("rows => rows.slice(0, 2).map(row => row.id)")
+    assert shown == [f"event-{changes[1].pk}", f"event-{changes[0].pk}"]
+    assert not [e for e in errors if "oobErrorNoTarget" in e], errors

@@ -61,22 +61,22 @@
     }
   }
 
-  // -- pushed messages may wrap table parts in <template> (as htmx's docs do for hx-get
-  // responses, so one partial serves both). The ws extension swaps each top-level element
-  // of a message out of band and would swap the <template> itself (target "#null"):
-  // unwrap them first, so both forms work.
-  htmx.defineExtension("sb-live", {
-    transformResponse: function (text) {
-      if (text.indexOf("<template") < 0) { return text; }
-      var holder = document.createElement("template");
-      holder.innerHTML = text;
-      var wrapped = Array.prototype.filter.call(holder.content.children, function (child) {
-        return child.tagName === "TEMPLATE";
+  // -- pushed messages. One websocket message carries a whole batch: page sections and table
+  // rows together. Parsed as one, an HTML parser keeps only one kind (a <tbody> after a
+  // <section> is dropped, and htmx then reports target "#null"), so rows come wrapped in
+  // <template> (whose content parses on its own) and such a message is swapped here part by
+  // part, each an out-of-band swap of its own (as the ws extension does for plain messages).
+  function swapParts(text) {
+    var holder = document.createElement("template");
+    holder.innerHTML = text;
+    Array.prototype.slice.call(holder.content.children).forEach(function (child) {
+      var parts = child.tagName === "TEMPLATE" ? child.content.children : [child];
+      Array.prototype.slice.call(parts).forEach(function (part) {
+        if (!part.hasAttribute("hx-swap-oob")) { part.setAttribute("hx-swap-oob", "true"); }
+        htmx.swap(document.body, part.outerHTML, { swapStyle: "none" });
       });
-      wrapped.forEach(function (child) { child.replaceWith(child.content); });
-      return wrapped.length ? holder.innerHTML : text;
-    }
-  });
+    });
+  }
 
   // -- the connection
   var PING_EVERY_MS = 25000; // under common proxy idle timeouts (60 s); see live.CLIENT_TTL_SECONDS
@@ -111,7 +111,7 @@
     var holder = document.createElement("div");
     holder.id = "sb-live-socket";
     holder.hidden = true;
-    holder.setAttribute("hx-ext", "ws,sb-live");
+    holder.setAttribute("hx-ext", "ws");
     holder.setAttribute("ws-connect", "/ws/live/?topics=" + encodeURIComponent(topics.join(",")));
     document.body.appendChild(holder);
     htmx.process(holder);
@@ -163,7 +163,12 @@
 
   document.addEventListener("htmx:wsBeforeMessage", function (event) {
     awaitingPong = null; // any message proves the connection alive
-    if (event.detail.message === "pong") { event.preventDefault(); }
+    var message = event.detail.message;
+    if (message === "pong") { event.preventDefault(); return; }
+    if (typeof message === "string" && message.indexOf("<template") >= 0) {
+      event.preventDefault();
+      swapParts(message);
+    }
   });
 
   // -- pushed rows into a list: skip ones already shown, mark new ones, keep the newest N.
