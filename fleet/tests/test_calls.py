@@ -168,9 +168,11 @@ async def _status(http: aiohttp.ClientSession, target: str) -> int:
 async def test_the_traffic_generator_calls_the_entry_services(
     fleet: Fleet, http: aiohttp.ClientSession,
 ) -> None:
-    # when
+    # when the generator runs (until it has sent 20: a loaded machine sends them slower)
     fleet.traffic.set_rate(100)
-    await asyncio.sleep(0.6)
+    deadline = asyncio.get_running_loop().time() + 15
+    while fleet.traffic.sent < 20 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
     fleet.traffic.set_rate(0)
     # then: calls went through web into the rest of the fleet
     assert fleet.traffic.sent >= 20
