@@ -1,0 +1,1 @@
+"""Scaling: groups, policies, decisions, drivers, drain and the termination handshake."""
