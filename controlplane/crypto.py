@@ -42,7 +42,8 @@ class EncryptedTextField(models.TextField[str, str]):
     """Stores Fernet ciphertext; Python code sees the plain text. Never render it back in full."""
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
-        return None if value is None or value == "" else decrypt(value)
+        # "" stays "": a blank secret read and saved again must not become NULL.
+        return value if value is None or value == "" else decrypt(value)
 
     def get_prep_value(self, value: Any) -> Any:
         value = super().get_prep_value(value)

@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "health",
     "deployments",
     "circuits",
+    "scaling",
     "alerts",
     "dashboard",
 ]

@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("catalog.api.io_urls")),
     path("", include("alerts.api.urls")),
     path("", include("circuits.api.urls")),
+    path("", include("scaling.api.urls")),
 ]
 
 urlpatterns = [

@@ -31,6 +31,16 @@ def instance_status(instance_ids: list[int]) -> dict[int, str]:
     return {i: found.get(i, CheckStatus.UNKNOWN) for i in instance_ids}
 
 
+def instance_latencies(instance_ids: list[int]) -> dict[int, float | None]:
+    """Each instance's last probe latency in ms (None when never checked or not answering)."""
+    found = dict(
+        InstanceCheck.objects.filter(instance_id__in=instance_ids).values_list(
+            "instance_id", "last_latency_ms"
+        )
+    )
+    return {i: found.get(i) for i in instance_ids}
+
+
 def service_health(service_id: int, environment_id: int) -> str:
     """'healthy' | 'degraded' | 'down' | 'unknown' for a service in one environment."""
     status = (

@@ -149,6 +149,52 @@ def _for_total(metric: MetricInput, current: int, tolerance: float) -> Recommend
     )
 
 
+@dataclass(frozen=True)
+class Step:
+    """A step policy's interval: while lower <= value < upper, change by `change`."""
+
+    lower: float | None
+    upper: float | None
+    change: int
+    kind: str = "instances"  # or "percent" of the current count
+
+    def holds(self, value: float) -> bool:
+        return (self.lower is None or value >= self.lower) and (
+            self.upper is None or value < self.upper
+        )
+
+
+def step_replicas(metric: MetricInput, steps: Sequence[Step], current: int) -> Recommendation:
+    """A step policy (AWS step scaling): the interval the metric's value falls in sets the
+    change; no interval, or no data, changes nothing."""
+    value = metric.total
+    if metric.per_instance:
+        ready = [r.value for r in metric.readings if r.ready and r.value is not None]
+        value = sum(ready) / len(ready) if ready else None
+    if value is None:
+        return Recommendation(metric.name, None, None, f"{metric.name}: no data for its steps")
+    for step in steps:
+        if step.holds(value):
+            delta = (
+                step.change
+                if step.kind == "instances"
+                else math.ceil(current * abs(step.change) / 100) * (1 if step.change > 0 else -1)
+            )
+            wanted = max(0, current + delta)
+            low = "-inf" if step.lower is None else f"{step.lower:g}"
+            high = "inf" if step.upper is None else f"{step.upper:g}"
+            bounds = f"[{low}, {high})"
+            return Recommendation(
+                metric.name,
+                wanted,
+                None,
+                f"{metric.name}: {value:g} in {bounds}: {delta:+d} -> {wanted}",
+            )
+    return Recommendation(
+        metric.name, current, None, f"{metric.name}: {value:g} in no step: keep {current}"
+    )
+
+
 def combine(recommendations: Sequence[Recommendation], current: int) -> tuple[int | None, str]:
     """The largest recommendation over the metrics that have data (None: none has)."""
     usable = [r for r in recommendations if r.replicas is not None]
@@ -339,6 +385,7 @@ class Decision:
     desired: int  # what to have after stabilisation, limits and bounds
     steps: list[str] = field(default_factory=list)
     held_by: str = ""
+    inputs: list[dict[str, object]] = field(default_factory=list)  # what each metric read
 
     @property
     def change(self) -> int:
@@ -356,9 +403,12 @@ def decide(
     up: Direction = DEFAULT_UP,
     down: Direction = DEFAULT_DOWN,
     tolerance: float = TOLERANCE,
+    step_policies: Sequence[Recommendation] = (),
 ) -> Decision:
-    """The whole HPA pipeline for one group. `history` holds earlier raw recommendations."""
+    """The whole HPA pipeline for one group. `history` holds earlier raw recommendations;
+    `step_policies` are step policies' recommendations, weighed like any metric's."""
     recommendations = [replicas_for(metric, current, tolerance) for metric in metrics]
+    recommendations += list(step_policies)
     steps = [r.formula for r in recommendations]
     recommended, why = combine(recommendations, current)
     steps.append(why)

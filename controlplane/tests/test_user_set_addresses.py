@@ -15,7 +15,7 @@ from drf_spectacular.generators import SchemaGenerator
 from catalog.models import Instance
 from deployments.tests.conftest import make_route
 
-URLISH = re.compile(r"url|host|endpoint|address|hook|uri")
+URLISH = re.compile(r"(^|_)(url|host|endpoint|address|hook|uri)($|_)")
 # (request component, property): Signalbox connects to it.
 FETCHED = {
     ("ChannelRequest", "url"),
@@ -26,9 +26,11 @@ FETCHED = {
     ("ScrapeTargetRequest", "url"),
     ("PrometheusMetricRequest", "url"),
     ("WebhookMetricRequest", "url"),
+    ("GroupRequest", "driver_config"),  # a scaling group's control_url or endpoint_url
 }
-# Links shown to people, never requested by Signalbox.
+# Links shown to people, or names that identify an instance: never requested by Signalbox.
 LINKS_ONLY = {
+    ("ReportedMetricRequest", "host"),  # which instance a reported metric is about
     ("ServiceRequest", "repository_url"),
     ("ServiceRequest", "runbook_url"),
     ("ExternalDependencyRequest", "status_page_url"),
@@ -56,8 +58,9 @@ def test_every_address_field_of_the_api_is_classified() -> None:
         "classify each new URL or host field: FETCHED (guard it: controlplane.outbound) "
         "or LINKS_ONLY (never requested)"
     )
-    # (a Slack secret is a URL by content, not by name: listed by hand above)
-    assert (FETCHED | LINKS_ONLY) - {("ChannelRequest", "secret")} <= found
+    # (a Slack secret and a driver's config are URLs by content, not by name: listed above)
+    by_hand = {("ChannelRequest", "secret"), ("GroupRequest", "driver_config")}
+    assert (FETCHED | LINKS_ONLY) - by_hand <= found
 
 
 @pytest.fixture
@@ -136,6 +139,17 @@ SAVES = {
         "/api/v1/rollouts",
         rollout_with("webhook", f"http://{METADATA}/hook"),
         "analysis",
+    ),
+    ("GroupRequest", "driver_config"): (
+        "/api/v1/scaling/groups",
+        {
+            "service": "checkout",
+            "environment": "production",
+            "driver": "process",
+            "driver_config": {"control_url": f"http://{METADATA}:7900"},
+            "metrics": [{"source": "cpu", "target": 60}],
+        },
+        "driver_config.control_url",
     ),
 }
 

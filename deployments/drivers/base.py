@@ -73,6 +73,7 @@ class TargetStats:
     responses_5xx: int = 0
     rtime_ms: float | None = None  # average over the router's recent requests
     status: str = ""
+    request_rate: float | None = None  # sessions per second over the last second (HAProxy `rate`)
 
 
 class Breaker:

@@ -236,6 +236,7 @@ def parse_show_stat(text: str, backend: str) -> list[TargetStats]:
             for k in ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
         )
         rtime = row.get("rtime")
+        rate = row.get("rate")
         rows.append(
             TargetStats(
                 address=row.get("addr") or "",
@@ -245,6 +246,7 @@ def parse_show_stat(text: str, backend: str) -> list[TargetStats]:
                 responses_5xx=_int(row.get("hrsp_5xx")),
                 rtime_ms=float(rtime) if rtime not in (None, "") else None,
                 status=row.get("status") or "",
+                request_rate=float(rate) if rate not in (None, "") else None,
             )
         )
     return rows

@@ -19,10 +19,12 @@ from scaling.policy import (
     Past,
     RatePolicy,
     Reading,
+    Step,
     decide,
     limit_rate,
     replicas_for,
     stabilize,
+    step_replicas,
 )
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -164,3 +166,18 @@ def test_no_data_keeps_the_count_and_says_so() -> None:
     decision = decide([MetricInput("cpu", 50, (Reading("a", None),))], 3, 1, 5, [], [], NOW)
     assert (decision.recommended, decision.desired) == (None, 3)
     assert any("no ready instance" in step for step in decision.steps)
+
+
+def test_a_step_policy_adds_what_its_interval_says() -> None:
+    steps = [
+        Step(None, 50, -1),
+        Step(50, 80, 0),
+        Step(80, None, 2),
+    ]
+    queue = MetricInput("queue", 1, total=95)
+    assert step_replicas(queue, steps, 4).replicas == 6
+    assert step_replicas(MetricInput("queue", 1, total=30), steps, 4).replicas == 3
+    assert step_replicas(MetricInput("queue", 1, total=60), steps, 4).replicas == 4
+    percent = step_replicas(queue, [Step(80, None, 50, "percent")], 4)
+    assert percent.replicas == 6
+    assert percent.formula == "queue: 95 in [80, inf): +2 -> 6"

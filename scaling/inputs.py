@@ -1,0 +1,184 @@
+"""What a group's metrics read now: its pool of instances, their readiness, and each
+metric's readings, as `policy.MetricInput`s.
+
+The pool is the group's live instances that are not leaving. While a rollout of the service
+is active it is the stable version's instances only (unless the group says otherwise), so a
+canary can neither inflate nor starve the fleet (argo-rollouts#4607)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+
+from catalog.choices import LIVE_LIFECYCLES, Lifecycle
+from catalog.models import Instance
+from deployments.drivers import driver_for
+from deployments.drivers.base import DriverError, Target
+from deployments.models import Rollout, TrafficRoute
+from health.choices import CheckStatus
+from health.services import instance_latencies, instance_status
+from scaling.choices import (
+    CELERY_ACTIVE,
+    CELERY_QUEUED,
+    REPORTED_NAMES,
+    TERMINATION_OPEN,
+    TOTAL_SOURCES,
+    Source,
+)
+from scaling.models import InstanceMetric, ScalingGroup, ScalingMetric, Termination
+from scaling.policy import MetricInput, Reading
+
+# Instances that count as the group's: everything alive except the ones already leaving.
+POOL_LIFECYCLES = tuple(lc for lc in LIVE_LIFECYCLES if lc != Lifecycle.DRAINING)
+
+
+@dataclass
+class Pool:
+    """The instances a tick reads, and why it is the set it is."""
+
+    instances: list[Instance]
+    ready: set[int]
+    rollout: Rollout | None = None
+    note: str = ""
+    readings: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> list[int]:
+        return [i.pk for i in self.instances]
+
+
+def active_rollout(group: ScalingGroup) -> Rollout | None:
+    return (
+        Rollout.objects.active()
+        .filter(service_id=group.service_id, environment_id=group.environment_id)
+        .first()
+    )
+
+
+def members(group: ScalingGroup) -> QuerySet[Instance]:
+    """The group's live instances that are not being terminated."""
+    leaving = Termination.objects.filter(group=group, state__in=TERMINATION_OPEN).values(
+        "instance_id"
+    )
+    return (
+        Instance.objects.filter(
+            service_id=group.service_id,
+            environment_id=group.environment_id,
+            lifecycle__in=POOL_LIFECYCLES,
+        )
+        .exclude(pk__in=leaving)
+        .order_by("registered_at", "pk")
+    )
+
+
+def pool(group: ScalingGroup, now: datetime) -> Pool:
+    instances = list(members(group))
+    rollout = active_rollout(group)
+    note = ""
+    if rollout is not None and group.stable_pool_only_during_rollout and rollout.from_version:
+        stable = [i for i in instances if i.version == rollout.from_version]
+        note = (
+            f"rollout #{rollout.pk} active: load read on the {len(stable)} stable "
+            f"{rollout.from_version} instance(s) only"
+        )
+        instances = stable
+    statuses = instance_status([i.pk for i in instances])
+    settled = now - timedelta(seconds=group.readiness_delay_seconds)
+    ready = {
+        i.pk
+        for i in instances
+        if statuses.get(i.pk) in (CheckStatus.PASS, CheckStatus.WARN) and i.registered_at <= settled
+    }
+    found = Pool(instances, ready, rollout, note)
+    for name, instance_id, value in InstanceMetric.objects.filter(
+        instance_id__in=found.ids
+    ).values_list("name", "instance_id", "value"):
+        found.readings.setdefault(instance_id, {})[name] = value
+    return found
+
+
+def metric_input(
+    metric: ScalingMetric, found: Pool, group: ScalingGroup, now: datetime
+) -> MetricInput:
+    """The readings `metric` tracks, per instance or as the group's total."""
+    target = float(metric.target or 0)
+    label = metric.label
+    if metric.source == Source.LATENCY:
+        latencies = instance_latencies(found.ids)
+        return MetricInput(
+            label,
+            target,
+            tuple(
+                Reading(str(i.pk), latencies.get(i.pk), i.pk in found.ready)
+                for i in found.instances
+            ),
+        )
+    if metric.source == Source.REQUEST_RATE:
+        return MetricInput(label, target, total=_request_rate(group, found))
+    fresh = _fresh_values(metric, found, now)
+    if metric.source == Source.CELERY_BACKLOG:
+        queued = [v[CELERY_QUEUED] for v in fresh.values() if CELERY_QUEUED in v]
+        active = [v[CELERY_ACTIVE] for v in fresh.values() if CELERY_ACTIVE in v]
+        # The queue is shared (each worker sees all of it); active tasks are each worker's own.
+        total = (max(queued, default=0.0) + sum(active)) if queued or active else None
+        return MetricInput(label, target, total=total)
+    name = REPORTED_NAMES.get(Source(metric.source), metric.name)
+    if metric.source in TOTAL_SOURCES:
+        values = [v[name] for v in fresh.values() if name in v]
+        return MetricInput(label, target, total=sum(values) if values else None)
+    return MetricInput(
+        label,
+        target,
+        tuple(
+            Reading(str(i.pk), fresh.get(i.pk, {}).get(name), i.pk in found.ready)
+            for i in found.instances
+        ),
+    )
+
+
+def _fresh_values(metric: ScalingMetric, found: Pool, now: datetime) -> dict[int, dict[str, float]]:
+    """The pool's readings no older than the metric's window."""
+    since = now - timedelta(seconds=metric.window_seconds)
+    rows = InstanceMetric.objects.filter(instance_id__in=found.ids, at__gte=since).values_list(
+        "instance_id", "name", "value"
+    )
+    fresh: dict[int, dict[str, float]] = {}
+    for instance_id, name, value in rows:
+        fresh.setdefault(instance_id, {})[name] = value
+    return fresh
+
+
+def _request_rate(group: ScalingGroup, found: Pool) -> float | None:
+    """Requests per second the router sends the pool now (HAProxy's per-server req_rate)."""
+    route = (
+        TrafficRoute.objects.select_related("router")
+        .filter(service_id=group.service_id, environment_id=group.environment_id)
+        .first()
+    )
+    if route is None or not found.instances:
+        return None
+    targets = tuple(Target(i.host, i.port, i.pk) for i in found.instances)
+    try:
+        stats = driver_for(route).stats(targets, {})
+    except DriverError:
+        return None
+    rates = [s.request_rate for s in stats.values() if s.request_rate is not None]
+    return float(sum(rates)) if rates else None
+
+
+def describe(metric: MetricInput) -> dict[str, Any]:
+    """A metric's input as a decision stores and shows it."""
+    if not metric.per_instance:
+        return {"metric": metric.name, "target": metric.target, "total": metric.total}
+    values = [r.value for r in metric.readings if r.value is not None and r.ready]
+    return {
+        "metric": metric.name,
+        "target": metric.target,
+        "average": sum(values) / len(values) if values else None,
+        "readings": len([r for r in metric.readings if r.value is not None]),
+        "missing": len([r for r in metric.readings if r.value is None]),
+        "not_ready": len([r for r in metric.readings if not r.ready]),
+    }
