@@ -27,6 +27,7 @@ from scaling.policy import DEFAULT_DOWN, DEFAULT_UP, Direction, RatePolicy
 
 # AWS lifecycle hooks' HeartbeatTimeout bounds and default.
 LIFECYCLE_TIMEOUT_MIN, LIFECYCLE_TIMEOUT_DEFAULT, LIFECYCLE_TIMEOUT_MAX = 30, 3600, 7200
+DEFAULT_MIN, DEFAULT_MAX = 1, 10
 # ECS task scale-in protection's default and maximum (minutes).
 PROTECTION_DEFAULT_MINUTES, PROTECTION_MAX_MINUTES = 120, 2880
 
@@ -57,8 +58,8 @@ class ScalingGroup(models.Model):
     # aws_asg: {"region": ..., "group_name": ..., "endpoint_url": "", "lifecycle_hook": ...}
     driver_config = models.JSONField(default=dict, blank=True)
     credentials = EncryptedTextField(blank=True, default="")  # aws_asg: "KEY_ID:SECRET"
-    min_instances = models.PositiveIntegerField(default=1)
-    max_instances = models.PositiveIntegerField(default=10)
+    min_instances = models.PositiveIntegerField(default=DEFAULT_MIN)
+    max_instances = models.PositiveIntegerField(default=DEFAULT_MAX)
     desired = models.PositiveIntegerField(default=1)
     enabled = models.BooleanField(default=True, help_text="Autoscaling on; off keeps `desired`.")
     paused_reason = models.CharField(max_length=300, blank=True)

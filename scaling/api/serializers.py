@@ -15,6 +15,8 @@ from controlplane.api import StrictSerializerMixin
 from deployments.models import TrafficRoute
 from scaling.choices import DriverKind, PolicyKind, Source
 from scaling.models import (
+    DEFAULT_MAX,
+    DEFAULT_MIN,
     LIFECYCLE_TIMEOUT_MAX,
     LIFECYCLE_TIMEOUT_MIN,
     Decision,
@@ -121,10 +123,7 @@ def _clean_policies(raw: Any) -> list[dict[str, Any]]:
 
 
 # What a new group gets for the bounds it leaves out (the model's defaults).
-_DEFAULTS = {
-    name: ScalingGroup._meta.get_field(name).get_default()
-    for name in ("min_instances", "max_instances")
-}
+_DEFAULTS = {"min_instances": DEFAULT_MIN, "max_instances": DEFAULT_MAX}
 
 
 class GroupSerializer(CatalogSerializer):
