@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from alerts.choices import ChannelKind, IncidentState, RuleKind, Severity
-from alerts.models import Channel, Incident, Route, Rule, Silence
+from alerts.choices import ChannelKind, RuleKind, Severity
+from alerts.models import Channel, Route, Rule, Silence
+from alerts.tests.permission_matrix import an_incident
+from catalog.tests.matrix import Case
 
 pytestmark = pytest.mark.django_db
 
@@ -55,19 +57,10 @@ def alerting(world: Any) -> dict[str, Any]:
                 created_by_label="owner",
             ),
         }
-    made["incident"] = Incident.objects.create(
-        rule=made["payments"]["rule"],
-        team=world.team,
-        service=world.service,
-        environment=world.production,
-        subject_type="service",
-        subject_id=str(world.service.pk),
-        subject_label="checkout in production",
-        dedup_key="checkout-down",
-        severity=Severity.PAGE,
-        state=IncidentState.FIRING,
-        title="checkout is down",
-    )
+    # A payments incident, about checkout in production, firing with severity page.
+    case = Case(world=world)
+    an_incident(case)
+    made["incident"] = case.made["incident"]
     return made
 
 
