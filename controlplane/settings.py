@@ -201,7 +201,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["catalog.permissions.DenyWithoutRule"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # A view naming its own backends (SearchFilter, OrderingFilter) lists
+    # KnownQueryParameters first too; controlplane/tests/test_api_query_parameters.py
+    # fails any list that does not.
+    "DEFAULT_FILTER_BACKENDS": [
+        "controlplane.api.KnownQueryParameters",
+        "django_filters.rest_framework.DjangoFilterBackend",
+    ],
     "DEFAULT_PAGINATION_CLASS": "controlplane.api.Pagination",
     "PAGE_SIZE": 50,
     # Adds the one error shape and each view's permission rule to every operation.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from alerts import views as alerts_views
 from controlplane import metrics, probes
+from controlplane.api import NoSuchEndpoint
 
 api_v1 = [
     path("", include("catalog.api.urls")),
@@ -35,6 +36,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Last under /api/: whatever the patterns above did not match (docs/api.md, URLs).
+    re_path(r"^api(?:/|$)", NoSuchEndpoint.as_view(), name="api-no-such-endpoint"),
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),

@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
-from controlplane.tests.browser import ARTIFACTS
+from controlplane.tests.browser import ARTIFACTS, subprocess_environment
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -40,22 +39,6 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 # period plus 2 s" is a few seconds, not Kubernetes' default 30.
 CHECK_PERIOD_SECONDS = 2
 START_SECONDS = 30
-
-
-def _server_environment() -> dict[str, str]:
-    """What a process of ours needs to use the test database and this run's Redis."""
-    db = {key: str(value or "") for key, value in settings.DATABASES["default"].items()}
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "controlplane.tests.browser_settings",
-        "SIGNALBOX_ENV": "test",
-        "DEBUG": "false",
-        "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}{port}/{db['NAME']}",
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-    }
 
 
 def _wait(what: str, ready: Any, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -146,7 +129,7 @@ def workers(transactional_db: None, tmp_path: Path) -> Iterator[None]:
     """
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / "celery-worker.log"
-    environment = _server_environment()
+    environment = subprocess_environment()
     celery = [sys.executable, "-m", "celery", "-A", "controlplane"]
     # Tasks left on this run's Redis by earlier tests name rows that are gone: drop them.
     subprocess.run([*celery, "purge", "-f"], cwd=ROOT, env=environment, check=False,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import django_filters
 from django.db.models import Model, QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
@@ -14,13 +13,14 @@ from rest_framework.response import Response
 
 from alerts import channels, silences
 from alerts.api import serializers as s
-from alerts.choices import (
-    CHANNEL_EVENTS,
-    ROUTE_EVENTS,
-    RULE_EVENTS,
-    IncidentState,
-    Severity,
+from alerts.api.filters import (
+    ChannelFilter,
+    IncidentFilter,
+    RouteFilter,
+    RuleFilter,
+    SilenceFilter,
 )
+from alerts.choices import CHANNEL_EVENTS, ROUTE_EVENTS, RULE_EVENTS
 from alerts.incidents import acknowledge, resolve
 from alerts.models import Channel, Incident, Route, Rule, Silence
 from catalog.api.base import ID_LOOKUP, READ_WRITE, ScopedViewSet, team_in_body
@@ -30,18 +30,6 @@ from catalog.permissions import Access, ScopeRule
 from controlplane.api import ConflictError
 
 RESPOND = {"GET": Scope.READ, "POST": Scope.DEPLOY, "DELETE": Scope.DEPLOY}
-
-
-class IncidentFilter(django_filters.FilterSet):
-    state = django_filters.ChoiceFilter(choices=IncidentState.choices)
-    severity = django_filters.ChoiceFilter(choices=Severity.choices)
-    team = django_filters.CharFilter(field_name="team__slug")
-    service = django_filters.CharFilter(field_name="service__slug")
-    environment = django_filters.CharFilter(field_name="environment__slug")
-
-    class Meta:
-        model = Incident
-        fields = ["state", "severity", "team", "service", "environment"]
 
 
 @extend_schema_view(
@@ -117,7 +105,7 @@ class SilenceViewSet(
     permission_classes = [ScopeRule]
     scopes = RESPOND
     lookup_value_regex = ID_LOOKUP
-    filterset_fields = ["team__slug"]
+    filterset_class = SilenceFilter
 
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return team_in_body(request)
@@ -152,7 +140,7 @@ class RuleViewSet(TeamOwnedViewSet):
     queryset = Rule.objects.select_related("team", "service", "environment")
     serializer_class = s.RuleSerializer
     scopes = READ_WRITE
-    filterset_fields = ["team__slug", "kind", "severity", "enabled"]
+    filterset_class = RuleFilter
     events = RULE_EVENTS
 
     def perform_destroy(self, instance: Model) -> None:
@@ -178,7 +166,7 @@ class ChannelViewSet(TeamOwnedViewSet):
     queryset = Channel.objects.select_related("team")
     serializer_class = s.ChannelSerializer
     scopes = READ_WRITE
-    filterset_fields = ["team__slug", "kind"]
+    filterset_class = ChannelFilter
     events = CHANNEL_EVENTS
 
     @extend_schema(request=None, summary="Send a test notification now")
@@ -202,5 +190,5 @@ class RouteViewSet(TeamOwnedViewSet):
     queryset = Route.objects.select_related("team", "channel")
     serializer_class = s.RouteSerializer
     scopes = READ_WRITE
-    filterset_fields = ["team__slug", "severity"]
+    filterset_class = RouteFilter
     events = ROUTE_EVENTS

@@ -29,7 +29,7 @@ from catalog.catalog_yaml import (
 from catalog.catalog_yaml.schema import published_schema
 from catalog.choices import Scope
 from catalog.permissions import Access, ScopeRule
-from controlplane.api import ConflictError, StrictSerializerMixin
+from controlplane.api import ConflictError, StrictSerializerMixin, refuse_unknown_parameters
 
 DEFAULT_FILENAME = "request.yaml"
 SCHEMA_MEDIA_TYPE = "application/schema+json"
@@ -151,6 +151,7 @@ class CatalogImportView(APIView):
     permission_classes = [ScopeRule]
     scopes = {"POST": Scope.WRITE}
     parser_classes = [JSONParser, ApplicationYamlParser, TextYamlParser, LegacyYamlParser]
+    query_parameters = tuple(flag.name for flag in FLAGS)
 
     def team_for_create(self, request: Request) -> tuple[None, None]:
         # The teams an import touches are known only once the YAML is read; the import
@@ -209,6 +210,8 @@ class CatalogImportView(APIView):
         examples=[OpenApiExample("a service", value=EXAMPLE, media_type="application/yaml")],
     )
     def post(self, request: Request) -> Response:
+        # Before anything is read: a misspelt dry_run must not become a real import.
+        refuse_unknown_parameters(request, self)
         body = ImportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         dry_run, prune = _flag(request, "dry_run"), _flag(request, "prune")

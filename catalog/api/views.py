@@ -46,7 +46,7 @@ from catalog.models import (
     Team,
 )
 from catalog.permissions import ADMIN, Access
-from controlplane.api import ConflictError
+from controlplane.api import ConflictError, KnownQueryParameters
 from controlplane.events import publish
 
 
@@ -65,7 +65,7 @@ class TeamViewSet(ScopedViewSet):
     lookup_field = "slug"
     lookup_value_regex = SLUG_LOOKUP
     scopes = {"GET": Scope.READ, "POST": ADMIN, "PATCH": Scope.WRITE, "DELETE": ADMIN}
-    filter_backends = [filters.SearchFilter]
+    filter_backends = [KnownQueryParameters, filters.SearchFilter]
     search_fields = ["slug", "name"]
     events = TEAM_EVENTS
 
@@ -145,7 +145,7 @@ class ExternalDependencyViewSet(ScopedViewSet):
     lookup_field = "slug"
     lookup_value_regex = SLUG_LOOKUP
     scopes = ADMIN_WRITES
-    filter_backends = [filters.SearchFilter]
+    filter_backends = [KnownQueryParameters, filters.SearchFilter]
     search_fields = ["slug", "name"]
     events = EXTERNAL_DEPENDENCY_EVENTS
 
@@ -168,7 +168,12 @@ class ServiceViewSet(ScopedViewSet):
     serializer_class = s.ServiceSerializer
     lookup_field = "slug"
     lookup_value_regex = SLUG_LOOKUP
-    filter_backends = [DjangoFilterBackend, filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [
+        KnownQueryParameters,
+        DjangoFilterBackend,
+        filters.SearchFilter,
+        filters.OrderingFilter,
+    ]
     filterset_class = catalog_filters.ServiceFilter
     search_fields = ["slug", "name", "description"]
     ordering_fields = ["slug", "name", "tier", "created_at"]
@@ -204,7 +209,7 @@ class InstanceViewSet(ScopedViewSet):
     queryset = Instance.objects.select_related("service", "service__team", "environment")
     serializer_class = s.InstanceSerializer
     lookup_value_regex = ID_LOOKUP
-    filter_backends = [DjangoFilterBackend, filters.OrderingFilter]
+    filter_backends = [KnownQueryParameters, DjangoFilterBackend, filters.OrderingFilter]
     filterset_class = catalog_filters.InstanceFilter
     ordering_fields = ["last_seen_at", "registered_at", "version", "host", "port"]
     events = INSTANCE_EVENTS

@@ -488,6 +488,20 @@ def test_only_an_admin_may_create_a_team(api_as: Any) -> None:
 
 
 @pytest.mark.django_db
+def test_a_misspelt_dry_run_is_refused_and_nothing_is_written(api_as: Any) -> None:
+    # when the owner means a dry run but misspells the flag
+    response = api_as("owner").post(
+        "/api/v1/catalog/import?dryrun=1", CHECKOUT_TIER_2, content_type="text/yaml"
+    )
+    # then the import is refused, naming the flags it takes, and the catalog is unchanged
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "dryrun": ["unknown parameter; the allowed parameters are: dry_run, format, prune"]
+    }
+    assert Service.objects.get(slug="checkout").tier == 3
+
+
+@pytest.mark.django_db
 def test_a_token_needs_write_on_the_team(token_client: Any, world: Any) -> None:
     reader, _ = token_client(world.team, ["read"])
     writer, _ = token_client(world.team, ["write"])

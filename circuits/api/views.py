@@ -30,6 +30,7 @@ from circuits.ingest.reports import BatchError, parse_batch
 from circuits.ingest.store import UnknownNames, resolve, store
 from circuits.models import Circuit, CircuitOverride, ScrapeTarget
 from circuits.services import CIRCUIT, DECLARED, current_state, dependency_edges
+from controlplane.api import refuse_unknown_parameters
 from controlplane.events import publish
 
 READ_ONLY = {"GET": Scope.READ}
@@ -106,6 +107,8 @@ class CircuitViewSet(
     http_method_names = ["get", "patch", "head", "options"]
     lookup_value_regex = r"[0-9]+"
     filterset_class = CircuitFilter
+    # DRF lets an @action set only attributes its class has: `history` sets its own.
+    query_parameters: tuple[str, ...] = ()
 
     def get_queryset(self) -> QuerySet[Circuit]:
         queryset = Circuit.objects.select_related(
@@ -132,7 +135,7 @@ class CircuitViewSet(
         parameters=[OpenApiParameter("hours", int, description="1 to the retention; default 24")],
         responses={200: OpenApiResponse(OpenApiTypes.OBJECT)},
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], query_parameters=("hours",))
     def history(self, request: Request, pk: str) -> Response:
         """Per-minute samples (columns for charts) and the latest transitions."""
         circuit = self.get_object()
@@ -195,6 +198,7 @@ class OverrideViewSet(
     team_for_create = staticmethod(service_in_body)
     pagination_class = None
     lookup_value_regex = r"[0-9]+"
+    query_parameters = ("service", "environment")
 
     def get_permissions(self) -> Sequence[Any]:
         if self.request.method == "GET":
@@ -209,6 +213,7 @@ class OverrideViewSet(
         responses={200: OpenApiResponse(OpenApiTypes.OBJECT), 304: None},
     )
     def list(self, request: Request) -> Response:
+        refuse_unknown_parameters(request, self)
         service = _one_of(request, "service", Service)
         if service is None:
             raise exceptions.ValidationError(
@@ -286,12 +291,14 @@ class DependencyView(APIView):
 
     permission_classes = [ScopeRule]
     scopes = READ_ONLY
+    query_parameters = ("service", "environment")
 
     @extend_schema(
         parameters=[OpenApiParameter("service", str), OpenApiParameter("environment", str)],
         responses={200: OpenApiResponse(OpenApiTypes.OBJECT)},
     )
     def get(self, request: Request) -> Response:
+        refuse_unknown_parameters(request, self)
         service = _one_of(request, "service", Service)
         environment = _one_of(request, "environment", Environment)
         merged: dict[tuple[str, str], dict[str, Any]] = {}

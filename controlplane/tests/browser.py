@@ -37,6 +37,23 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SERVER_START_SECONDS = 30
 
 
+def subprocess_environment() -> dict[str, str]:
+    """What another process of ours (uvicorn, `manage.py`) needs to use the test database."""
+    db = {key: str(value or "") for key, value in settings.DATABASES["default"].items()}
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    port = f":{db['PORT']}" if db["PORT"] else ""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "controlplane.tests.browser_settings",
+        "SIGNALBOX_ENV": "test",
+        "DEBUG": "false",
+        # The test database (test_<name>), which pytest-django has set up by now.
+        "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}{port}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+    }
+
+
 class AsgiServer:
     """A uvicorn process serving controlplane.asgi, pointed at the test database.
 
@@ -68,7 +85,7 @@ class AsgiServer:
             self.process = subprocess.Popen(
                 command,
                 cwd=settings.BASE_DIR,
-                env=self._environment(),
+                env=subprocess_environment(),
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 pass_fds=[listener.fileno()],
@@ -86,22 +103,6 @@ class AsgiServer:
             self.process.kill()
             self.process.wait()
         self.process = None
-
-    @staticmethod
-    def _environment() -> dict[str, str]:
-        db = {key: str(value or "") for key, value in settings.DATABASES["default"].items()}
-        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-        port = f":{db['PORT']}" if db["PORT"] else ""
-        return {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "controlplane.tests.browser_settings",
-            "SIGNALBOX_ENV": "test",
-            "DEBUG": "false",
-            # The test database (test_<name>), which pytest-django has set up by now.
-            "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}{port}/{db['NAME']}",
-            "REDIS_URL": settings.REDIS_URL,
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        }
 
     def _wait_until_up(self) -> None:
         assert self.process is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import shutil
@@ -13,12 +14,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
+
+from cli.signalbox_cli.main import main
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 # Thousands of test requests would bury the failure output.
@@ -152,6 +156,12 @@ def start_haproxy(
             lines.append(f"  server s{index} {server.address} weight 1{check}")
     config = directory / "haproxy.cfg"
     config.write_text("\n".join(lines) + "\n")
+    process = run_haproxy(config, sock)
+    return HAProxy(socket=sock, ports=ports, process=process, config=config)
+
+
+def run_haproxy(config: Path, sock: str) -> subprocess.Popen[bytes]:
+    """HAProxy in the foreground on `config`, once its admin socket `sock` is up."""
     process = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 5
     while not os.path.exists(sock):
@@ -160,7 +170,7 @@ def start_haproxy(
                 f"haproxy did not start: {process.stderr.read() if process.stderr else ''!r}"
             )
         time.sleep(0.02)
-    return HAProxy(socket=sock, ports=ports, process=process, config=config)
+    return process
 
 
 @pytest.fixture
@@ -337,3 +347,44 @@ def rollout(world: Any) -> Any:
         strategy="canary",
         steps=[{"set_weight": 100}],
     )
+
+
+@pytest.fixture
+def reconciling() -> Iterator[None]:
+    """The reconciler's loop in a thread, as a worker would run it (claim due, one step each)."""
+    from django.db import connection
+
+    from deployments import reconciler
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            while not stop.is_set():
+                for rollout_id, _ in reconciler.claim_due(horizon=timedelta(0)):
+                    reconciler.advance(rollout_id)
+                time.sleep(0.05)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(10)
+
+
+def run_cli(env: dict[str, str], *argv: str) -> tuple[int, str, str]:
+    """`signalbox ARGV` in this process, with `env` set: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        code = main(list(argv), out=out, err=err)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return code, out.getvalue(), err.getvalue()

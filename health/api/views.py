@@ -31,6 +31,7 @@ from catalog.choices import Scope
 from catalog.models import Environment, Instance, Service, Team
 from catalog.permissions import ScopeRule
 from controlplane import changes
+from controlplane.api import refuse_unknown_parameters
 from controlplane.viewsets import actor_of
 from health import heartbeats, rollups, services
 from health.api import serializers as s
@@ -162,7 +163,7 @@ class TeamHealthList(generics.GenericAPIView[Team]):
 
     @extend_schema(summary="Health rolled up per team and environment", responses={200: dict})
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         assert page is not None
         environments = list(Environment.objects.all())
         summaries = services.team_summaries()
@@ -189,7 +190,7 @@ class EnvironmentHealthList(generics.GenericAPIView[Environment]):
 
     @extend_schema(summary="Health rolled up per environment", responses={200: dict})
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         assert page is not None
         summaries = services.environment_summaries()
         return self.get_paginated_response(
@@ -202,6 +203,7 @@ class HistoryView(APIView):
 
     permission_classes = [ScopeRule]
     scopes = READ
+    query_parameters = ("service", "environment", "range")
 
     @extend_schema(
         summary="Availability and latency series of a service in an environment",
@@ -217,6 +219,7 @@ class HistoryView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        refuse_unknown_parameters(request, self)
         errors: dict[str, str] = {}
         for name in ("service", "environment"):
             if not request.query_params.get(name):

@@ -18,11 +18,20 @@ class Command(BaseCommand):
         "its requests), register it, and print the command that rolls it out."
     )
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        # Django's own --version (its release number) would clash with the documented one:
+        # the command's --version replaces it.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--service", required=True)
-        parser.add_argument("--version", required=True)
+        parser.add_argument("--service", required=True, help="a demo service's slug (checkout)")
+        parser.add_argument(
+            "--version",
+            required=True,
+            help="the new version; one containing 'bad' misbehaves by itself (docs/fleet.md)",
+        )
         parser.add_argument("--error-rate", type=int, default=0, help="percent of 5xx answers")
-        parser.add_argument("--fleet", default="var/fleet.json")
+        parser.add_argument("--fleet", default="var/fleet.json", help="the running fleet's plan")
 
     def handle(self, *args: Any, **options: Any) -> None:
         plan = demo.load_plan(Path(options["fleet"]))
