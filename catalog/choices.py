@@ -26,6 +26,7 @@ class Tier(models.IntegerChoices):
 class Lifecycle(models.TextChoices):
     """Where an instance is in its life, as the control plane sees it."""
 
+    LAUNCHING = "launching", "Launching"  # started by a scaling group: no traffic until healthy
     REGISTERED = "registered", "Registered"  # known, not yet taking traffic
     ACTIVE = "active", "Active"  # in rotation
     DRAINING = "draining", "Draining"  # routing stopped, finishing requests
@@ -34,7 +35,13 @@ class Lifecycle(models.TextChoices):
     DEREGISTERED = "deregistered", "Deregistered"  # gone
 
 
-LIVE_LIFECYCLES = (Lifecycle.REGISTERED, Lifecycle.ACTIVE, Lifecycle.DRAINING, Lifecycle.STALE)
+LIVE_LIFECYCLES = (
+    Lifecycle.LAUNCHING,
+    Lifecycle.REGISTERED,
+    Lifecycle.ACTIVE,
+    Lifecycle.DRAINING,
+    Lifecycle.STALE,
+)
 
 
 class Scope(models.TextChoices):

@@ -17,6 +17,7 @@ app.conf.task_routes = {
     "deployments.*": {"queue": "rollouts"},
     "alerts.*": {"queue": "notify"},
     "circuits.*": {"queue": "default"},
+    "scaling.*": {"queue": "rollouts"},
 }
 # Every beat entry expires: a clock tick nobody ran in time is skipped, not queued up.
 app.conf.beat_schedule = {
@@ -105,6 +106,25 @@ app.conf.beat_schedule.update(
         },
         "circuits-prune": {
             "task": "circuits.tasks.prune",
+            "schedule": 3600.0,
+            "options": {"expires": 600},
+        },
+    }
+)
+app.conf.beat_schedule.update(
+    {
+        "scaling-decide-due": {
+            "task": "scaling.tasks.decide_due",
+            "schedule": 1.0,
+            "options": {"expires": 2},
+        },
+        "scaling-converge-due": {
+            "task": "scaling.tasks.converge_due",
+            "schedule": 1.0,
+            "options": {"expires": 1},
+        },
+        "scaling-prune": {
+            "task": "scaling.tasks.prune",
             "schedule": 3600.0,
             "options": {"expires": 600},
         },

@@ -29,6 +29,7 @@ def control_app(fleet: Fleet) -> web.Application:
     r.add_post("/fleet/instances", start_instance)
     r.add_get("/fleet/instances/{id}", show_instance)
     r.add_delete("/fleet/instances/{id}", stop_instance)
+    r.add_post("/fleet/instances/{id}/lifecycle", drain_notice)
     r.add_post("/fleet/instances/{id}/faults", set_faults)
     r.add_post("/fleet/instances/{id}/version", set_version)
     r.add_post("/fleet/instances/{id}/circuits/{name}", set_circuit)
@@ -107,9 +108,24 @@ async def start_instance(request: web.Request) -> web.Response:
 
 
 async def stop_instance(request: web.Request) -> web.Response:
+    """Stop an instance; `?grace=SECONDS` lets its requests in flight finish first."""
     instance_id = request.match_info["id"]
-    await request.app[FLEET].remove_instance(instance_id)
+    raw = request.query.get("grace", "0")
+    try:
+        grace = float(raw)
+        if not 0 <= grace <= 3600:
+            raise ValueError
+    except ValueError:
+        raise FleetError(400, "bad grace", {"grace": ["must be seconds from 0 to 3600"]}) from None
+    await request.app[FLEET].remove_instance(instance_id, grace=grace)
     return web.json_response({"id": instance_id, "stopped": True})
+
+
+async def drain_notice(request: web.Request) -> web.Response:
+    """The control plane's drain notice (the webhook form of the scale-in handshake)."""
+    fleet = request.app[FLEET]
+    instance = fleet.tell_draining(request.match_info["id"], await read_json(request))
+    return web.json_response(instance.to_json(), status=202)
 
 
 async def set_faults(request: web.Request) -> web.Response:

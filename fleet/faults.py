@@ -31,6 +31,7 @@ class Faults:
     hang: bool = False  # accept requests and never answer them
     down: bool = False  # stop listening on the port
     leak_mb_per_min: float = 0.0  # really allocate this much memory every minute
+    ignore_drain: bool = False  # told it is draining, never say it is ready (a liar)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -113,6 +114,7 @@ _PARSERS = {
     "hang": _flag,
     "down": _flag,
     "leak_mb_per_min": _leak,
+    "ignore_drain": _flag,
 }
 
 

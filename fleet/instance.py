@@ -69,6 +69,9 @@ class Instance:
         self.calls = CallCounter()
         self.listening = False
         self.started_at = time.time()
+        self.in_flight = 0  # requests being answered now (a drain waits for 0)
+        self.draining: dict[str, Any] | None = None  # the drain notice, once told
+        self.said_ready_at: float | None = None
         self._leak: list[bytes] = []
         self.leaked_bytes = 0
         self._leak_owed = 0.0
@@ -134,6 +137,9 @@ class Instance:
         return {
             **self.spec.to_json(),
             "listening": self.listening,
+            "in_flight": self.in_flight,
+            "draining": self.draining is not None,
+            "said_ready": self.said_ready_at is not None,
             "faults": self.faults.to_json(),
             "bad_version": is_bad_version(self.version),
             "started_at": self.started_at,

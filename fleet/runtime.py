@@ -40,6 +40,8 @@ EXTERNAL_LATENCY_MS = (15, 45)
 # Connections the fleet's one client (calls between instances, the traffic generator) may
 # have in use at once; beyond it a call waits for a free one, within its timeout.
 CLIENT_CONNECTIONS = 512
+# A draining instance says it is ready once no request has been in flight for this long.
+DRAIN_QUIET_SECONDS = 0.5
 
 
 class Fleet:
@@ -90,6 +92,7 @@ class Fleet:
         self._control: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._leak_task: asyncio.Task[None] | None = None
+        self._drains: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -131,6 +134,10 @@ class Fleet:
             self._leak_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._leak_task
+        for task in list(self._drains):
+            task.cancel()
+        if self._drains:
+            await asyncio.gather(*self._drains, return_exceptions=True)
         if self._control is not None:
             await self._control.cleanup()
         for listener in self._listeners.values():
@@ -204,8 +211,20 @@ class Fleet:
         log.info("started %s on port %d", instance.id, instance.spec.port)
         return instance
 
-    async def remove_instance(self, instance_id: str) -> None:
+    async def remove_instance(self, instance_id: str, grace: float = 0.0) -> None:
+        """Stop an instance. With a grace period it is a SIGTERM: no new connections, the
+        requests in flight may finish for up to `grace` seconds, then the rest is cut."""
         instance = self.get(instance_id)
+        if grace > 0:
+            listener = self._listeners.pop(instance.id, None)
+            if listener is not None:
+                listener.close()
+            deadline = time.monotonic() + grace
+            while instance.in_flight and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if instance.in_flight:
+                log.warning("%s: %d request(s) cut at the end of the grace period",
+                            instance_id, instance.in_flight)
         await self._stop_listening(instance)
         instance.answering.set()
         del self.instances[instance_id]
@@ -213,6 +232,62 @@ class Fleet:
         self._pools[(instance.spec.service, instance.spec.environment)].remove(instance)
         self.save_state()
         log.info("stopped %s", instance_id)
+
+    def tell_draining(self, instance_id: str, notice: Any) -> Instance:
+        """The control plane says this instance is draining: finish the work in flight, then
+        answer on the notice's URL with its token (heartbeats while waiting)."""
+        instance = self.get(instance_id)
+        fields = {}
+        if not isinstance(notice, dict):
+            raise FleetError(400, "bad drain notice", {"non_field_errors": ["expected an object"]})
+        for name in ("ready_url", "token"):
+            if not isinstance(notice.get(name), str) or not notice.get(name):
+                fields[name] = ["is required"]
+        for name in ("ready_url", "heartbeat_url"):
+            value = notice.get(name)
+            if value is not None and not str(value).startswith(("http://", "https://")):
+                fields[name] = ["must be an http:// or https:// URL"]
+        if fields:
+            raise FleetError(400, "bad drain notice", fields)
+        if instance.draining is None:
+            instance.draining = dict(notice)
+            task = asyncio.create_task(self._answer_drain(instance))
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
+        return instance
+
+    async def _answer_drain(self, instance: Instance) -> None:
+        notice = instance.draining or {}
+        headers = {"Authorization": f"Bearer {notice['token']}"}
+        beat = max(1.0, float(notice.get("heartbeat_seconds") or 10) / 2)
+        last_beat = time.monotonic()
+        quiet_since: float | None = None
+        while not self.closing and instance.id in self.instances:
+            now = time.monotonic()
+            if instance.faults.ignore_drain:
+                await asyncio.sleep(0.2)  # a liar: never answers, never heartbeats
+                continue
+            quiet_since = (quiet_since or now) if instance.in_flight == 0 else None
+            if quiet_since is not None and now - quiet_since >= DRAIN_QUIET_SECONDS:
+                if await self._post(notice["ready_url"], headers, {"reason": "no work in flight"}):
+                    instance.said_ready_at = time.time()
+                    log.info("%s: told the control plane it is ready to terminate", instance.id)
+                    return
+            elif notice.get("heartbeat_url") and now - last_beat >= beat:
+                await self._post(str(notice["heartbeat_url"]), headers, {})
+                last_beat = now
+            await asyncio.sleep(0.1)
+
+    async def _post(self, url: str, headers: dict[str, str], body: dict[str, Any]) -> bool:
+        try:
+            async with self.session.post(url, json=body, headers=headers) as resp:
+                await resp.read()
+                if resp.status >= 400:
+                    log.warning("POST %s answered %d", url, resp.status)
+                return resp.status < 400
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("POST %s failed: %s", url, exc)
+            return False
 
     async def set_faults(
         self, instance_id: str, update: Any, spare: asyncio.BaseTransport | None = None,

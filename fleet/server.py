@@ -56,7 +56,11 @@ async def resolve_instance(request: web.Request, handler: Handler) -> web.Stream
             await instance.answering.wait()
         if instance.faults.latency_ms:
             await asyncio.sleep(instance.faults.latency_ms / 1000)
-    return await handler(request)
+    instance.in_flight += 1
+    try:
+        return await handler(request)
+    finally:
+        instance.in_flight -= 1
 
 
 async def index(request: web.Request) -> web.Response:

@@ -105,6 +105,9 @@ class ScalingGroup(models.Model):
     restart_started_at = models.DateTimeField(null=True, blank=True)
     next_due_at = models.DateTimeField(default=timezone.now)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Acting on the count (lifecycle.converge) is claimed on its own, more often than deciding.
+    converge_due_at = models.DateTimeField(default=timezone.now)
+    converge_lease_until = models.DateTimeField(null=True, blank=True)
     last_decision_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -283,6 +286,9 @@ class Termination(models.Model):
     errors_during_drain = models.PositiveIntegerField(null=True, blank=True)
     seconds_to_stop_routing = models.FloatField(null=True, blank=True)
     router_counters_at_start = models.JSONField(default=dict, blank=True)
+    router_counters_last = models.JSONField(default=dict, blank=True)
+    # The instance answers the handshake with this (like AWS's LifecycleActionToken).
+    token_hash = models.CharField(max_length=64, blank=True)
     message = models.CharField(max_length=500, blank=True)
 
     class Meta:

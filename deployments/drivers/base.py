@@ -162,6 +162,11 @@ class Driver(ABC):
     def stats(self, targets: tuple[Target, ...], state: dict[str, Any]) -> dict[str, TargetStats]:
         """Counters per target address; targets the router knows nothing about are left out."""
 
+    def forget(self, targets: tuple[Target, ...], state: dict[str, Any]) -> None:
+        """Remove stopped targets from the router's configuration (a scale-in's last step).
+        Routers whose targets come and go by themselves need not do anything."""
+        return None
+
     # True for routers whose stats are per side and over time (an ALB's target groups in
     # CloudWatch) rather than cumulative per target: lb_stats then calls group_stats.
     windowed_stats = False

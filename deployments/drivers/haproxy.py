@@ -8,6 +8,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from deployments.drivers.base import (
@@ -216,6 +217,22 @@ class HAProxyDriver(Driver):
 
     def ready(self, targets: tuple[Target, ...], state: dict[str, Any]) -> None:
         self._set_state(targets, "ready")
+
+    def forget(self, targets: tuple[Target, ...], state: dict[str, Any]) -> None:
+        """Servers added at run time are deleted (maintenance first, as HAProxy requires);
+        servers of the configuration file stay, in maintenance, for the next instance."""
+        addresses = {t.address for t in targets}
+        backend = self.backend
+        for server in self.servers(backend):
+            if server.address not in addresses:
+                continue
+            name = f"{backend}/{server.name}"
+            self.command("set server state maint", f"set server {name} state maint")
+            answer = self.call("del server", partial(self.api.execute, f"del server {name}"))
+            # A server of the configuration file cannot be deleted: it stays in maintenance.
+            kept = "added at runtime" in answer or "dynamic" in answer
+            if answer.strip() and "Server deleted" not in answer and not kept:
+                raise DriverError(f"HAProxy refused 'del server {name}': {answer.strip()}")
 
     def stats(self, targets: tuple[Target, ...], state: dict[str, Any]) -> dict[str, TargetStats]:
         # "-1 4 -1": every proxy, servers only.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from scaling.choices import DriverKind
 from scaling.drivers.base import InstanceDriver
+from scaling.drivers.process import ProcessDriver
 from scaling.models import ScalingGroup
 
-DRIVERS: dict[str, type[InstanceDriver]] = {}
+DRIVERS: dict[str, type[InstanceDriver]] = {DriverKind.PROCESS: ProcessDriver}
 
 
 def driver_of(group: ScalingGroup) -> InstanceDriver:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 from scaling.models import ScalingGroup
 
@@ -56,3 +57,8 @@ class InstanceDriver(ABC):
     @abstractmethod
     def lifecycle_complete(self, ref: str) -> None:
         """The instance may go now: let the platform finish terminating it."""
+
+    def notify_draining(self, ref: str, notice: dict[str, Any]) -> None:
+        """Deliver the drain notice to the instance where the platform can (a webhook);
+        instances also learn it by polling their lifecycle. Nothing by default."""
+        return None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from catalog.choices import Lifecycle
 from catalog.models import Instance
-from catalog.tests.matrix import Case, Row, allow, read
+from catalog.tests.matrix import READERS, Case, Row, allow, read
 from deployments.choices import RouterKind
 from deployments.models import TrafficRoute, TrafficRouter
-from scaling.models import ScalingGroup, ScalingMetric
+from scaling.choices import TerminationState
+from scaling.models import ScalingGroup, ScalingMetric, Termination
 
 # Who may change payments' groups: owners, admins, a `write` token.
 WRITERS = ("owner", "admin", "token:write")
@@ -49,6 +51,24 @@ def an_instance(case: Case) -> None:
     case.made["instance"] = Instance.objects.create(
         service=case.world.service, environment=case.world.production, host="10.0.0.9", port=80
     )
+
+
+def a_draining_instance(case: Case) -> None:
+    """An instance chosen for scale-in, asked to say when it is ready."""
+    a_group(case)
+    an_instance(case)
+    instance = case.made["instance"]
+    Instance.objects.filter(pk=instance.pk).update(lifecycle=Lifecycle.DRAINING)
+    Termination.objects.create(
+        group=case.made["group"],
+        instance=instance,
+        instance_label=str(instance),
+        state=TerminationState.AWAITING_READY,
+    )
+
+
+def instance_pk(case: Case) -> dict[str, Any]:
+    return {"pk": case.made["instance"].pk}
 
 
 def group_pk(case: Case) -> dict[str, Any]:
@@ -111,4 +131,20 @@ PERMISSION_MATRIX = [
             "metrics": [{"instance": c.made["instance"].pk, "name": "cpu_percent", "value": 42}]
         },
     ),
+    # The handshake: instances poll with `report` (or anyone who may read), answer with it.
+    Row(
+        "instance-lifecycle",
+        "GET",
+        allow(*READERS, "token:report"),
+        kwargs=instance_pk,
+        setup=a_draining_instance,
+    ),
+    *[
+        Row(name, "POST", allow(*REPORTERS), kwargs=instance_pk, setup=a_draining_instance)
+        for name in ("instance-ready-to-terminate", "instance-lifecycle-heartbeat")
+    ],
+    *[
+        Row("instance-protection", method, allow(*REPORTERS), kwargs=instance_pk, setup=an_instance)
+        for method in ("POST", "DELETE")
+    ],
 ]
