@@ -14,6 +14,7 @@ from controlplane import outbound
 from controlplane.api import StrictSerializerMixin
 from deployments.models import TrafficRoute
 from scaling.choices import DriverKind, PolicyKind, Source
+from scaling.drivers import aws_asg
 from scaling.models import (
     DEFAULT_MAX,
     DEFAULT_MIN,
@@ -229,6 +230,10 @@ class GroupSerializer(CatalogSerializer):
         attrs["driver_config"] = _clean_driver_config(
             merged["driver"], merged.get("driver_config") or {}
         )
+        if merged["driver"] == DriverKind.AWS_ASG and attrs.get("credentials"):
+            problem = aws_asg.credentials_problem(attrs["credentials"])
+            if problem:
+                raise serializers.ValidationError({"credentials": [problem]})
         return attrs
 
     def duplicate_of(self, attrs: dict[str, Any]) -> dict[str, str]:
@@ -263,12 +268,14 @@ class GroupSerializer(CatalogSerializer):
 def _clean_driver_config(driver: str, config: Any) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise serializers.ValidationError({"driver_config": ["must be an object"]})
-    required: tuple[str, ...]
-    if driver == DriverKind.PROCESS:
-        allowed, required = {"control_url", "version"}, ("control_url",)
-    else:
-        allowed = {"region", "group_name", "endpoint_url", "lifecycle_hook"}
-        required = ("region", "group_name")
+    if driver == DriverKind.AWS_ASG:
+        try:
+            return aws_asg.clean_config(config)
+        except aws_asg.ConfigError as exc:
+            raise serializers.ValidationError(
+                {f"driver_config.{exc.field}": [exc.reason]}
+            ) from None
+    allowed, required = {"control_url", "version"}, ("control_url",)
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise serializers.ValidationError(
@@ -277,12 +284,11 @@ def _clean_driver_config(driver: str, config: Any) -> dict[str, Any]:
     for name in required:
         if not isinstance(config.get(name), str) or not config[name]:
             raise serializers.ValidationError({f"driver_config.{name}": [f"required for {driver}"]})
-    for name in ("control_url", "endpoint_url"):
-        url = config.get(name)
-        if isinstance(url, str) and url:
-            reason = outbound.refusal(url)
-            if reason:
-                raise serializers.ValidationError({f"driver_config.{name}": [reason]})
+    url = config.get("control_url")
+    if isinstance(url, str) and url:
+        reason = outbound.refusal(url)
+        if reason:
+            raise serializers.ValidationError({"driver_config.control_url": [reason]})
     return dict(config)
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from scaling.choices import DriverKind
+from scaling.drivers.aws_asg import AutoScalingGroupDriver
 from scaling.drivers.base import InstanceDriver
 from scaling.models import ScalingGroup
 
-DRIVERS: dict[str, type[InstanceDriver]] = {}
+DRIVERS: dict[str, type[InstanceDriver]] = {
+    DriverKind.AWS_ASG: AutoScalingGroupDriver,
+}
 
 
 def driver_of(group: ScalingGroup) -> InstanceDriver:

@@ -97,7 +97,11 @@ def test_changing_metrics_replaces_them_and_keeps_credentials_secret(
             GROUPS,
             group_body(
                 driver="aws_asg",
-                driver_config={"region": "eu-west-1", "group_name": "web"},
+                driver_config={
+                    "region": "eu-west-1",
+                    "auto_scaling_group_name": "web",
+                    "port": 8080,
+                },
                 credentials="AKIAEXAMPLE:secret-value-123",
             ),
             format="json",
