@@ -55,7 +55,8 @@ class ScalingGroup(models.Model):
     )
     driver = models.CharField(max_length=16, choices=DriverKind.choices)
     # process: {"control_url": "http://127.0.0.1:7900", "version": "1.4.0"};
-    # aws_asg: {"region": ..., "group_name": ..., "endpoint_url": "", "lifecycle_hook": ...}
+    # aws_asg: {"region", "auto_scaling_group_name", "port", "target_group_arn",
+    #           "lifecycle_hook_name", "endpoint_url"} (docs/scaling.md)
     driver_config = models.JSONField(default=dict, blank=True)
     credentials = EncryptedTextField(blank=True, default="")  # aws_asg: "KEY_ID:SECRET"
     min_instances = models.PositiveIntegerField(default=DEFAULT_MIN)

@@ -10,10 +10,10 @@ from rest_framework import serializers
 
 from catalog.api.serializers import CatalogSerializer, reference
 from catalog.models import Environment, Instance, Service
-from controlplane import outbound
 from controlplane.api import StrictSerializerMixin
 from deployments.models import TrafficRoute
 from scaling.choices import DriverKind, PolicyKind, Source
+from scaling.drivers import aws_asg, process
 from scaling.models import (
     DEFAULT_MAX,
     DEFAULT_MIN,
@@ -229,6 +229,10 @@ class GroupSerializer(CatalogSerializer):
         attrs["driver_config"] = _clean_driver_config(
             merged["driver"], merged.get("driver_config") or {}
         )
+        if merged["driver"] == DriverKind.AWS_ASG and attrs.get("credentials"):
+            problem = aws_asg.credentials_problem(attrs["credentials"])
+            if problem:
+                raise serializers.ValidationError({"credentials": [problem]})
         return attrs
 
     def duplicate_of(self, attrs: dict[str, Any]) -> dict[str, str]:
@@ -263,26 +267,16 @@ class GroupSerializer(CatalogSerializer):
 def _clean_driver_config(driver: str, config: Any) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise serializers.ValidationError({"driver_config": ["must be an object"]})
-    required: tuple[str, ...]
-    if driver == DriverKind.PROCESS:
-        allowed, required = {"control_url", "version"}, ("control_url",)
-    else:
-        allowed = {"region", "group_name", "endpoint_url", "lifecycle_hook"}
-        required = ("region", "group_name")
-    unknown = sorted(set(config) - allowed)
-    if unknown:
-        raise serializers.ValidationError(
-            {f"driver_config.{unknown[0]}": [f"unknown setting; use {', '.join(sorted(allowed))}"]}
-        )
-    for name in required:
-        if not isinstance(config.get(name), str) or not config[name]:
-            raise serializers.ValidationError({f"driver_config.{name}": [f"required for {driver}"]})
-    for name in ("control_url", "endpoint_url"):
-        url = config.get(name)
-        if isinstance(url, str) and url:
-            reason = outbound.refusal(url)
-            if reason:
-                raise serializers.ValidationError({f"driver_config.{name}": [reason]})
+    if driver == DriverKind.AWS_ASG:
+        try:
+            return aws_asg.clean_config(config)
+        except aws_asg.ConfigError as exc:
+            raise serializers.ValidationError(
+                {f"driver_config.{exc.field}": [exc.reason]}
+            ) from None
+    problems = process.config_problems(config)
+    if problems:
+        raise serializers.ValidationError({field: [why] for field, why in problems.items()})
     return dict(config)
 
 

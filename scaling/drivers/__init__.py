@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from scaling.choices import DriverKind
+from scaling.drivers.aws_asg import AutoScalingGroupDriver
 from scaling.drivers.base import InstanceDriver
 from scaling.drivers.process import ProcessDriver
 from scaling.models import ScalingGroup
 
-DRIVERS: dict[str, type[InstanceDriver]] = {DriverKind.PROCESS: ProcessDriver}
+DRIVERS: dict[str, type[InstanceDriver]] = {
+    DriverKind.PROCESS: ProcessDriver,
+    DriverKind.AWS_ASG: AutoScalingGroupDriver,
+}
 
 
 def driver_of(group: ScalingGroup) -> InstanceDriver:

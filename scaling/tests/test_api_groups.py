@@ -57,7 +57,7 @@ def test_an_owner_creates_a_group_with_hpa_defaults(api_as: Any, routed: Any) ->
             "down_policies.0.type",
             "one of percent, instances",
         ),
-        ({"driver_config": {}}, "driver_config.control_url", "required for process"),
+        ({"driver_config": {}}, "driver_config.control_url", "is required"),
         ({"lifecycle_timeout_seconds": 10}, "lifecycle_timeout_seconds", "30"),
         ({"colour": "blue"}, "colour", "unknown field"),
     ],
@@ -97,7 +97,11 @@ def test_changing_metrics_replaces_them_and_keeps_credentials_secret(
             GROUPS,
             group_body(
                 driver="aws_asg",
-                driver_config={"region": "eu-west-1", "group_name": "web"},
+                driver_config={
+                    "region": "eu-west-1",
+                    "auto_scaling_group_name": "web",
+                    "port": 8080,
+                },
                 credentials="AKIAEXAMPLE:secret-value-123",
             ),
             format="json",

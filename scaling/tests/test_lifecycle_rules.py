@@ -123,7 +123,8 @@ def test_a_launch_that_never_turns_healthy_is_removed_with_its_last_probe_output
     assert launch.last_probe_output["result"] == "fail"
     assert "503" in str(launch.last_probe_output["reason"])
     assert platform.stopped == [launch.driver_ref]
-    assert Instance.objects.get(pk=launch.instance_id).lifecycle == Lifecycle.DEREGISTERED
+    assert launch.instance is not None
+    assert Instance.objects.get(pk=launch.instance.pk).lifecycle == Lifecycle.DEREGISTERED
     event = Event.objects.get(action=ScalingEvent.LAUNCH_FAILED)
     assert launch.driver_ref in event.message
     # and the same pass launches a replacement
