@@ -21,6 +21,7 @@ class RuleKind(models.TextChoices):
     CIRCUIT_OPEN = "circuit_open", "Circuit open for a duration"
     HEARTBEAT = "heartbeat", "Heartbeat late or failed"
     SLO_BURN = "slo_burn", "SLO burn rate"
+    SCALING_CHURN = "scaling_churn", "Scaling group scaled too often (leak or load?)"
 
 
 class IncidentState(models.TextChoices):

@@ -84,6 +84,14 @@ DEFAULT_RULES: list[tuple[str, str, str, str, bool, dict[str, Any]]] = [
         {"on": ["late", "failed"]},
     ),
     (
+        "scaling-churn",
+        "Scaled 7 times in an hour (a leak?)",
+        RuleKind.SCALING_CHURN,
+        Severity.TICKET,
+        False,
+        {"changes": 7, "window_seconds": 3600},
+    ),
+    (
         "slo-fast-burn",
         "Availability SLO burning fast (99.9 %)",
         RuleKind.SLO_BURN,

@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 MAX_AGE_SECONDS = 300
 HELP = (
     "Usage: `/signalbox status [service]` · `/signalbox ack <incident>` · "
-    "`/signalbox pause|resume|abort <rollout>`"
+    "`/signalbox pause|resume|abort <rollout>` · "
+    "`/signalbox scale <service> <environment> <count>|pause|resume|restart`"
 )
 Answer = dict[str, Any]
 
@@ -97,7 +98,54 @@ def command(slack_team_id: str, slack_user_id: str, text: str) -> Answer:
         return ack(user, args[0])
     if verb in ("pause", "resume", "abort") and len(args) == 1:
         return rollout_action(user, verb, args[0])
+    if verb == "scale" and len(args) == 3:
+        return scale_action(user, *args)
     return ephemeral(HELP)
+
+
+SCALE_VERBS = ("pause", "resume", "restart")
+
+
+def scale_action(user: Any, service_slug: str, environment_slug: str, what: str) -> Answer:
+    """`/signalbox scale checkout production 5` (sets the count, pausing autoscaling), or
+    `... pause|resume|restart`: the same controls as the page, the API and the CLI."""
+    from scaling import controls
+    from scaling.models import ScalingGroup
+
+    group = (
+        ScalingGroup.objects.select_related("service", "service__team", "environment")
+        .filter(service__slug=service_slug, environment__slug=environment_slug)
+        .first()
+    )
+    if group is None:
+        return ephemeral(f"No scaling group for `{service_slug}` in `{environment_slug}`.")
+    if not what.isdigit() and what.lower() not in SCALE_VERBS:
+        return ephemeral(
+            f"`{what}`: give a count (a whole number) or one of {', '.join(SCALE_VERBS)}."
+        )
+    access = Access(user=user)
+    if not access.can(Scope.DEPLOY, group.service.team, group.service):
+        return ephemeral(
+            f"You may not scale {group}: it needs the deployer or owner role in team "
+            f"{group.service.team.slug}."
+        )
+    try:
+        if what.isdigit():
+            controls.set_desired(group, int(what), access, "from Slack")
+            done = f"set to {int(what)} instances (autoscaling paused until resumed)"
+        elif what.lower() == "pause":
+            controls.pause(group, access, "from Slack")
+            done = "autoscaling paused"
+        elif what.lower() == "resume":
+            controls.resume(group, access)
+            done = "autoscaling resumed"
+        else:
+            controls.start_restart(group, access, "from Slack")
+            done = "rolling restart started"
+    except Exception as exc:  # a refusal (outside the bounds, already restarting) is the answer
+        logger.info("slack scale of %s refused: %s", group, exc)
+        return ephemeral(f"Could not scale {group}: {exc}")
+    return {"response_type": "in_channel", "text": f"{group}: {done} by {user.get_username()}"}
 
 
 def status(service_slug: str | None) -> Answer:
@@ -217,21 +265,44 @@ def interaction(payload: dict[str, Any]) -> Answer:
     team_info = payload.get("team") or {}
     slack_team_id = str(team_info.get("id") or user_info.get("team_id") or "")
     slack_user_id = str(user_info.get("id") or "")
-    from alerts.notifiers.slack import ACK_ACTION_ID
+    from alerts.notifiers.slack import ACK_ACTION_ID, RESTART_ACTION_ID
 
-    actions = [a for a in payload.get("actions") or [] if a.get("action_id") == ACK_ACTION_ID]
+    actions = [
+        a
+        for a in payload.get("actions") or []
+        if a.get("action_id") in (ACK_ACTION_ID, RESTART_ACTION_ID)
+    ]
     if payload.get("type") != "block_actions" or not actions:
         return {}
     user = user_for(slack_team_id, slack_user_id)
     if user is None:
         return unknown_user(slack_team_id, slack_user_id)
-    incident = _incident(str(actions[0].get("value", "")))
-    if incident is None:
-        return ephemeral("That incident no longer exists.")
-    answer = acknowledge_as(user, incident)
+    if actions[0].get("action_id") == RESTART_ACTION_ID:
+        answer = restart_group(user, str(actions[0].get("value", "")))
+    else:
+        incident = _incident(str(actions[0].get("value", "")))
+        if incident is None:
+            return ephemeral("That incident no longer exists.")
+        answer = acknowledge_as(user, incident)
     answer["replace_original"] = False
     reply(str(payload.get("response_url") or ""), answer)
     return answer
+
+
+def restart_group(user: Any, group_id: str) -> Answer:
+    """The "Rolling restart" button of a scaling alert."""
+    from scaling.models import ScalingGroup
+
+    group = (
+        ScalingGroup.objects.select_related("service", "environment")
+        .filter(pk=int(group_id))
+        .first()
+        if group_id.isdigit()
+        else None
+    )
+    if group is None:
+        return ephemeral("That scaling group no longer exists.")
+    return scale_action(user, group.service.slug, group.environment.slug, "restart")
 
 
 def reply(response_url: str, answer: Answer) -> None:

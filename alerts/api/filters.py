@@ -77,4 +77,3 @@ class RouteFilter(filters.FilterSet):
     class Meta:
         model = Route
         fields = ["team", "severity", "channel", "enabled"]
-

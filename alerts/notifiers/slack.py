@@ -10,6 +10,9 @@ from alerts.models import Channel, Incident
 from alerts.notifiers.base import Result, incident_url, post, runbook_url, state_word
 
 ACK_ACTION_ID = "signalbox_ack"
+RESTART_ACTION_ID = "signalbox_rolling_restart"
+# Incidents about a scaling group offer the remedy of a leak: a rolling restart.
+SCALING_GROUP_SUBJECT = "scaling.scalinggroup"
 # Slack's Block Kit limits: 50 blocks a message, 150 characters in a header, 3000 in a
 # section's text, 2000 in a field, 75 in a button's text. Three blocks per incident plus a
 # header and a footer keep ten incidents well inside 50.
@@ -69,6 +72,29 @@ def _incident_blocks(action: str, incident: Incident) -> list[dict[str, Any]]:
                 "style": "primary",
                 "action_id": ACK_ACTION_ID,
                 "value": str(incident.pk),
+            }
+        )
+    if (
+        action == NotificationAction.TRIGGER
+        and incident.state == IncidentState.FIRING
+        and incident.subject_type == SCALING_GROUP_SUBJECT
+    ):
+        buttons.append(
+            {
+                "type": "button",
+                "text": _plain("Rolling restart", 75),
+                "action_id": RESTART_ACTION_ID,
+                "value": str(incident.subject_id),
+                "confirm": {
+                    "title": _plain("Restart every instance?", 100),
+                    "text": _mrkdwn(
+                        "One by one: a new instance first, healthy before it takes traffic, "
+                        "then an old one drained and stopped.",
+                        300,
+                    ),
+                    "confirm": _plain("Restart", 30),
+                    "deny": _plain("Cancel", 30),
+                },
             }
         )
     return [

@@ -99,14 +99,10 @@ def test_rules_filter_by_service_environment_kind_severity_and_enabled(
 def test_channels_filter_by_team_kind_and_enabled(
     api_as: Any, alerting: dict[str, Any], query: str, team: str
 ) -> None:
-    assert [c["id"] for c in listed(api_as, f"channels?{query}")] == [
-        alerting[team]["channel"].pk
-    ]
+    assert [c["id"] for c in listed(api_as, f"channels?{query}")] == [alerting[team]["channel"].pk]
 
 
-def test_routes_filter_by_team_severity_and_channel(
-    api_as: Any, alerting: dict[str, Any]
-) -> None:
+def test_routes_filter_by_team_severity_and_channel(api_as: Any, alerting: dict[str, Any]) -> None:
     channel = alerting["search"]["channel"].pk
     for query in ("team=search", "severity=ticket", f"channel={channel}"):
         assert [r["id"] for r in listed(api_as, f"routes?{query}")] == [

@@ -76,9 +76,7 @@ def test_no_notifier_posts_to_loopback_by_name_where_loopback_is_not_allowed(
 
 
 @pytest.mark.parametrize("kind", NOTIFIERS)
-def test_no_notifier_follows_a_redirect_to_the_metadata_address(
-    alerting: Any, kind: str
-) -> None:
+def test_no_notifier_follows_a_redirect_to_the_metadata_address(alerting: Any, kind: str) -> None:
     with redirector() as hook:
         result = channels.send_test(point(alerting, kind, hook.url(f"/{kind}")))
     assert not result.ok
