@@ -20,5 +20,8 @@ $PY manage.py seed_demo --fleet var/fleet.json
 echo "== the demo's HAProxy config and traffic routes (var/haproxy.cfg)"
 $PY manage.py seed_deployments --fleet var/fleet.json
 
+echo "== the demo's scaling group (search in production, on the router's request rate)"
+$PY manage.py seed_scaling --fleet var/fleet.json
+
 echo "== starting web, worker, beat and the demo fleet (Ctrl-C stops them all)"
 exec .venv/bin/honcho start -f Procfile
