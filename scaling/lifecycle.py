@@ -302,7 +302,7 @@ def _step_launch(
             launch.save(update_fields=["healthy_at"])
         if now < ready_at and router is not None:
             return  # HPA's initial readiness delay: not judged (nor routed) yet
-        _into_service(group, router, launch, now, done)
+        _into_service(group, driver, router, launch, now, done)
         return
     if now >= launch.deadline_at:
         output = _probe_output(check)
@@ -331,12 +331,25 @@ def _probe_output(check: InstanceCheck | None) -> dict[str, object]:
 
 
 def _into_service(
-    group: ScalingGroup, router: Driver | None, launch: Launch, now: datetime, done: Pass
+    group: ScalingGroup,
+    driver: InstanceDriver,
+    router: Driver | None,
+    launch: Launch,
+    now: datetime,
+    done: Pass,
 ) -> None:
     instance = launch.instance
     assert instance is not None
-    Instance.objects.filter(pk=instance.pk).update(lifecycle=Lifecycle.ACTIVE)
     message = ""
+    if router is None and driver.routes_traffic:
+        try:
+            driver.route_in(launch.driver_ref)
+        except ScalingDriverError as exc:
+            done.errors.append(str(exc))
+            launch.message = f"healthy; the platform refused to route to it: {exc}"[:500]
+            launch.save(update_fields=["message", "last_probe_output", "healthy_at"])
+            return
+    Instance.objects.filter(pk=instance.pk).update(lifecycle=Lifecycle.ACTIVE)
     if router is not None and inputs.active_rollout(group) is None:
         try:
             routing.in_rotation(group, router)
@@ -503,7 +516,7 @@ def _step_termination(
     state = termination.state
     try:
         if state == TerminationState.DRAINING:
-            _start_drain(router, termination, now)
+            _start_drain(driver, router, termination, now)
         elif state == TerminationState.CONFIRMING:
             _confirm_drain(group, driver, router, termination, now)
         elif state == TerminationState.AWAITING_READY:
@@ -516,8 +529,12 @@ def _step_termination(
         done.errors.append(str(exc))
 
 
-def _start_drain(router: Driver | None, termination: Termination, now: datetime) -> None:
+def _start_drain(
+    driver: InstanceDriver, router: Driver | None, termination: Termination, now: datetime
+) -> None:
     instance = termination.instance
+    if router is None and driver.routes_traffic and termination.driver_ref:
+        driver.route_out(termination.driver_ref)
     if router is not None and instance is not None:
         routing.drain(router, instance)
         found = routing.counters(router, instance)
@@ -538,6 +555,15 @@ def _confirm_drain(
 ) -> None:
     instance = termination.instance
     confirmed, note = True, "no traffic router: nothing to drain"
+    timed_out = now >= termination.started_at + timedelta(seconds=group.drain_timeout_seconds)
+    if router is None and driver.routes_traffic and termination.driver_ref:
+        routed_out = driver.routed_out(termination.driver_ref)
+        confirmed = routed_out or timed_out
+        note = (
+            "the platform stopped routing to it"
+            if routed_out
+            else "drain timeout: the platform still routed to it"
+        )
     if router is not None and instance is not None:
         found = routing.counters(router, instance)
         last = routing.Counters.from_json(termination.router_counters_last)
@@ -545,9 +571,6 @@ def _confirm_drain(
             note = "the router does not list the instance"
         else:
             quiet = found.sessions == 0 and last is not None and found.responses == last.responses
-            timed_out = now >= termination.started_at + timedelta(
-                seconds=group.drain_timeout_seconds
-            )
             confirmed = quiet or timed_out
             note = (
                 "the router stopped routing to it"
@@ -568,6 +591,10 @@ def _confirm_drain(
     termination.lifecycle_deadline_at = now + timedelta(seconds=group.lifecycle_timeout_seconds)
     termination.save()
     if instance is not None and termination.driver_ref:
+        if driver.holds_termination:
+            # AWS: start terminating now; the hook holds it in Terminating:Wait until the
+            # instance is ready (heartbeats extend the hold), then lifecycle_complete.
+            driver.terminate(termination.driver_ref, group.termination_grace_seconds)
         driver.notify_draining(termination.driver_ref, drain_notice(termination, token))
 
 
@@ -616,8 +643,8 @@ def _stop(
         except DriverError:
             final = None
     if termination.driver_ref:
-        driver.lifecycle_complete(termination.driver_ref)
         driver.terminate(termination.driver_ref, group.termination_grace_seconds)
+        driver.lifecycle_complete(termination.driver_ref)
     elif not termination.ending:
         termination.ending = Ending.GONE
     start = routing.Counters.from_json(termination.router_counters_at_start)

@@ -22,6 +22,7 @@ from scaling.models import ScalingGroup
 # Pending:Proceed exist when the group has a launch hook of its own).
 ACTIVE_STATES = frozenset({"Pending", "Pending:Wait", "Pending:Proceed", "InService"})
 # States of an instance already on its way out: terminating it again is a no-op.
+HELD = "Terminating:Wait"  # the state a termination hook holds an instance in
 LEAVING_PREFIXES = ("Terminating", "Terminated", "Detaching", "Detached", "Warmed:Terminat")
 # An ASG lists a new instance as Pending, with its private IP, a few seconds after
 # SetDesiredCapacity; launch() waits this long for them, and running() finds any later.
@@ -374,6 +375,8 @@ class AutoScalingGroupDriver(InstanceDriver):
         termination AWS no longer holds (completed, timed out) is already going: a no-op."""
         if not self.settings.hook_name:
             return
+        if self.lifecycle_state(ref) != HELD:
+            return  # not (or no longer) held by the hook: nothing to complete
         try:
             self._call(
                 "autoscaling",
@@ -391,6 +394,25 @@ class AutoScalingGroupDriver(InstanceDriver):
             "AutoScalingGroupName": self.settings.group_name,
             "InstanceId": ref,
         }
+
+    # -- what the lifecycle asks of a platform that routes and holds ------------------------
+
+    @property
+    def routes_traffic(self) -> bool:
+        return bool(self.settings.target_group_arn)
+
+    def route_in(self, ref: str) -> None:
+        self.register_target(ref)
+
+    def route_out(self, ref: str) -> None:
+        self.deregister_target(ref)
+
+    def routed_out(self, ref: str) -> bool:
+        return self.drain_confirmed(ref)
+
+    @property
+    def holds_termination(self) -> bool:
+        return bool(self.settings.hook_name)
 
     # -- the target group ---------------------------------------------------------------------
 

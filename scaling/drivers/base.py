@@ -62,3 +62,33 @@ class InstanceDriver(ABC):
         """Deliver the drain notice to the instance where the platform can (a webhook);
         instances also learn it by polling their lifecycle. Nothing by default."""
         return None
+
+    # -- traffic the platform routes itself (an ASG's target group) --------------------------
+    # Used when the service has no traffic route of its own in Signalbox: the driver's
+    # platform puts instances into rotation, drains them and says when the drain is done.
+
+    @property
+    def routes_traffic(self) -> bool:
+        """True when this driver's platform sends the instances their traffic."""
+        return False
+
+    def route_in(self, ref: str) -> None:
+        """Give a healthy instance its traffic."""
+        return None
+
+    def route_out(self, ref: str) -> None:
+        """Stop new requests to an instance that is leaving."""
+        return None
+
+    def routed_out(self, ref: str) -> bool:
+        """Whether the platform no longer routes to the instance (its drain is over)."""
+        return True
+
+    # -- platforms that hold a terminating instance (AWS lifecycle hooks) --------------------
+
+    @property
+    def holds_termination(self) -> bool:
+        """True when `terminate` only starts a wait the platform holds until
+        `lifecycle_complete` (AWS Terminating:Wait): then the termination is started as soon
+        as the drain is confirmed, and completed once the instance is ready."""
+        return False

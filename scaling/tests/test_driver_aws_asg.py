@@ -49,6 +49,7 @@ class Account:
     elbv2: Any
     vpc: str
     subnets: list[str]
+    template: str
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +70,12 @@ def account() -> Iterator[Account]:
         for i, z in enumerate("ab", start=1)
     ]
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    # moto keeps its state per process: pytest-django may run this module's database tests
+    # apart from the rest, setting this fixture up twice, so the template is named per server.
+    template = f"web-{port}"
     ec2.create_launch_template(
-        LaunchTemplateName="web", LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"}
+        LaunchTemplateName=template,
+        LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"},
     )
     yield Account(
         endpoint,
@@ -79,6 +84,7 @@ def account() -> Iterator[Account]:
         session.client("elbv2", endpoint_url=endpoint),
         vpc,
         subnets,
+        template,
     )
     server.stop()
 
@@ -171,7 +177,7 @@ def fleet(account: Account) -> Fleet:
     name = f"web-{next(counter)}"
     account.autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=name,
-        LaunchTemplate={"LaunchTemplateName": "web", "Version": "$Latest"},
+        LaunchTemplate={"LaunchTemplateName": account.template, "Version": "$Latest"},
         MinSize=0,
         MaxSize=5,
         DesiredCapacity=2,
@@ -326,7 +332,7 @@ def test_it_refuses_to_terminate_an_instance_of_another_asg(fleet: Fleet, accoun
     stranger = Fleet(account, fleet.name + "-other", fleet.target_group_arn)
     account.autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=stranger.name,
-        LaunchTemplate={"LaunchTemplateName": "web", "Version": "$Latest"},
+        LaunchTemplate={"LaunchTemplateName": account.template, "Version": "$Latest"},
         MinSize=0,
         MaxSize=2,
         DesiredCapacity=1,
@@ -343,6 +349,12 @@ def test_heartbeat_and_complete_name_the_hook_the_group_and_the_instance(fleet: 
     # given an instance being terminated under the hook
     ref, _ = fleet.instance_ids()
     driver = fleet.driver()
+    # an instance the hook does not hold is not completed (there is nothing to complete)
+    driver.lifecycle_complete(ref)
+    assert fleet.calls("CompleteLifecycleAction") == []
+    # moto never holds an instance in Terminating:Wait; the one read of that state stands in
+    # for what AWS would answer (the only stand-in in this file)
+    driver.lifecycle_state = lambda ref: "Terminating:Wait"  # type: ignore[method-assign]
     # when the instance is still draining, then ready: moto implements neither call (HTTP
     # 500), which reaches the caller as an error naming the call, without the secret
     with pytest.raises(ScalingDriverError, match="RecordLifecycleActionHeartbeat") as beat:
@@ -553,3 +565,69 @@ def test_a_good_asg_driver_config_is_saved(api_as: Any, routed: Any) -> None:
     assert answer.json()["driver_config"] == ASG_CONFIG
     assert SECRET not in answer.content.decode()
     assert isinstance(driver_of(ScalingGroup.objects.get()), AutoScalingGroupDriver)
+
+
+# -- the lifecycle on an ASG ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_scale_in_on_an_asg_deregisters_starts_the_hooked_termination_then_completes(
+    fleet: Fleet, world: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from catalog.choices import Lifecycle
+    from catalog.models import Instance
+    from scaling import lifecycle
+    from scaling.choices import TerminationState
+    from scaling.models import Termination
+
+    # given a group of two ASG instances, both in the target group, and no Signalbox route
+    driver = fleet.driver()
+    group = ScalingGroup.objects.create(
+        service=world.service,
+        environment=world.production,
+        driver=DriverKind.AWS_ASG,
+        driver_config=fleet.config(),
+        credentials=f"{KEY_ID}:{SECRET}",
+        min_instances=1,
+        max_instances=5,
+        desired=2,
+        enabled=False,
+    )
+    refs = fleet.instance_ids()
+    for n, ref in enumerate(refs):
+        driver.register_target(ref)
+        Instance.objects.create(
+            service=world.service,
+            environment=world.production,
+            host=fleet.private_ip(ref),
+            port=PORT,
+            lifecycle=Lifecycle.ACTIVE,
+            labels={"driver_ref": ref},
+            registered_at=timezone.now() - timedelta(minutes=10 - n),
+        )
+    # when the group wants one
+    ScalingGroup.objects.filter(pk=group.pk).update(desired=1)
+    lifecycle.converge(group.pk)  # chosen, deregistered
+    lifecycle.converge(group.pk)  # the target group no longer routes: confirmed
+    termination = Termination.objects.get()
+    # then, before the instance says it is ready, AWS already stopped routing to it and its
+    # termination started (a real ASG holds it in Terminating:Wait on the hook meanwhile)
+    assert termination.state == TerminationState.AWAITING_READY
+    assert termination.message == "the platform stopped routing to it"
+    assert termination.driver_ref == refs[0]  # the oldest
+    assert f"{refs[0]}:{PORT}" not in fleet.targets()
+    assert fleet.asg()["DesiredCapacity"] == 1
+    # and once it is ready, the termination completes (moto holds nothing, so the
+    # CompleteLifecycleAction for an instance AWS no longer holds is skipped)
+    lifecycle.ready_to_terminate(termination, "done")
+    lifecycle.converge(group.pk)
+    termination.refresh_from_db()
+    assert (termination.state, termination.ending) == (TerminationState.TERMINATED, "ready"), (
+        termination.message
+    )
+    assert fleet.ec2_state(refs[0]) == "terminated"
+    assert fleet.targets() == {f"{refs[1]}:{PORT}": "healthy"}
