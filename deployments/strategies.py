@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane import outbound
+from deployments.analysis.callers import BOUNDS as DEPENDENTS_BOUNDS
+from deployments.analysis.callers import bound_errors
 from deployments.choices import Provider, StepKind, Strategy
 
 # Canary: shift a little traffic, analyse, shift more (docs/deployments.md).
@@ -33,7 +35,11 @@ PROVIDER_PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     Provider.PROMETHEUS: {"url": str, "query": str, "condition": str},
     Provider.WEBHOOK: {"url": str, "headers": dict},
-    Provider.DEPENDENTS: {"allow_degraded": bool},
+    Provider.DEPENDENTS: {
+        "allow_degraded": bool,
+        **{key: (int, float) for key in DEPENDENTS_BOUNDS if key != "min_calls"},
+        "min_calls": int,
+    },
 }
 REQUIRED_PARAMS = {
     Provider.PROMETHEUS: ("url", "query", "condition"),
@@ -151,6 +157,8 @@ def validate_metrics(metrics: Any, where: str = "analysis") -> list[str]:
                 params[key] is bool
             ):
                 errors.append(f"{at}.{key}: wrong type")
+        if provider == Provider.DEPENDENTS:
+            errors += bound_errors(metric, at)
         for key in REQUIRED_PARAMS.get(Provider(provider), ()):
             if not metric.get(key):
                 errors.append(f"{at}.{key}: required for the {provider} provider")

@@ -16,6 +16,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import Direction, PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from deployments.analysis import callers
 from deployments.analysis.canary_health import DEFAULT_ALLOW_WARN, DEFAULT_MAX_FAILING
 from deployments.analysis.dependents import DEFAULT_ALLOW_DEGRADED
 from deployments.analysis.lb_stats import DEFAULT_MAX_ERROR_RATE, DEFAULT_MIN_REQUESTS
@@ -80,6 +81,21 @@ COMMON_SETTINGS: dict[str, Schema] = {
     },
     "timeout": {"minimum": 0, "description": "Seconds one reading may take."},
 }
+
+
+def _bounded(key: str, description: str, default: float | None = None) -> dict[str, Schema]:
+    """A dependents setting with callers.BOUNDS as JSON Schema (the API refuses the same)."""
+    low, high, exclusive = callers.BOUNDS[key]
+    shape: Schema = {"description": description, "minimum": low}
+    if exclusive:
+        shape["exclusiveMinimum"] = True
+    if high is not None:
+        shape["maximum"] = high
+    if default is not None:
+        shape["default"] = default
+    return {key: shape}
+
+
 SETTINGS: dict[str, dict[str, Schema]] = {
     Provider.CANARY_HEALTH: {
         "max_failing": {
@@ -128,6 +144,40 @@ SETTINGS: dict[str, dict[str, Schema]] = {
             "description": "Count degraded dependents as healthy.",
             "default": DEFAULT_ALLOW_DEGRADED,
         },
+        **_bounded(
+            "max_failure_rate",
+            "Highest percent of a caller's calls to the service that fail (held to callers "
+            "that were within it before).",
+            callers.DEFAULT_MAX_FAILURE_RATE,
+        ),
+        **_bounded(
+            "max_failure_rate_increase",
+            "Highest rise of a caller's failure rate over its own before, in points.",
+            callers.DEFAULT_MAX_FAILURE_RATE_INCREASE,
+        ),
+        **_bounded(
+            "max_slow_call_rate",
+            "Highest percent of a caller's calls that are slow (by the caller's own slow-call "
+            "limit); not checked unless set.",
+        ),
+        **_bounded(
+            "max_slow_call_rate_increase",
+            "Highest rise of a caller's slow-call rate over its own before, in points.",
+            callers.DEFAULT_MAX_SLOW_CALL_RATE_INCREASE,
+        ),
+        **_bounded(
+            "max_latency_increase_ms",
+            "Highest rise of a caller's p99 over its own before, in ms; not checked unless set.",
+        ),
+        **_bounded(
+            "max_latency_ratio",
+            "Highest p99 as a multiple of the caller's own before; not checked unless set.",
+        ),
+        **_bounded(
+            "min_calls",
+            "A caller with fewer calls in its reports is not judged; no caller judged is no data.",
+            callers.DEFAULT_MIN_CALLS,
+        ),
     },
 }
 

@@ -349,7 +349,11 @@ def test_dependents_pass_while_callers_stay_healthy_and_circuits_closed(
     provider, ctx = dependents_result(rollout)
     result = provider.measure(ctx)
     assert result.verdict == Verdict.PASS
-    assert result.reason == "1 dependent service(s) healthy, no circuit opened"
+    # (a circuit with no instance reports carries no calls to judge: health is the evidence)
+    assert result.reason == (
+        "1 dependent service(s) healthy, no circuit opened; "
+        "no caller reports its calls to checkout (no circuit data)"
+    )
 
 
 def test_dependents_fail_when_a_caller_goes_down_during_the_step(
