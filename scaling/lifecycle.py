@@ -296,12 +296,10 @@ def _step_launch(
     check = InstanceCheck.objects.filter(instance=instance).first()
     healthy = check is not None and check.status in HEALTHY
     if healthy:
-        ready_at = launch.started_at + timedelta(seconds=group.readiness_delay_seconds)
+        # Traffic as soon as its checks pass (the readiness delay is about its metrics:
+        # inputs.py counts a young instance as not ready for scale-up, as HPA does).
         if launch.healthy_at is None:
             launch.healthy_at = now
-            launch.save(update_fields=["healthy_at"])
-        if now < ready_at and router is not None:
-            return  # HPA's initial readiness delay: not judged (nor routed) yet
         _into_service(group, driver, router, launch, now, done)
         return
     if now >= launch.deadline_at:

@@ -40,12 +40,21 @@ from scaling import lifecycle
 from scaling.choices import ScalingEvent, TerminationState
 from scaling.drivers import driver_of
 from scaling.drivers.base import ScalingDriverError
-from scaling.models import Protection, ScalingGroup, Termination
+from scaling.models import (
+    PROTECTION_DEFAULT_MINUTES,
+    PROTECTION_MAX_MINUTES,
+    Protection,
+    ScalingGroup,
+    Termination,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PROTECTION_MINUTES = 120  # ECS task scale-in protection's default
-MAX_PROTECTION_MINUTES = 2880  # and its maximum (48 hours)
+# ECS task scale-in protection's default and maximum (48 hours).
+DEFAULT_PROTECTION_MINUTES, MAX_PROTECTION_MINUTES = (
+    PROTECTION_DEFAULT_MINUTES,
+    PROTECTION_MAX_MINUTES,
+)
 
 
 @dataclass(frozen=True)

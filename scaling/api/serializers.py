@@ -217,18 +217,24 @@ class GroupSerializer(CatalogSerializer):
                 {"min_instances": [f"must not be above max_instances ({merged['max_instances']})"]}
             )
         service, environment = merged["service"], merged["environment"]
-        if not TrafficRoute.objects.filter(service=service, environment=environment).exists():
+        attrs["driver_config"] = _clean_driver_config(
+            merged["driver"], merged.get("driver_config") or {}
+        )
+        # An ASG with a target group routes its instances itself; others need a route.
+        platform_routes = merged["driver"] == DriverKind.AWS_ASG and bool(
+            attrs["driver_config"].get("target_group_arn")
+        )
+        routed = TrafficRoute.objects.filter(service=service, environment=environment).exists()
+        if not routed and not platform_routes:
             raise serializers.ValidationError(
                 {
                     "service": [
                         f"{service.slug} has no traffic router in {environment.slug}: a scaled "
-                        "instance must be given traffic and drained by one (add a traffic route)"
+                        "instance must be given traffic and drained by one (add a traffic "
+                        "route, or an aws_asg target_group_arn)"
                     ]
                 }
             )
-        attrs["driver_config"] = _clean_driver_config(
-            merged["driver"], merged.get("driver_config") or {}
-        )
         if merged["driver"] == DriverKind.AWS_ASG and attrs.get("credentials"):
             problem = aws_asg.credentials_problem(attrs["credentials"])
             if problem:

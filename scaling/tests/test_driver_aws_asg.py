@@ -567,6 +567,32 @@ def test_a_good_asg_driver_config_is_saved(api_as: Any, routed: Any) -> None:
     assert isinstance(driver_of(ScalingGroup.objects.get()), AutoScalingGroupDriver)
 
 
+@pytest.mark.django_db
+def test_an_asg_with_a_target_group_needs_no_traffic_route(api_as: Any, world: Any) -> None:
+    # given checkout has no traffic route in production
+    with_group = {
+        **ASG_CONFIG,
+        "target_group_arn": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:"
+        "targetgroup/checkout/6d0ecf831eec9f09",
+    }
+    without = {k: v for k, v in ASG_CONFIG.items() if k != "target_group_arn"}
+    owner = api_as("owner")
+    # an ASG whose target group routes the instances is accepted
+    answer = owner.post(
+        "/api/v1/scaling/groups", group_body(driver="aws_asg", driver_config=with_group),
+        format="json",
+    )  # fmt: skip
+    assert answer.status_code == 201, answer.json()
+    ScalingGroup.objects.all().delete()
+    # one without is refused, naming what to add
+    answer = owner.post(
+        "/api/v1/scaling/groups", group_body(driver="aws_asg", driver_config=without),
+        format="json",
+    )  # fmt: skip
+    assert answer.status_code == 400
+    assert "target_group_arn" in answer.json()["error"]["fields"]["service"][0]
+
+
 # -- the lifecycle on an ASG ---------------------------------------------------------------------
 
 
