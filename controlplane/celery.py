@@ -26,6 +26,12 @@ app.conf.beat_schedule = {
         "schedule": 1.0,
         "options": {"expires": 1.0},
     },
+    # Routers that lost a rollout's weights (HAProxy restarted) get them back within seconds.
+    "reconcile-routers": {
+        "task": "deployments.tasks.reconcile_routers",
+        "schedule": 2.0,
+        "options": {"expires": 2.0},
+    },
     "prune-events": {
         "task": "controlplane.tasks.prune_events",
         "schedule": 3600.0,

@@ -31,7 +31,7 @@ from deployments.models import (
     Rollout,
     TrafficRoute,
 )
-from deployments.strategies import default_steps, validate_metrics, validate_steps
+from deployments.strategies import steps_for, validate_metrics, validate_steps
 
 # The first key of the two-key advisory lock that serialises requests with one idempotency
 # key ("SB" "RO": Signalbox rollouts), so it cannot collide with other users of such locks.
@@ -122,7 +122,7 @@ def start_rollout(
         strategy = strategy or defaults.strategy
         if strategy not in Strategy.values:
             raise invalid("strategy", f"use one of {', '.join(Strategy.values)}")
-        steps = steps or defaults.steps or default_steps(strategy, defaults.rollback_window_seconds)
+        steps = steps or steps_for(strategy, defaults)
         errors = validate_steps(steps)
         if errors:
             raise RolloutError("; ".join(errors), 400, "invalid", {"steps": errors})

@@ -133,6 +133,9 @@ class RolloutEvent(EventNames):
     RESUMED = "rollout.resumed"
     PROMOTED = "rollout.promoted"
     DRIVER_ERROR = "rollout.driver_error"  # the traffic router failed; retried
+    # The router had drifted from the rollout's step (HAProxy restarted, a hand edit): the
+    # reconciler re-applied it; the payload lists each difference.
+    TRAFFIC_REAPPLIED = "rollout.traffic_reapplied"
     SUCCEEDED = "rollout.succeeded"
     ROLLED_BACK = "rollout.rolled_back"
     ABORTED = "rollout.aborted"

@@ -15,6 +15,10 @@ from deployments.models import DeploySettings, TrafficRoute, TrafficRouter
 
 ROUTER_NAME = "demo-haproxy"
 FRONTEND_BASE_PORT = 7800  # one port per production service: 7800, 7801, ... (sorted by slug)
+# And a preview port per service, reaching only a blue/green rollout's new side: 7850, ...
+PREVIEW_BASE_PORT = 7850
+# Blue/green keeps the old side this long after the cut-over; short, so the demo finishes.
+DEMO_ROLLBACK_WINDOW = 30
 DEMO_ENVIRONMENT = "production"
 # Quick enough to watch: each analysis reads health and HAProxy's stats every 10 s.
 DEMO_ANALYSIS = [
@@ -47,14 +51,21 @@ class Frontend:
     service: str
     port: int
     servers: list[tuple[str, str, int]]  # (name, host, port)
+    preview_port: int = 0
 
     @property
     def backend(self) -> str:
         return f"be_{self.service}"
 
+    @property
+    def preview_backend(self) -> str:
+        """Empty in the config: a blue/green preview adds the new side's servers to it."""
+        return f"be_{self.service}_preview"
+
 
 def frontends(plan: dict[str, Any]) -> list[Frontend]:
-    """One frontend per service with production instances, in slug order."""
+    """One frontend (and one preview frontend) per service with production instances, in
+    slug order."""
     by_service: dict[str, list[tuple[str, str, int]]] = {}
     for instance in plan.get("instances", []):
         if instance["environment"] == DEMO_ENVIRONMENT:
@@ -62,7 +73,7 @@ def frontends(plan: dict[str, Any]) -> list[Frontend]:
                 (instance["id"], instance["host"], int(instance["port"]))
             )
     return [
-        Frontend(service, FRONTEND_BASE_PORT + index, sorted(servers))
+        Frontend(service, FRONTEND_BASE_PORT + index, sorted(servers), PREVIEW_BASE_PORT + index)
         for index, (service, servers) in enumerate(sorted(by_service.items()))
     ]
 
@@ -91,6 +102,13 @@ def haproxy_config(plan: dict[str, Any], socket_path: Path) -> str:
         lines += [
             f"  server {name} {host}:{port} weight 1" for name, host, port in frontend.servers
         ]
+        lines += [
+            f"frontend fe_{frontend.service}_preview",
+            f"  bind 127.0.0.1:{frontend.preview_port}",
+            f"  default_backend {frontend.preview_backend}",
+            f"backend {frontend.preview_backend}",
+            "  balance roundrobin",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -108,7 +126,11 @@ def register(plan: dict[str, Any], socket_path: Path) -> list[TrafficRoute]:
             route, _ = TrafficRoute.objects.update_or_create(
                 service=service,
                 environment=environment,
-                defaults={"router": router, "backend": frontend.backend},
+                defaults={
+                    "router": router,
+                    "backend": frontend.backend,
+                    "preview_backend": frontend.preview_backend,
+                },
             )
             DeploySettings.objects.get_or_create(
                 service=service,
@@ -116,6 +138,7 @@ def register(plan: dict[str, Any], socket_path: Path) -> list[TrafficRoute]:
                     "strategy": Strategy.CANARY,
                     "steps": DEMO_STEPS,
                     "analysis": DEMO_ANALYSIS,
+                    "rollback_window_seconds": DEMO_ROLLBACK_WINDOW,
                 },
             )
             routes.append(route)

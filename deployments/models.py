@@ -62,6 +62,12 @@ class TrafficRouter(models.Model):
     credentials = EncryptedTextField(blank=True, default="")
     timeout_seconds = models.FloatField(default=2.0)
     retries = models.PositiveSmallIntegerField(default=2)
+    reconcile_due_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the drift reconciler may next read this router (its claim).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controlplane import outbound
 from deployments.analysis.callers import BOUNDS as DEPENDENTS_BOUNDS
 from deployments.analysis.callers import bound_errors
 from deployments.choices import Provider, StepKind, Strategy
+
+if TYPE_CHECKING:
+    from deployments.models import DeploySettings
 
 # Canary: shift a little traffic, analyse, shift more (docs/deployments.md).
 DEFAULT_CANARY_WEIGHTS = (10, 25, 50)
@@ -61,6 +64,15 @@ def default_steps(strategy: str, rollback_window: int) -> list[dict[str, Any]]:
     for weight in DEFAULT_CANARY_WEIGHTS:
         steps += [{StepKind.SET_WEIGHT.value: weight}, {StepKind.ANALYSIS.value: {}}]
     return [*steps, {StepKind.SET_WEIGHT.value: 100}]
+
+
+def steps_for(strategy: str, defaults: DeploySettings) -> list[dict[str, Any]]:
+    """A rollout's steps when it names none: the service's own steps if they are for this
+    strategy (its default one), else the strategy's default steps. A service whose custom
+    steps are a canary's still gets a real blue/green when one is asked for."""
+    if defaults.steps and strategy == defaults.strategy:
+        return list(defaults.steps)
+    return default_steps(strategy, defaults.rollback_window_seconds)
 
 
 def step_kind(step: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""Celery entry points for rollouts: the beat's claim, and one step of one rollout."""
+"""Celery entry points for rollouts: the beat's claim, one step of one rollout, and the
+routers' drift pass."""
 
 from __future__ import annotations
 
@@ -20,3 +21,9 @@ def claim_due_rollouts() -> int:
 def advance(rollout_id: int) -> str:
     """Do the step that is due for one rollout; a missing or not-due rollout is a no-op."""
     return reconciler.advance(rollout_id, schedule=reconciler.celery_schedule).did
+
+
+@shared_task(name="deployments.tasks.reconcile_routers", ignore_result=True)
+def reconcile_routers() -> int:
+    """Every 2 s: read each router an active rollout depends on, re-apply what drifted."""
+    return len(reconciler.reconcile_routers().repaired)

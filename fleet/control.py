@@ -1,5 +1,6 @@
 """The fleet's control API: list instances, inject faults, change versions, start and stop
-instances, route calls through a load balancer, set the traffic rate."""
+instances, route calls through a load balancer, set the traffic rate and the previews the
+traffic generator calls."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from fleet.errors import FleetError, error_response, read_json
 from fleet.health import CONTENT_TYPE as HEALTH_CONTENT_TYPE
+from fleet.traffic import PREVIEW_RPS
 
 if TYPE_CHECKING:
     from fleet.runtime import Fleet
@@ -40,6 +42,8 @@ def control_app(fleet: Fleet) -> web.Application:
     r.add_delete("/fleet/routes/{service}/{environment}", clear_route)
     r.add_get("/fleet/traffic", show_traffic)
     r.add_post("/fleet/traffic", set_traffic)
+    r.add_put("/fleet/previews/{service}/{environment}", set_preview)
+    r.add_delete("/fleet/previews/{service}/{environment}", clear_preview)
     return app
 
 
@@ -200,6 +204,26 @@ async def set_traffic(request: web.Request) -> web.Response:
     traffic = request.app[FLEET].traffic
     traffic.set_rate(float(rps))
     return web.json_response(traffic.to_json())
+
+
+async def set_preview(request: web.Request) -> web.Response:
+    body = _object(await read_json(request))
+    unknown = {k: ["unknown field"] for k in body.keys() - {"url", "rps"}}
+    if unknown:
+        raise FleetError(400, "bad preview", unknown)
+    service, environment = request.match_info["service"], request.match_info["environment"]
+    preview = request.app[FLEET].traffic.set_preview(
+        service, environment, body.get("url") or "", body.get("rps", PREVIEW_RPS),
+    )
+    assert preview is not None
+    return web.json_response({"service": service, "environment": environment,
+                              **preview.to_json()})
+
+
+async def clear_preview(request: web.Request) -> web.Response:
+    service, environment = request.match_info["service"], request.match_info["environment"]
+    request.app[FLEET].traffic.set_preview(service, environment, None)
+    return web.json_response({"service": service, "environment": environment, "url": None})
 
 
 def _object(body: Any) -> dict[str, Any]:

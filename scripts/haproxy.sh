@@ -12,6 +12,7 @@ if [ ! -f var/haproxy.cfg ]; then
   echo "router: var/haproxy.cfg is missing; run: .venv/bin/python manage.py seed_deployments"
   exec sleep infinity
 fi
-# Once the fleet answers, send its calls between services through HAProxy.
+# Once the fleet answers, send its calls between services through HAProxy, and its preview
+# traffic to each service's preview frontend (what a blue/green analysis reads).
 .venv/bin/python manage.py seed_deployments --fleet var/fleet.json --route-fleet &
 exec haproxy -db -f var/haproxy.cfg

@@ -3,7 +3,7 @@ and the groups' CloudWatch metrics for analysis."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,14 +13,21 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, Rea
 
 from deployments.drivers.base import (
     Applied,
+    Difference,
     Driver,
     DriverError,
+    Member,
+    Observed,
+    Pool,
     Split,
     Target,
     TargetStats,
     TransientError,
 )
 
+# Pool names (see Driver.wanted_pools): a rule's forward action, a listener's default
+# action, a target group's targets.
+RULE, LISTENER, GROUP = "rule:", "listener:", "group:"
 THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable"}
 CLOUDWATCH_PERIOD = 60  # seconds: ALB metrics are published per minute
 # Query id suffix: (metric in AWS/ApplicationELB per TargetGroup and LoadBalancer, statistic)
@@ -120,15 +127,7 @@ class ALBDriver(Driver):
                 raise DriverError("an ALB route needs a rule ARN or a listener ARN")
             listeners = self._aws("describe_listeners", ListenerArns=[listener_arn])["Listeners"]
             actions = listeners[0]["DefaultActions"] if listeners else []
-        for action in actions:
-            if action.get("Type") != "forward":
-                continue
-            groups = (action.get("ForwardConfig") or {}).get("TargetGroups")
-            if groups:
-                return {g["TargetGroupArn"]: int(g.get("Weight", 1)) for g in groups}
-            if action.get("TargetGroupArn"):
-                return {action["TargetGroupArn"]: 1}
-        return {}
+        return forward_weights(actions)
 
     def prepare(self, split: Split, state: dict[str, Any]) -> dict[str, Any]:
         if state.get("stable_group"):
@@ -168,21 +167,10 @@ class ALBDriver(Driver):
         self._sync_targets(canary_group, split.canary)
         if split.canary_percent < 100:
             self._sync_targets(stable_group, split.stable)
-        action = {
-            "Type": "forward",
-            "ForwardConfig": {
-                "TargetGroups": [
-                    {"TargetGroupArn": stable_group, "Weight": 100 - split.canary_percent},
-                    {"TargetGroupArn": canary_group, "Weight": split.canary_percent},
-                ]
-            },
-        }
-        if self.route.get("rule_arn"):
-            self._aws("modify_rule", RuleArn=self.route["rule_arn"], Actions=[action])
-        else:
-            self._aws(
-                "modify_listener", ListenerArn=self.route["listener_arn"], DefaultActions=[action]
-            )
+        self._forward(
+            self._forward_pool(),
+            {stable_group: 100 - split.canary_percent, canary_group: split.canary_percent},
+        )
         applied = self.read(split, state)
         if abs(applied.canary_percent - split.canary_percent) > 0.01:
             raise DriverError(
@@ -190,6 +178,33 @@ class ALBDriver(Driver):
                 f"({100 - split.canary_percent}/{split.canary_percent})"
             )
         return applied
+
+    def _forward_pool(self) -> str:
+        """The pool name of the route's forward action: its rule, else its listener's default."""
+        if self.route.get("rule_arn"):
+            return f"{RULE}{self.route['rule_arn']}"
+        if not self.route.get("listener_arn"):
+            raise DriverError("an ALB route needs a rule ARN or a listener ARN")
+        return f"{LISTENER}{self.route['listener_arn']}"
+
+    def _forward(self, pool: str, weights: dict[str, int]) -> None:
+        """Set the rule's (or listener's) forward action to these weighted groups."""
+        action = {
+            "Type": "forward",
+            "ForwardConfig": {
+                "TargetGroups": [
+                    {"TargetGroupArn": group, "Weight": weight} for group, weight in weights.items()
+                ]
+            },
+        }
+        if pool.startswith(RULE):
+            self._aws("modify_rule", RuleArn=pool.removeprefix(RULE), Actions=[action])
+        else:
+            self._aws(
+                "modify_listener",
+                ListenerArn=pool.removeprefix(LISTENER),
+                DefaultActions=[action],
+            )
 
     def read(self, split: Split, state: dict[str, Any]) -> Applied:
         weights = self._forward_weights()
@@ -216,6 +231,70 @@ class ALBDriver(Driver):
                 TargetGroupArn=group,
                 Targets=[{"Id": t.host, "Port": t.port} for t in targets],
             )
+
+    # -- reconciling -----------------------------------------------------------------------
+
+    def wanted_pools(
+        self, split: Split | None, drained: tuple[Target, ...], state: dict[str, Any]
+    ) -> dict[str, Pool]:
+        """The forward action's two weights, and each group's targets as `apply` leaves them
+        (the stable group's only while it takes traffic); {} until the groups are chosen."""
+        stable_group, canary_group = state.get("stable_group"), state.get("canary_group")
+        if not stable_group or not canary_group:
+            return {}
+        pools: dict[str, Pool] = {}
+        if split is not None:
+            percent = split.canary_percent
+            pools[self._forward_pool()] = Pool(
+                {stable_group: Member(weight=100 - percent), canary_group: Member(weight=percent)}
+            )
+            pools[f"{GROUP}{canary_group}"] = Pool({t.address: Member() for t in split.canary})
+            if percent < 100:
+                pools[f"{GROUP}{stable_group}"] = Pool({t.address: Member() for t in split.stable})
+        if drained:
+            pool = pools.setdefault(f"{GROUP}{stable_group}", Pool(exclusive=False))
+            pool.members |= {t.address: Member(serving=False) for t in drained}
+        return pools
+
+    def observe(self, pools: Collection[str]) -> Observed:
+        """The rules' and listeners' forward actions (one call each kind) and the groups'
+        targets (one call per group: DescribeTargetHealth takes one group)."""
+        observed: Observed = {}
+        rules = [p.removeprefix(RULE) for p in pools if p.startswith(RULE)]
+        if rules:
+            for rule in self._aws("describe_rules", RuleArns=rules)["Rules"]:
+                observed[f"{RULE}{rule['RuleArn']}"] = _weights(rule.get("Actions", []))
+        listeners = [p.removeprefix(LISTENER) for p in pools if p.startswith(LISTENER)]
+        if listeners:
+            found = self._aws("describe_listeners", ListenerArns=listeners)["Listeners"]
+            for listener in found:
+                key = f"{LISTENER}{listener['ListenerArn']}"
+                observed[key] = _weights(listener.get("DefaultActions", []))
+        for pool in (p for p in pools if p.startswith(GROUP)):
+            health = self._aws("describe_target_health", TargetGroupArn=pool.removeprefix(GROUP))
+            observed[pool] = {
+                f"{d['Target']['Id']}:{d['Target'].get('Port')}": Member(
+                    serving=d.get("TargetHealth", {}).get("State") != "draining"
+                )
+                for d in health["TargetHealthDescriptions"]
+            }
+        return observed
+
+    def repair(self, differences: list[Difference], wanted: dict[str, Pool]) -> None:
+        """A forward action is set whole, from the wanted pool; targets are (de)registered."""
+        for pool in dict.fromkeys(d.pool for d in differences):
+            if not pool.startswith(GROUP):
+                weights = {group: m.weight or 0 for group, m in wanted[pool].members.items()}
+                self._forward(pool, weights)
+                continue
+            group = pool.removeprefix(GROUP)
+            ours = [d for d in differences if d.pool == pool]
+            register = [_target(d.member) for d in ours if d.wanted.takes_traffic]
+            leave = [_target(d.member) for d in ours if not d.wanted.takes_traffic]
+            if register:
+                self._aws("register_targets", TargetGroupArn=group, Targets=register)
+            if leave:
+                self._aws("deregister_targets", TargetGroupArn=group, Targets=leave)
 
     def stats(self, targets: tuple[Target, ...], state: dict[str, Any]) -> dict[str, TargetStats]:
         # An ALB has no per-target counters; its stats are per target group, over time, in
@@ -300,6 +379,28 @@ class ALBDriver(Driver):
                 rtime_ms=_weighted_ms(got["latency"], got["requests"]),
             )
         return found
+
+
+def forward_weights(actions: list[dict[str, Any]]) -> dict[str, int]:
+    """Target group ARN -> weight in the first forward action of a rule or listener."""
+    for action in actions:
+        if action.get("Type") != "forward":
+            continue
+        groups = (action.get("ForwardConfig") or {}).get("TargetGroups")
+        if groups:
+            return {g["TargetGroupArn"]: int(g.get("Weight", 1)) for g in groups}
+        if action.get("TargetGroupArn"):
+            return {action["TargetGroupArn"]: 1}
+    return {}
+
+
+def _weights(actions: list[dict[str, Any]]) -> dict[str, Member]:
+    return {group: Member(weight=weight) for group, weight in forward_weights(actions).items()}
+
+
+def _target(address: str) -> dict[str, Any]:
+    host, _, port = address.rpartition(":")
+    return {"Id": host, "Port": int(port)}
 
 
 def _weighted_ms(latency: dict[datetime, float], requests: dict[datetime, float]) -> float | None:

@@ -7,7 +7,7 @@ import math
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -74,6 +74,71 @@ class TargetStats:
     rtime_ms: float | None = None  # average over the router's recent requests
     status: str = ""
     request_rate: float | None = None  # sessions per second over the last second (HAProxy `rate`)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a pool, as a router holds it or as someone wants it: a server of an
+    HAProxy backend, a target of an ALB target group, a target group of an ALB forward."""
+
+    weight: int | None = None  # None: the router keeps no weight for it (an ALB target)
+    serving: bool = True  # False: drained or in maintenance, so it takes no new requests
+    name: str = ""  # the router's own name for it (an HAProxy server's), when observed
+
+    @property
+    def takes_traffic(self) -> bool:
+        return self.serving and self.weight != 0
+
+    def describe(self) -> str:
+        parts = [] if self.weight is None else [f"weight {self.weight}"]
+        if not self.serving:
+            parts.append("drained")
+        return " ".join(parts) or "present"
+
+
+# A stray member of an exclusive pool should take no traffic (weight 0, drained or gone).
+NO_TRAFFIC = Member(weight=0)
+
+
+@dataclass
+class Pool:
+    """What is wanted of one pool: members by key (an address, or a target group's ARN) and
+    whether members it does not list must take no traffic."""
+
+    members: dict[str, Member] = field(default_factory=dict)
+    exclusive: bool = True
+
+
+# pool -> member key -> the member as the router holds it; a pool the router lacks (or an
+# empty HAProxy backend) is absent.
+Observed = dict[str, dict[str, Member]]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One member of one pool that is not as wanted, and what to make it."""
+
+    pool: str
+    member: str
+    wanted: Member
+    observed: Member | None  # None: the router does not have it
+
+    def describe(self) -> str:
+        had = "missing" if self.observed is None else self.observed.describe()
+        want = "no traffic" if self.wanted == NO_TRAFFIC else self.wanted.describe()
+        return f"{self.pool} {self.member}: {had} -> {want}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pool": self.pool,
+            "member": self.member,
+            "wanted": _member_json(self.wanted),
+            "observed": None if self.observed is None else _member_json(self.observed),
+        }
+
+
+def _member_json(member: Member) -> dict[str, Any]:
+    return {"weight": member.weight, "serving": member.serving}
 
 
 class Breaker:
@@ -175,6 +240,25 @@ class Driver(ABC):
         """Per side ("stable", "canary"), what the router saw over the last `seconds`; a side
         without data is left out. Only for drivers with `windowed_stats`."""
         raise DriverError(f"{type(self).__name__} keeps no stats per side over time")
+
+    # -- reconciling: what the router should hold, what it holds, and putting it right --
+
+    def wanted_pools(
+        self, split: Split | None, drained: tuple[Target, ...], state: dict[str, Any]
+    ) -> dict[str, Pool]:
+        """The pools and members this route needs for `split` (as `apply` would leave them)
+        and with `drained` taking no new requests. {} for a driver that is not reconciled."""
+        return {}
+
+    def observe(self, pools: Collection[str]) -> Observed:
+        """The router's state in one read: at least the `pools` named, as `wanted_pools`
+        names them. The router is read whole where it allows (HAProxy: every backend)."""
+        raise DriverError(f"{type(self).__name__} cannot observe its router")
+
+    def repair(self, differences: list[Difference], wanted: dict[str, Pool]) -> None:
+        """Make each differing member as wanted (absolute, so a repeat changes nothing);
+        `wanted` is the whole of each pool, for routers that set a pool at once (ALB)."""
+        raise DriverError(f"{type(self).__name__} cannot repair its router")
 
     def call(self, operation: str, fn: Callable[[], T]) -> T:
         """Run one router call with the breaker, retries on transient errors, and backoff."""

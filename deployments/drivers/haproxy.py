@@ -7,14 +7,19 @@ import io
 import ipaddress
 import re
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from deployments.drivers.base import (
     Applied,
+    Difference,
     Driver,
     DriverError,
+    Member,
+    Observed,
+    Pool,
     Split,
     Target,
     TargetStats,
@@ -115,22 +120,7 @@ class HAProxyDriver(Driver):
         )
         if "Can't find backend" in text:
             raise DriverError(f"HAProxy has no backend {backend!r}")
-        servers = []
-        for line in text.splitlines():
-            fields = line.split()
-            if len(fields) < 19 or line.startswith("#") or fields[1] != backend:
-                continue
-            servers.append(
-                Server(
-                    name=fields[3],
-                    host=fields[4],
-                    port=int(fields[18]),
-                    weight=int(fields[7]),
-                    admin_state=int(fields[6]),
-                    op_state=int(fields[5]),
-                )
-            )
-        return servers
+        return parse_servers_state(text).get(backend, [])
 
     def _ensure(self, targets: tuple[Target, ...], backend: str) -> list[Server]:
         servers = self.servers(backend)
@@ -142,20 +132,28 @@ class HAProxyDriver(Driver):
                 f"backend {backend} has no server for {names}; add them to the config"
             )
         for target in missing:
-            try:
-                ipaddress.ip_address(target.host)
-            except ValueError:
-                raise DriverError(
-                    f"cannot add {target.address} to {backend}: HAProxy needs an IP address"
-                ) from None
-            name = SERVER_NAME_RE.sub("_", f"sbx-{target.host}-{target.port}")
-            self.command(
-                "add server",
-                f"add server {backend}/{name} {target.address} weight 0",
-                ok=("New server registered",),
-            )
-            self.command("enable server", f"enable server {backend}/{name}")
+            self._add_server(backend, target, 0)
         return self.servers(backend) if missing else servers
+
+    def _add_server(self, backend: str, target: Target, weight: int) -> None:
+        """`add server` (HAProxy 2.4+) for an instance the backend does not list, ready."""
+        if not self.route.get("add_missing_servers", True):
+            raise DriverError(
+                f"backend {backend} has no server for {target.address}; add it to the config"
+            )
+        try:
+            ipaddress.ip_address(target.host)
+        except ValueError:
+            raise DriverError(
+                f"cannot add {target.address} to {backend}: HAProxy needs an IP address"
+            ) from None
+        name = server_name(target)
+        self.command(
+            "add server",
+            f"add server {backend}/{name} {target.address} weight {weight}",
+            ok=("New server registered",),
+        )
+        self.command("enable server", f"enable server {backend}/{name}")
 
     def _set(self, split: Split, backend: str) -> dict[str, int]:
         stable_weight, canary_weight = split_weights(
@@ -185,8 +183,13 @@ class HAProxyDriver(Driver):
                 f"weights read back from {self.backend} differ from those set: {wrong}"
             )
         preview = self.route.get("preview_backend")
-        if preview:
+        if preview and split.canary:
             self._set(Split(100, split.stable, split.canary), str(preview))
+        elif preview:
+            # No new instances (a rollback after they left): the preview sends nobody anywhere.
+            for server in self.servers(str(preview)):
+                if server.weight:
+                    self.command("set weight", f"set weight {preview}/{server.name} 0")
         return applied
 
     def read(self, split: Split, state: dict[str, Any]) -> Applied:
@@ -235,10 +238,118 @@ class HAProxyDriver(Driver):
                 raise DriverError(f"HAProxy refused 'del server {name}': {answer.strip()}")
 
     def stats(self, targets: tuple[Target, ...], state: dict[str, Any]) -> dict[str, TargetStats]:
+        """Per target, what the route's backend and its preview backend (if any) saw, summed:
+        during a blue/green preview the new side's only requests come through the preview."""
         # "-1 4 -1": every proxy, servers only.
         text = self.call("show stat", lambda: self.api.execute("show stat -1 4 -1"))
         wanted = {t.address for t in targets}
-        return {s.address: s for s in parse_show_stat(text, self.backend) if s.address in wanted}
+        backends = [self.backend, str(self.route.get("preview_backend") or "")]
+        found: dict[str, TargetStats] = {}
+        for backend in filter(None, backends):
+            for row in parse_show_stat(text, backend):
+                if row.address in wanted:
+                    seen = found.get(row.address)
+                    found[row.address] = row if seen is None else _sum(seen, row)
+        return found
+
+    # -- reconciling -----------------------------------------------------------------------
+
+    def wanted_pools(
+        self, split: Split | None, drained: tuple[Target, ...], state: dict[str, Any]
+    ) -> dict[str, Pool]:
+        """The backend as `apply` leaves it (every other server at weight 0), the preview
+        backend with only the new side, and `drained` servers drained."""
+        pools: dict[str, Pool] = {}
+        if split is not None:
+            stable_weight, canary_weight = split_weights(
+                split.canary_percent, len(split.stable), len(split.canary), MAX_WEIGHT
+            )
+            members = {t.address: Member(weight=stable_weight) for t in split.stable}
+            members |= {t.address: Member(weight=canary_weight) for t in split.canary}
+            pools[self.backend] = Pool(members)
+            preview = self.route.get("preview_backend")
+            if preview:
+                weight = (
+                    split_weights(100, len(split.stable), len(split.canary), MAX_WEIGHT)[1]
+                    if split.canary
+                    else 0
+                )
+                pools[str(preview)] = Pool({t.address: Member(weight=weight) for t in split.canary})
+        if drained:
+            pool = pools.setdefault(self.backend, Pool(exclusive=False))
+            pool.members |= {t.address: Member(serving=False) for t in drained}
+        return pools
+
+    def observe(self, pools: Collection[str]) -> Observed:
+        """Every backend's servers, from one `show servers state`."""
+        text = self.call("show servers state", lambda: self.api.execute("show servers state"))
+        return {
+            backend: {
+                s.address: Member(weight=s.weight, serving=s.takes_traffic, name=s.name)
+                for s in servers
+            }
+            for backend, servers in parse_servers_state(text).items()
+        }
+
+    def repair(self, differences: list[Difference], wanted: dict[str, Pool]) -> None:
+        for difference in differences:
+            backend, want, have = difference.pool, difference.wanted, difference.observed
+            if have is None:
+                host, _, port = difference.member.rpartition(":")
+                target = Target(host, int(port))
+                self._add_server(backend, target, want.weight or 0)
+                have = Member(weight=want.weight or 0, name=server_name(target))
+            if want.weight is not None and have.weight != want.weight:
+                self.command("set weight", f"set weight {backend}/{have.name} {want.weight}")
+            if want.serving != have.serving:
+                state = "ready" if want.serving else "drain"
+                self.command(
+                    f"set server state {state}", f"set server {backend}/{have.name} state {state}"
+                )
+
+
+def server_name(target: Target) -> str:
+    """The name Signalbox gives a server it adds: sbx-IP-PORT."""
+    return SERVER_NAME_RE.sub("_", f"sbx-{target.host}-{target.port}")
+
+
+def parse_servers_state(text: str) -> dict[str, list[Server]]:
+    """`show servers state` (one backend or all) as servers by backend name."""
+    found: dict[str, list[Server]] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 19 or line.startswith("#"):
+            continue
+        found.setdefault(fields[1], []).append(
+            Server(
+                name=fields[3],
+                host=fields[4],
+                port=int(fields[18]),
+                weight=int(fields[7]),
+                admin_state=int(fields[6]),
+                op_state=int(fields[5]),
+            )
+        )
+    return found
+
+
+def _sum(a: TargetStats, b: TargetStats) -> TargetStats:
+    """One target's counters in two backends as one: counts add, response times weigh by
+    responses."""
+    times = [(s.rtime_ms, s.responses) for s in (a, b) if s.rtime_ms is not None]
+    weight = sum(n for _, n in times)
+    rtime = sum(t * n for t, n in times) / weight if weight else (times[0][0] if times else None)
+    rates = [s.request_rate for s in (a, b) if s.request_rate is not None]
+    return TargetStats(
+        address=a.address,
+        sessions=a.sessions + b.sessions,
+        responses=a.responses + b.responses,
+        responses_2xx=a.responses_2xx + b.responses_2xx,
+        responses_5xx=a.responses_5xx + b.responses_5xx,
+        rtime_ms=rtime,
+        status=a.status or b.status,
+        request_rate=sum(rates) if rates else None,
+    )
 
 
 def parse_show_stat(text: str, backend: str) -> list[TargetStats]:

@@ -5,14 +5,19 @@ lease); a message only says "look at rollout N". A run locks the row, checks it 
 does one step (driver calls are absolute, so doing one twice is harmless), writes the
 next due time, and lets go. A killed worker's row is picked up again when its lease ends.
 
+A second, router-level pass (drift, with rollout_wants as its first source of wanted
+state) puts back what a router lost since a step set it: see drift.py.
+
 This package's surface is what the rest of the code calls as `reconciler.X`; each name
 lives in one module (claim, runs, steps, measure, transitions, step_rows, traffic,
-events), and a test that patches one patches it there.
+events, drift, rollout_wants), and a test that patches one patches it there.
 """
 
 from __future__ import annotations
 
 from deployments.reconciler.claim import Scheduler, celery_schedule, claim_due, kick
+from deployments.reconciler.drift import Wanted, reconcile_routers, wanted_state
+from deployments.reconciler.rollout_wants import rollout_wants  # registers its source
 from deployments.reconciler.runs import Outcome, advance
 from deployments.reconciler.step_rows import complete_step
 from deployments.reconciler.traffic import ROUTABLE
@@ -22,6 +27,7 @@ __all__ = [
     "ROUTABLE",
     "Outcome",
     "Scheduler",
+    "Wanted",
     "advance",
     "begin_rollback",
     "celery_schedule",
@@ -29,5 +35,8 @@ __all__ = [
     "complete_step",
     "kick",
     "pause",
+    "reconcile_routers",
     "rollback_now",
+    "rollout_wants",
+    "wanted_state",
 ]

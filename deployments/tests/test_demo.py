@@ -76,6 +76,7 @@ def test_seed_deployments_writes_a_working_config_and_registers_the_router(
 ) -> None:
     port = free_port()  # not 7800: a `make run` on this machine may hold it
     monkeypatch.setattr(demo, "FRONTEND_BASE_PORT", port)
+    monkeypatch.setattr(demo, "PREVIEW_BASE_PORT", free_port())
     # given a fleet plan with two production instances of checkout
     servers = [version_servers.start("1.4.2"), version_servers.start("1.4.2")]
     plan = tmp_path / "fleet.json"
@@ -96,6 +97,7 @@ def test_seed_deployments_writes_a_working_config_and_registers_the_router(
         world.production,
         "be_checkout",
     )
+    assert route.preview_backend == "be_checkout_preview"
     assert DeploySettings.objects.get(service=world.service).analysis
     assert f"checkout: http://127.0.0.1:{port}/" in capsys.readouterr().out
     assert "checkout-staging-1" not in config.read_text()
@@ -189,8 +191,12 @@ def seeded_demo(
     """The rest of `make run`: seed_demo, seed_deployments and its HAProxy (the `router`);
     the plan as the fleet last wrote it."""
     plan = demo.load_plan(fleet_plan)
-    # Free frontend ports, not 7800...: a `make run` on this machine may hold those.
-    monkeypatch.setattr(demo, "FRONTEND_BASE_PORT", free_ports(len(demo.frontends(plan))))
+    # Free frontend and preview ports, not 7800... and 7850...: a `make run` on this machine
+    # may hold those.
+    count = len(demo.frontends(plan))
+    first = free_ports(2 * count)
+    monkeypatch.setattr(demo, "FRONTEND_BASE_PORT", first)
+    monkeypatch.setattr(demo, "PREVIEW_BASE_PORT", first + count)
     monkeypatch.setenv("SIGNALBOX_DEMO_PASSWORD", "pw-demo")
     config = tmp_path / "haproxy.cfg"
     call_command("seed_demo", "--fleet", str(fleet_plan), stdout=io.StringIO())

@@ -7,8 +7,10 @@ from typing import Any
 
 import httpx
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from catalog.models import Environment, Instance, Service
+from catalog.signals import instance_registered, send_on_commit
 from deployments import demo
 
 
@@ -64,13 +66,17 @@ class Command(BaseCommand):
                 json={"error_rate": options["error_rate"]},
                 timeout=5,
             )
-        Instance.objects.update_or_create(
-            service=service,
-            environment=environment,
-            host=instance["host"],
-            port=instance["port"],
-            defaults={"version": options["version"]},
-        )
+        with transaction.atomic():
+            registered, _ = Instance.objects.update_or_create(
+                service=service,
+                environment=environment,
+                host=instance["host"],
+                port=instance["port"],
+                defaults={"version": options["version"]},
+            )
+            # As the registration API does: health checks it from now on, so the rollout's
+            # health metric has a result by its first reading.
+            send_on_commit(instance_registered, registered)
         self.stdout.write(
             f"demo_canary: {service.slug} {options['version']} runs at "
             f"{instance['host']}:{instance['port']}"

@@ -17,7 +17,8 @@ from deployments import demo
 class Command(BaseCommand):
     help = (
         "Write an HAProxy config for the demo fleet's production services (one frontend "
-        "port each, from 7800) and register it as their traffic router. Safe to re-run."
+        "port each, from 7800, and one preview frontend each, from 7850) and register it as "
+        "their traffic router. Safe to re-run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -26,7 +27,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--route-fleet",
             action="store_true",
-            help="instead: wait for the fleet's control API and send its calls through HAProxy",
+            help="instead: wait for the fleet's control API, send its calls through HAProxy "
+            "and its preview traffic to the preview frontends",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -46,7 +48,10 @@ class Command(BaseCommand):
         routes = demo.register(plan, socket_path)
         self.stdout.write(f"seed_deployments: wrote {config}; {len(routes)} services routed")
         for frontend in demo.frontends(plan):
-            self.stdout.write(f"  {frontend.service}: http://127.0.0.1:{frontend.port}/")
+            self.stdout.write(
+                f"  {frontend.service}: http://127.0.0.1:{frontend.port}/ "
+                f"(preview: http://127.0.0.1:{frontend.preview_port}/)"
+            )
         if shutil.which("haproxy") is None:
             self.stdout.write(
                 "seed_deployments: haproxy is not installed, so rollouts will wait for their "
@@ -65,17 +70,16 @@ class Command(BaseCommand):
         else:
             raise CommandError(f"the fleet's control API at {base} did not answer in 2 minutes")
         for frontend in demo.frontends(plan):
-            url = f"http://127.0.0.1:{frontend.port}"
-            response = httpx.put(
-                f"{base}/fleet/routes/{frontend.service}/{demo.DEMO_ENVIRONMENT}",
-                json={"url": url},
-                timeout=5,
-            )
-            if response.status_code >= 400:
-                raise CommandError(
-                    f"the fleet refused the route for {frontend.service}: {response.text[:200]}"
-                )
+            where = f"{frontend.service}/{demo.DEMO_ENVIRONMENT}"
+            self.put(f"{base}/fleet/routes/{where}", f"http://127.0.0.1:{frontend.port}")
+            self.put(f"{base}/fleet/previews/{where}", f"http://127.0.0.1:{frontend.preview_port}")
         self.stdout.write(
             f"seed_deployments: the fleet now calls production services through "
-            f"HAProxy ({len(demo.frontends(plan))} frontends)"
+            f"HAProxy ({len(demo.frontends(plan))} frontends) and each preview frontend "
+            "once a second"
         )
+
+    def put(self, endpoint: str, url: str) -> None:
+        response = httpx.put(endpoint, json={"url": url}, timeout=5)
+        if response.status_code >= 400:
+            raise CommandError(f"the fleet refused {url} at {endpoint}: {response.text[:200]}")
