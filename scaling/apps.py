@@ -7,3 +7,7 @@ from django.apps import AppConfig
 
 class ScalingConfig(AppConfig):
     name = "scaling"
+
+    def ready(self) -> None:
+        # Registers scaling's wanted router state with deployments' drift pass.
+        from scaling import router_wants  # noqa: F401

@@ -122,6 +122,7 @@ class ScalingEvent(EventNames):
     RESTART_FINISHED = "scaling.restart_finished"
     PROTECTED = "scaling.protected"  # an instance asked not to be chosen for scale-in
     DRIVER_ERROR = "scaling.driver_error"
+    ROUTER_REAPPLIED = "scaling.router_reapplied"  # a reload had undone a drain or a scale-out
 
 
 GROUP_EVENTS = ResourceEvents(

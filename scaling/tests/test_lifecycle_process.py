@@ -193,3 +193,41 @@ def test_a_protected_instance_is_never_chosen(rig: Rig) -> None:
     # then the other one goes, and the protected one keeps serving
     assert termination.instance_id == newest.pk
     assert oldest.address in rig.servers()
+
+
+def test_an_haproxy_restart_undoes_neither_a_drain_nor_a_scale_out(rig: Rig) -> None:
+    from controlplane.models import Event
+    from deployments.reconciler.drift import reconcile_routers
+    from deployments.tests.test_router_drift import restart
+    from scaling.choices import ScalingEvent
+
+    # given a scale-out in service and a lying instance held in its drain
+    rig.set_desired(3)
+    launched = until(
+        lambda: Launch.objects.filter(group=rig.group, state=LaunchState.IN_SERVICE).first(),
+        rig.step, 20, "the launch to take traffic",
+    )  # fmt: skip
+    for row in rig.fleet.instances():
+        rig.fleet.fault(row["id"], ignore_drain=True)
+    ScalingGroup.objects.filter(pk=rig.group.pk).update(lifecycle_timeout_seconds=120)
+    rig.set_desired(2)
+    leaving = until(
+        lambda: Termination.objects.filter(
+            group=rig.group, state=TerminationState.AWAITING_READY
+        ).first(),
+        rig.step, 20, "a drain to be confirmed",
+    )  # fmt: skip
+    assert leaving.instance is not None
+    assert leaving.instance.address not in rig.servers()
+    # when HAProxy restarts from its config file: the drained server is back in rotation
+    # and the server the scale-out added at run time is gone
+    restart(rig.proxy)
+    assert leaving.instance.address in rig.servers()
+    assert launched.instance.address not in rig.servers()
+    # then the drift pass puts both right, and says so
+    reconcile_routers()
+    servers = rig.servers()
+    assert leaving.instance.address not in servers
+    assert launched.instance.address in servers
+    event = Event.objects.get(action=ScalingEvent.ROUTER_REAPPLIED)
+    assert leaving.instance.address in event.message or "more" in event.message
