@@ -30,6 +30,7 @@ urlpatterns = [
     path("health/", include("health.urls")),
     path("alerts/", include("alerts.urls")),
     path("circuits/", include("circuits.urls")),
+    path("scaling/", include("scaling.urls")),
     path("", include("dashboard.urls")),
     path("slack/commands", alerts_views.slack_command, name="slack-commands"),
     path("slack/interactions", alerts_views.slack_interaction, name="slack-interactions"),

@@ -18,8 +18,8 @@ from catalog.models import Environment, Service, Team
 from catalog.permissions import Access
 from controlplane.events import families
 from controlplane.timeline import Cursor, EventFilters, event_page, page_link
+from dashboard import scaling_chart, sections
 from dashboard import search as site_search
-from dashboard import sections
 from dashboard import service as service_data
 from dashboard import team as team_data
 from deployments import actions
@@ -78,6 +78,7 @@ def service_page(request: HttpRequest, slug: str) -> HttpResponse:
     access = Access.of(request)
     can_deploy = access.can(Scope.DEPLOY, service.team, service)
     routed = service_data.routed_environments(service)
+    markers = service_data.deploy_markers(history, environment)
     context: dict[str, Any] = {
         "service": service,
         "environments": environments,
@@ -88,7 +89,8 @@ def service_page(request: HttpRequest, slug: str) -> HttpResponse:
         "versions": service_data.versions_by_environment(service),
         "deploy_history": history[: service_data.DEPLOY_HISTORY_ROWS],
         "deploy_service": service,
-        "markers": service_data.deploy_markers(history, environment),
+        "markers": markers,
+        "scaling": scaling_chart.for_service(service, environment, markers),
         "uptime": rollups.uptime(service.pk, environment.pk) if environment else {},
         "dependencies": service_data.dependencies(
             service, environment, circuits["owned_circuits"], circuits["circuits_towards"]
