@@ -8,7 +8,6 @@ from urllib.parse import urlparse
 import django_stubs_ext
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
-from psycopg_pool import ConnectionPool
 
 from controlplane.env import (
     database_from_url,
@@ -316,15 +315,11 @@ if SIGNALBOX_DB_POOL_SIZE:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"]["OPTIONS"],  # type: ignore[dict-item]
-        "pool": {
-            "min_size": 1,
-            "max_size": SIGNALBOX_DB_POOL_SIZE,
-            "timeout": 10,
-            # After PostgreSQL restarts, every pooled connection is dead: each one is tried
-            # (one round trip) as it is handed out and replaced if it broke, instead of
-            # failing the request that got it (CONN_HEALTH_CHECKS does this without a pool).
-            "check": ConnectionPool.check_connection,
-        },
+        # After PostgreSQL restarts every pooled connection is dead: with CONN_HEALTH_CHECKS
+        # (database_from_url sets it) Django gives the pool ConnectionPool.check_connection,
+        # so each is tried (one round trip) as it is handed out and replaced if it broke,
+        # instead of failing the request that got it (test_resilience_postgres.py).
+        "pool": {"min_size": 1, "max_size": SIGNALBOX_DB_POOL_SIZE, "timeout": 10},
     }
 
 # Load shedding (controlplane/shedding.py, docs/operations.md): the HTTP requests one web

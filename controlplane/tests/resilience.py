@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -85,14 +86,15 @@ class OwnRedis:
 
 
 class OwnPostgres:
-    """A PostgreSQL cluster of its own (initdb into the test's folder, its own port), run as
-    the postgres user when the test runs as root (initdb refuses root)."""
+    """A PostgreSQL cluster of its own (initdb into a temporary folder, its own port), run as
+    the postgres user when the test runs as root (initdb refuses root). The folder is not
+    under pytest's tmp_path, which only root may enter; `remove()` deletes it."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.data = directory / "pgdata"
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="signalbox-pg-"))
+        self.data = self.directory / "pgdata"
         self.port = free_port()
-        self.bin = Path(shutil.which("pg_ctl") or "/usr/lib/postgresql/15/bin/pg_ctl").parent
+        self.bin = Path(os.path.realpath(shutil.which("pg_ctl") or "pg_ctl")).parent
 
     def _run(self, *command: str) -> None:
         argv = [str(self.bin / command[0]), *command[1:]]
@@ -101,7 +103,6 @@ class OwnPostgres:
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def init(self) -> None:
-        self.directory.chmod(0o777)
         if os.geteuid() == 0:
             shutil.chown(self.directory, "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
@@ -122,6 +123,23 @@ class OwnPostgres:
 
     def url(self, database: str) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def copy_database(self, source_url: str, database: str) -> None:
+        """A copy (schema and rows) of the database at `source_url`, as `database` here."""
+        own = ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        subprocess.run([str(self.bin / "createdb"), *own, database], check=True)
+        dump = subprocess.Popen(
+            [str(self.bin / "pg_dump"), "--no-owner", "--no-privileges", source_url],
+            stdout=subprocess.PIPE,
+        )
+        subprocess.run(
+            [str(self.bin / "psql"), *own, "-q", "-v", "ON_ERROR_STOP=1", "-d", database],
+            stdin=dump.stdout, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert dump.wait(30) == 0, "pg_dump failed"
 
 
 # The worker flags of the Procfile's `worker` line (docker-compose runs Celery's defaults).
