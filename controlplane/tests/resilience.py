@@ -29,6 +29,21 @@ CELERY = str(Path(sys.executable).with_name("celery"))
 T = TypeVar("T")
 
 
+# bench/resilience_restart.py runs the restart tests with the issue's 20 s outage and reads
+# what they measured from the file named here.
+OUTAGE_SECONDS = float(os.environ.get("SIGNALBOX_RESILIENCE_OUTAGE_SECONDS", "8"))
+FIGURES_FILE = os.environ.get("SIGNALBOX_RESILIENCE_FIGURES", "")
+
+
+def record(name: str, **figures: Any) -> None:
+    """Add this test's measurements to FIGURES_FILE (JSON lines), when a bench asked."""
+    if FIGURES_FILE:
+        import json
+
+        with open(FIGURES_FILE, "a") as out:
+            out.write(json.dumps({"test": name, **figures}) + "\n")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,18 +22,19 @@ from django.db import connection
 
 from catalog.models import ApiToken, Instance
 from controlplane.tests.resilience import (
+    OUTAGE_SECONDS,
     PROCFILE_WORKER,
     OwnPostgres,
     OwnRedis,
     Stack,
     json_of,
+    record,
     wait_for,
 )
 from deployments.tests.conftest import VersionServers, make_route, start_haproxy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-OUTAGE_SECONDS = 8
 
 
 @pytest.fixture
@@ -108,7 +109,7 @@ def test_web_and_workers_recover_from_a_postgresql_restart_and_the_rollout_carri
                 "version": "2.0",
                 "steps": [
                     {"set_weight": 50},
-                    {"pause": {"seconds": OUTAGE_SECONDS + 2}},
+                    {"pause": {"seconds": int(OUTAGE_SECONDS) + 2}},
                     {"set_weight": 100},
                 ],
             },
@@ -138,6 +139,7 @@ def test_web_and_workers_recover_from_a_postgresql_restart_and_the_rollout_carri
         final = wait_for(
             lambda: (r := api.get(rollout_url).json())["terminal"] and r, 40, "the rollout to end"
         )
+        rollout_after = time.monotonic() - back_at
         assert final["state"] == "succeeded", final["message"]
         assert final["applied_weight"] == 100
         assert proxy.traffic(6) == {"2.0": 6}
@@ -149,6 +151,15 @@ def test_web_and_workers_recover_from_a_postgresql_restart_and_the_rollout_carri
         assert {name: stack.pid(name) for name in pids} == pids
         assert all(stack.alive(name) for name in pids)
         assert recovered_after < 15
+        record(
+            "postgresql_restart",
+            outage_seconds=OUTAGE_SECONDS,
+            readyz_200_after_s=round(recovered_after, 2),
+            rollout_finished_after_s=round(rollout_after, 2),
+            steps_lost=3 - len({index for index, _, _ in steps if index < 3}),
+            half_written_steps=sum(1 for _, _, outcome in steps if outcome != "done"),
+            process_restarts=0,
+        )
     finally:
         if stack is not None:
             stack.stop()

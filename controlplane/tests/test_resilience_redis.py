@@ -27,7 +27,14 @@ from alerts.models import Channel, Incident, Route, Rule
 from alerts.tests.conftest import Receiver, serving
 from catalog.models import ApiToken, Instance
 from controlplane.models import Event
-from controlplane.tests.resilience import OwnRedis, Stack, json_of, wait_for
+from controlplane.tests.resilience import (
+    OUTAGE_SECONDS,
+    OwnRedis,
+    Stack,
+    json_of,
+    record,
+    wait_for,
+)
 from deployments.choices import RolloutState
 from deployments.models import Rollout
 from deployments.tests.conftest import VersionServers, make_route, start_haproxy
@@ -37,7 +44,6 @@ from health.models import CheckSpec, InstanceCheck
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-OUTAGE_SECONDS = 8
 # Short leases, so that work whose queued message Redis lost on restart is claimed again
 # within seconds (in production: 30 s for rollouts, 60 s for notifications).
 ROLLOUT_LEASE_SECONDS = 4
@@ -121,7 +127,7 @@ def test_the_stack_rides_out_a_redis_restart_mid_rollout_and_loses_nothing(
         live = LivePage(stack, session_cookie(world.owner))
 
         # when a rollout is paused half-way (its pause outlasts the outage)
-        rollout_id = start_rollout(stack, world, pause_seconds=OUTAGE_SECONDS + 2)
+        rollout_id = start_rollout(stack, world, pause_seconds=int(OUTAGE_SECONDS) + 2)
         wait_for(
             lambda: Rollout.objects.filter(pk=rollout_id, applied_weight=50).exists(),
             30, "the rollout to reach 50 %",
@@ -138,11 +144,12 @@ def test_the_stack_rides_out_a_redis_restart_mid_rollout_and_loses_nothing(
             lambda: (r := stack.get("/readyz"))[0] == 503 and r[1], 5, "/readyz to fail"
         )
         live.closed_by_server(timeout=10)
+        readiness_failed_after = time.monotonic() - stopped_at
         while time.monotonic() - stopped_at < OUTAGE_SECONDS:
             assert stack.alive("worker"), "the worker died:\n" + stack.log("worker")[-3000:]
             time.sleep(0.5)
         own_redis.start()
-        back_at = time.monotonic()
+        back_at, back_at_wall = time.monotonic(), time.time()
 
         # then /readyz said why while Redis was down, and is ready again without a restart
         assert isinstance(readiness_while_down, bytes)
@@ -151,10 +158,15 @@ def test_the_stack_rides_out_a_redis_restart_mid_rollout_and_loses_nothing(
         assert body["output"] == "down: redis, broker"
         assert body["checks"]["postgresql:responseTime"][0]["status"] == "pass"
         wait_for(lambda: stack.get("/readyz")[0] == 200, 10, "/readyz to pass again")
+        ready_after = time.monotonic() - back_at
+        wait_for(lambda: "Connected to" in stack.log("worker").rsplit("lost", 1)[-1], 20,
+                 "the worker to reconnect")  # fmt: skip
+        worker_after = time.monotonic() - back_at
         # and the same worker process carried on: the rollout finished, each step once
         wait_for(
             lambda: Rollout.objects.get(pk=rollout_id).is_terminal, 40, "the rollout to finish"
         )
+        rollout_after = time.monotonic() - back_at
         final = Rollout.objects.get(pk=rollout_id)
         assert final.state == RolloutState.SUCCEEDED, final.message
         assert final.applied_weight == 100
@@ -171,6 +183,7 @@ def test_the_stack_rides_out_a_redis_restart_mid_rollout_and_loses_nothing(
             ).exists(),
             80, "the probes to see the indexer healthy again",
         )  # fmt: skip
+        probes_after = time.monotonic() - back_at
         wait_for(
             lambda: Incident.objects.filter(state=IncidentState.RESOLVED).exists(),
             30, "the incident to resolve",
@@ -179,6 +192,7 @@ def test_the_stack_rides_out_a_redis_restart_mid_rollout_and_loses_nothing(
         time.sleep(2)  # nothing else arrives: no page went twice
         sent = [json.loads(r.body) for r in receiver.to("/hook")]
         assert len(sent) == 2, sent
+        notified_after = receiver.to("/hook")[1].at - back_at_wall
         # and the live page reconnected: a change made after the restart reaches it
         live.reconnect(timeout=15)
         _, token = ApiToken.issue(team=world.team, name="editor", scopes=["write", "read"])
@@ -191,6 +205,19 @@ def test_the_stack_rides_out_a_redis_restart_mid_rollout_and_loses_nothing(
         assert response.status_code == 200, response.text
         latest = Event.objects.filter(service=world.service).latest("pk")
         assert f'id="event-{latest.pk}"' in live.next_message(timeout=10)
+        record(
+            "redis_restart",
+            outage_seconds=OUTAGE_SECONDS,
+            readyz_503_within_s=round(readiness_failed_after, 2),
+            readyz_200_after_s=round(ready_after, 2),
+            worker_reconnected_after_s=round(worker_after, 2),
+            rollout_finished_after_s=round(rollout_after, 2),
+            probes_resumed_after_s=round(probes_after, 2),
+            resolve_sent_after_s=round(notified_after, 2),
+            steps_lost=3 - len(done[:3]),
+            notifications_lost=2 - len(sent),
+            worker_restarts=0,
+        )
         assert stack.alive("worker") and stack.pid("worker") == worker_pid
         assert "Unrecoverable error" not in stack.log("worker")
         assert time.monotonic() - back_at < 120
