@@ -9,7 +9,8 @@ from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
-app = Celery("signalbox")
+# Broker connections that retry a lost Redis every few seconds (controlplane/broker.py).
+app = Celery("signalbox", amqp="controlplane.broker:AMQP")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in ("probes", "rollouts", "notify", "default")]
 app.conf.task_routes = {

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import urlparse
 
+import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import connections
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -18,8 +21,15 @@ from controlplane import redis as redis_clients
 
 HEALTH_JSON = "application/health+json"
 # A readiness probe must answer before the orchestrator's own timeout (Kubernetes: 1 s by
-# default, commonly raised to 3-5 s): each dependency gets this long to answer.
+# default, commonly raised to 3-5 s): the checks run side by side and each gets this long;
+# one that has not answered by then is down, whatever its driver's own timeout would say.
 CHECK_TIMEOUT_SECONDS = 1.0
+# libpq counts connect_timeout in whole seconds and treats 1 as 2; the deadline above still
+# answers at 1 s, the connection attempt just ends a second later in its thread.
+_DATABASE_CONNECT_TIMEOUT = 2
+# Checks that outlive their deadline (a database dropping packets) keep a thread until their
+# driver gives up; a few threads are enough for every probe to answer on time meanwhile.
+_checks = ThreadPoolExecutor(max_workers=6, thread_name_prefix="readyz")
 
 
 @never_cache
@@ -33,10 +43,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def _check_database() -> None:
-    # A database that does not answer connects slowly only if DATABASE_URL lacks
-    # ?connect_timeout=N (docs/operations.md); a running one answers this at once.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    # A connection of its own rather than the request's: it proves a new connection can be
+    # made (what a pool needs after PostgreSQL restarted) and its thread keeps nothing open.
+    database = connections["default"]
+    params = database.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params["connect_timeout"] = _DATABASE_CONNECT_TIMEOUT
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute("SELECT 1")
 
 
 def _check_redis(url: str) -> Callable[[], None]:
@@ -58,38 +73,56 @@ def _check_broker(url: str) -> Callable[[], None]:
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:
-    """(ready, health+json body): database, Redis (cache and live layer) and the broker."""
+    """(ready, health+json body): database, Redis (cache and live layer) and the broker,
+    checked side by side, each within CHECK_TIMEOUT_SECONDS."""
     components: dict[str, tuple[str, Callable[[], None]]] = {
         "postgresql:responseTime": ("datastore", _check_database),
         "redis:responseTime": ("datastore", _check_redis(settings.REDIS_URL)),
         "broker:responseTime": ("component", _check_broker(settings.CELERY_BROKER_URL)),
     }
+    at = timezone.now().isoformat()
+    started = time.perf_counter()
+    running = {name: _checks.submit(_timed, check) for name, (_, check) in components.items()}
+    deadline = started + CHECK_TIMEOUT_SECONDS
     checks: dict[str, list[dict[str, Any]]] = {}
-    ready = True
-    for name, (kind, check) in components.items():
-        started = time.perf_counter()
-        entry: dict[str, Any] = {"componentType": kind, "time": timezone.now().isoformat()}
+    down: list[str] = []
+    for name, (kind, _) in components.items():
+        entry: dict[str, Any] = {"componentType": kind, "time": at}
         try:
-            check()
-            entry["status"] = "pass"
-        except Exception as exc:
-            ready = False
-            entry["status"] = "fail"
-            entry["output"] = f"{type(exc).__name__}: {exc}"[:300]
-        entry["observedValue"] = round((time.perf_counter() - started) * 1000, 1)
+            elapsed, error = running[name].result(timeout=max(deadline - time.perf_counter(), 0))
+        except FutureTimeout:
+            elapsed = CHECK_TIMEOUT_SECONDS
+            error = f"no answer within {CHECK_TIMEOUT_SECONDS:g} s"
+        entry["status"] = "fail" if error else "pass"
+        if error:
+            entry["output"] = error
+            down.append(name.partition(":")[0])
+        entry["observedValue"] = round(elapsed * 1000, 1)
         entry["observedUnit"] = "ms"
         checks[name] = [entry]
-    body = {
-        "status": "pass" if ready else "fail",
+    body: dict[str, Any] = {
+        "status": "fail" if down else "pass",
         "description": "signalbox web: database, Redis and broker",
         "serviceId": "signalbox",
         "checks": checks,
     }
-    return ready, body
+    if down:
+        body["output"] = "down: " + ", ".join(down)
+    return not down, body
+
+
+def _timed(check: Callable[[], None]) -> tuple[float, str | None]:
+    """(seconds taken, None or why it failed): what one check of `readiness` reports."""
+    started = time.perf_counter()
+    try:
+        check()
+    except Exception as exc:
+        return time.perf_counter() - started, f"{type(exc).__name__}: {exc}"[:300]
+    return time.perf_counter() - started, None
 
 
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: 200 when every dependency answers, 503 naming the one that did not."""
+    """Readiness: 200 when every dependency answers, 503 naming the ones that did not."""
     ready, body = readiness()
     return JsonResponse(body, status=200 if ready else 503, content_type=HEALTH_JSON)

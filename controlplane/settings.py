@@ -157,13 +157,44 @@ CHANNEL_LAYERS = {
 }
 
 CELERY_BROKER_URL = env_secret("CELERY_BROKER_URL") or REDIS_URL
+# A redis:// broker goes through kombu's Redis transport with the fix of controlplane/broker.py
+# (a worker with a task running died when Redis restarted); other brokers (rediss:// too) as
+# kombu has them.
+if urlparse(CELERY_BROKER_URL).scheme == "redis":
+    CELERY_BROKER_TRANSPORT = "controlplane.broker:Transport"
+# No result backend: tasks write what they did to PostgreSQL and nothing waits on a result,
+# so there is no second Redis connection per task to lose.
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = False
+# A broker outage (docs/operations.md, "When Redis or PostgreSQL goes away"): workers retry,
+# at startup and after losing it, forever (never exit for a broker that is only away), every
+# few seconds (controlplane/broker.py).
+CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_TIMEOUT = 2.0  # seconds to connect, per attempt
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A Redis that vanishes without closing the socket (failover, a dropped route) is noticed
+    # in seconds rather than never: a publish waits at most socket_timeout, and the
+    # long-lived BRPOP and pub/sub connections are checked every health_check_interval.
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 5.0,
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+    # A message whose worker died unacknowledged is handed out again after this long. Work
+    # itself is claimed from PostgreSQL with leases (30-60 s), which is what recovers it;
+    # this only bounds how long a stale message lingers. Longer than any task runs (the
+    # longest are notification sends, ALERTS_HTTP_TIMEOUT_SECONDS).
+    "visibility_timeout": 300,
+}
+# A task that is running when the broker goes away finishes, and its late ack goes through
+# once the broker is back (controlplane/broker.py). Cancelling it instead (Celery 6's
+# default) would run it again from the start: a notification already sent would go twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TIMEZONE = "UTC"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -284,8 +315,18 @@ if SIGNALBOX_DB_POOL_SIZE:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"]["OPTIONS"],  # type: ignore[dict-item]
+        # After PostgreSQL restarts every pooled connection is dead: with CONN_HEALTH_CHECKS
+        # (database_from_url sets it) Django gives the pool ConnectionPool.check_connection,
+        # so each is tried (one round trip) as it is handed out and replaced if it broke,
+        # instead of failing the request that got it (test_resilience_postgres.py).
         "pool": {"min_size": 1, "max_size": SIGNALBOX_DB_POOL_SIZE, "timeout": 10},
     }
+
+# Load shedding (controlplane/shedding.py, docs/operations.md): the HTTP requests one web
+# process works on at once; past it, requests are answered 503 + Retry-After at once instead
+# of queueing until they time out. 0 turns shedding off. The default is the heartbeat
+# bench's own concurrency (64 clients over two processes, bench/RESULTS.md) with room to spare.
+SIGNALBOX_MAX_IN_FLIGHT = env_int("SIGNALBOX_MAX_IN_FLIGHT", 64, minimum=0)
 
 # A bearer token Prometheus must send to read /metrics; empty: /metrics is open (keep it on
 # an internal network then). docs/operations.md.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: prepare the database and the demo, then start every process with honcho.
+# `make run`: prepare the database and the demo, then start every process with honcho, each
+# under scripts/keep_running.py (a process that dies is started again, and the log says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SIGNALBOX_PORT="${SIGNALBOX_PORT:-8000}"
@@ -24,4 +25,5 @@ echo "== the demo's scaling group (search in production, on the router's request
 $PY manage.py seed_scaling --fleet var/fleet.json
 
 echo "== starting web, worker, beat and the demo fleet (Ctrl-C stops them all)"
+echo "   a process that dies is restarted by scripts/keep_running.py: see docs/operations.md"
 exec .venv/bin/honcho start -f Procfile
