@@ -1,10 +1,12 @@
-"""signalbox-client: report circuit breakers to Signalbox, obey its overrides, serve /health."""
+"""signalbox-client: report circuit breakers to Signalbox, obey its overrides, serve /health,
+and take part in scale-in (drain, work in flight, ready to terminate, protection, metrics)."""
 
 from __future__ import annotations
 
 from signalbox_client.breaker import SignalboxBreaker, SignalboxListener
 from signalbox_client.client import Signalbox
 from signalbox_client.health import CONTENT_TYPE, Health, HealthASGI, HealthWSGI
+from signalbox_client.lifecycle import Drain
 from signalbox_client.overrides import FORCED_CLOSED, FORCED_OPEN
 from signalbox_client.tracing import TraceASGI, TraceContext, TraceWSGI, inject
 
@@ -12,6 +14,7 @@ __all__ = [
     "CONTENT_TYPE",
     "FORCED_CLOSED",
     "FORCED_OPEN",
+    "Drain",
     "Health",
     "HealthASGI",
     "HealthWSGI",

@@ -1,8 +1,10 @@
-"""The Signalbox client: one background thread reports breakers, polls overrides, heartbeats.
+"""The Signalbox client: one background thread reports breakers, polls overrides, heartbeats,
+and speaks the scale-in handshake (lifecycle, ready-to-terminate, protection, metrics).
 
-The calling application never waits on the control plane. Breaker callbacks only count;
-the thread does all the talking, with short timeouts and backoff, and a bounded buffer
-that drops the oldest reports (counted in `stats()`) while the control plane is away.
+The calling application never waits on the control plane. Breaker callbacks and work
+counting only count; the thread does all the talking, with short timeouts and backoff, and
+bounded buffers that drop the oldest reports (counted in `stats()`) while the control plane
+is away.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,8 +26,16 @@ import pybreaker
 from signalbox_client.breaker import SignalboxBreaker, SignalboxListener, reported_state
 from signalbox_client.buffer import ReportBuffer
 from signalbox_client.health import Check, Health
+from signalbox_client.lifecycle import (
+    PROTECTION_DEFAULT_MINUTES,
+    PROTECTION_MAX_MINUTES,
+    Drain,
+    Handshake,
+    InFlight,
+)
+from signalbox_client.metrics import Metrics
 from signalbox_client.overrides import FORCED_CLOSED, FORCED_OPEN, Overrides
-from signalbox_client.transport import Answer, Transport, Unreachable
+from signalbox_client.transport import Transport, Unreachable, error_message
 
 logger = logging.getLogger("signalbox_client")
 
@@ -48,6 +60,10 @@ class Signalbox:
                           host="10.0.0.5", port=8080, register=True).start()
     payments = signalbox.breaker("payments", protects="payments", fail_max=5)
     payments.call(charge, order)
+
+    signalbox.on_drain(lambda drain: consumer.stop())   # scale-in: stop taking new work
+    with signalbox.work():                              # in flight: never chosen; waited for
+        handle(request)
     ```
     """
 
@@ -71,6 +87,10 @@ class Signalbox:
         buffer_size: int = 10_000,
         batch_size: int = 500,
         timeout: float = 2.0,
+        instance_id: int | None = None,
+        lifecycle_interval: float | None = 5.0,
+        auto_ready: bool = True,
+        metrics_interval: float = 10.0,
     ) -> None:
         if register and (host is None or port is None):
             raise ValueError("register=True needs host and port (what the control plane probes)")
@@ -103,11 +123,30 @@ class Signalbox:
         self.send_failures = 0
         self.last_error = ""
         self.registered = False
+        # The catalog's id of this instance: from registration, or given (the handshake
+        # and metrics need it; metrics fall back to host and port).
+        self.instance_id = instance_id
+        self.work_in_flight = InFlight(self._work_edge)
+        self.handshake = Handshake(
+            self.transport,
+            self.work_in_flight,
+            interval=lifecycle_interval,
+            auto_ready=auto_ready,
+            on_error=self._error,
+        )
+        self.metrics = Metrics(
+            self.transport,
+            self.work_in_flight,
+            interval=metrics_interval,
+            capacity=buffer_size,
+            on_error=self._error,
+        )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Signalbox:
         """Settings from SIGNALBOX_URL, SIGNALBOX_TOKEN, SIGNALBOX_SERVICE, SIGNALBOX_ENVIRONMENT,
-        and optionally SIGNALBOX_HOST, SIGNALBOX_PORT, SIGNALBOX_VERSION, SIGNALBOX_ZONE."""
+        and optionally SIGNALBOX_HOST, SIGNALBOX_PORT, SIGNALBOX_VERSION, SIGNALBOX_ZONE,
+        SIGNALBOX_INSTANCE_ID."""
         env = os.environ
         missing = [
             n
@@ -131,6 +170,14 @@ class Signalbox:
             "version": env.get("SIGNALBOX_VERSION", ""),
             "zone": env.get("SIGNALBOX_ZONE", ""),
         }
+        if env.get("SIGNALBOX_INSTANCE_ID"):
+            try:
+                settings["instance_id"] = int(env["SIGNALBOX_INSTANCE_ID"])
+            except ValueError:
+                raise ValueError(
+                    f"SIGNALBOX_INSTANCE_ID must be the instance's numeric id "
+                    f"(got {env['SIGNALBOX_INSTANCE_ID']!r})"
+                ) from None
         settings.update(overrides)
         url, token = settings.pop("url"), settings.pop("token")
         return cls(url, token, **settings)
@@ -220,16 +267,21 @@ class Signalbox:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Report one last time, deregister, and stop the thread (waits at most `timeout`)."""
+        """Report one last time (breakers and metrics), say ready to terminate if Signalbox
+        is draining this instance, deregister, and stop the thread (waits at most `timeout`)."""
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def flush(self) -> None:
-        """Snapshot every breaker and try to send everything now, on the caller's thread."""
+        """Snapshot every breaker and try to send everything now (reports and metrics), on
+        the caller's thread."""
         self._snapshot()
         self._send_all(force=True)
+        key = self._metric_key()
+        if key is not None:
+            self.metrics.send(key, time.monotonic())
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -241,6 +293,17 @@ class Signalbox:
             "last_error": self.last_error,
             "registered": self.registered,
             "overrides": {f.circuit: f.state for f in self.overrides.active()},
+            "instance_id": self.instance_id,
+            "lifecycle": self.handshake.state,
+            "in_flight": self.work_in_flight.count,
+            "unbalanced_end_work": self.work_in_flight.unbalanced,
+            "ready_sent": self.handshake.ready_sent,
+            "lifecycle_heartbeats": self.handshake.heartbeats_sent,
+            "protected_until": self.handshake.protected_until,
+            "metrics_sent": self.metrics.sent,
+            "metrics_rejected": self.metrics.rejected,
+            "metrics_buffered": len(self.metrics.pending),
+            "metrics_dropped": self.metrics.pending.dropped,
         }
 
     def _run(self) -> None:
@@ -248,6 +311,7 @@ class Signalbox:
         next_snapshot = now + self.report_interval
         next_poll = now
         next_beat = now if self.register else float("inf")
+        next_handshake = next_metrics = now
         while not self._stopping.is_set():
             now = time.monotonic()
             try:
@@ -260,9 +324,12 @@ class Signalbox:
                     self._snapshot()
                     next_snapshot = now + self.report_interval
                 self._send_all()
+                next_handshake = self.handshake.step(now, self.instance_id)
+                next_metrics = self.metrics.step(now, self._metric_key())
             except Exception:  # the reporter must outlive any surprise; the app never sees it
                 logger.exception("signalbox client loop error")
-            wait = min(next_beat, next_poll, next_snapshot) - time.monotonic()
+            wait = min(next_beat, next_poll, next_snapshot, next_handshake, next_metrics)
+            wait -= time.monotonic()
             if len(self.buffer) and self._retry_at > time.monotonic():
                 wait = min(wait, self._retry_at - time.monotonic())
             self._wake.wait(max(wait, 0.01))
@@ -273,10 +340,17 @@ class Signalbox:
         try:
             self._snapshot()
             self._send_all(force=True)
+            key = self._metric_key()
+            if key is not None:
+                self.metrics.send(key, time.monotonic())
+            self.handshake.finish(self.instance_id)
             if self.registered:
                 self.transport.request("POST", DEREGISTER_PATH, self._address())
         except Unreachable as exc:
             self.last_error = str(exc)
+
+    def _error(self, why: str) -> None:
+        self.last_error = why
 
     # -- reports ------------------------------------------------------------------------------
 
@@ -345,7 +419,7 @@ class Signalbox:
                 # Sending it again would fail again: drop it, say why, keep going.
                 self.buffer.discard(batch)
                 self.rejected += len(batch)
-                self.last_error = f"reports refused ({answer.status}): {_message(answer)}"
+                self.last_error = f"reports refused ({answer.status}): {error_message(answer)}"
                 logger.warning("signalbox refused %d reports: %s", len(batch), self.last_error)
             else:
                 self._failed(f"reports answered {answer.status}")
@@ -374,7 +448,7 @@ class Signalbox:
             self.overrides.replace(list(answer.body.get("overrides") or []), answer.etag)
             self._snapshot_now = True  # report the forced states without waiting
             return True
-        self.last_error = f"overrides answered {answer.status}: {_message(answer)}"
+        self.last_error = f"overrides answered {answer.status}: {error_message(answer)}"
         return False
 
     # -- registration ---------------------------------------------------------------------------
@@ -388,6 +462,10 @@ class Signalbox:
         }
 
     def _heartbeat(self) -> bool:
+        if self.handshake.finished:
+            # Terminated by scale-in (or about to be): registering again would bring the
+            # instance back into the catalog as live, and into rotation.
+            return True
         body = {
             **self._address(),
             "version": self.version,
@@ -402,10 +480,121 @@ class Signalbox:
             return False
         if answer.status in (200, 201):
             self.registered = True
+            if isinstance(answer.body, dict) and isinstance(answer.body.get("id"), int):
+                self.instance_id = answer.body["id"]
             return True
-        self.last_error = f"registration answered {answer.status}: {_message(answer)}"
+        self.last_error = f"registration answered {answer.status}: {error_message(answer)}"
         logger.warning("signalbox registration failed: %s", self.last_error)
         return False
+
+    # -- the scale-in handshake ----------------------------------------------------------------
+
+    def on_drain(self, callback: Callable[[Drain], Any]) -> Callable[[Drain], Any]:
+        """Call `callback(drain)` once, on the client's thread, when Signalbox starts draining
+        this instance (`drain.deadline`: say ready by then). Stop taking new work there, and
+        return quickly. Usable as a decorator."""
+        self.handshake.on_drain(callback)
+        self._wake.set()
+        return callback
+
+    @contextmanager
+    def work(self) -> Iterator[None]:
+        """Count the block as work in flight (`with signalbox.work(): handle(request)`)."""
+        self.work_in_flight.begin()
+        try:
+            yield
+        finally:
+            self.work_in_flight.end()
+
+    def begin_work(self) -> None:
+        """One more piece of work in flight (pair with end_work())."""
+        self.work_in_flight.begin()
+
+    def end_work(self) -> None:
+        """One piece of work done; an unpaired call is counted in stats(), never raised."""
+        self.work_in_flight.end()
+
+    @property
+    def in_flight(self) -> int:
+        return self.work_in_flight.count
+
+    @property
+    def draining(self) -> bool:
+        """Signalbox is draining this instance (or stopping it): take no new work."""
+        return self.handshake.leaving
+
+    @property
+    def drain(self) -> Drain | None:
+        """The drain as last heard (its deadline moves with heartbeats), or None."""
+        return self.handshake.drain if self.handshake.leaving else None
+
+    @property
+    def lifecycle(self) -> str | None:
+        """The lifecycle state as last heard: launching, in_service, draining,
+        terminate_when_ready, stopping, terminated (None before the first answer)."""
+        return self.handshake.state
+
+    @property
+    def protected_until(self) -> datetime | None:
+        return self.handshake.protected_until
+
+    def ready_to_terminate(self, reason: str = "") -> None:
+        """Tell Signalbox this instance may be stopped now (sent by the client's thread).
+        With auto_ready (the default) the client says it once drained and idle."""
+        self.handshake.want_ready(reason or "the service said so")
+        self._wake.set()
+
+    def protect(self, minutes: int = PROTECTION_DEFAULT_MINUTES, reason: str = "") -> None:
+        """Don't choose this instance for scale-in for `minutes` (1 to 2880, default 120),
+        like ECS task protection; sent by the client's thread, `protected_until` once done."""
+        if isinstance(minutes, bool) or not isinstance(minutes, int):
+            raise ValueError(f"minutes must be a whole number (got {minutes!r})")
+        if not 1 <= minutes <= PROTECTION_MAX_MINUTES:
+            raise ValueError(f"minutes must be 1 to {PROTECTION_MAX_MINUTES} (got {minutes})")
+        self.handshake.want_protection(minutes, reason)
+        self._wake.set()
+
+    def unprotect(self) -> None:
+        """This instance may be chosen for scale-in again."""
+        self.handshake.want_unprotection()
+        self._wake.set()
+
+    def poll_lifecycle(self) -> bool:
+        """Fetch the lifecycle now if it changed (If-None-Match); True if the answer was
+        usable. The client's thread does this by itself every `lifecycle_interval`."""
+        if self.instance_id is None:
+            return False
+        return self.handshake.poll(self.instance_id)
+
+    def report_metrics(self, values: Mapping[str, float], at: datetime | None = None) -> None:
+        """Report values about this instance (`{"cpu_percent": 41.5, "queue.depth": 12}`),
+        sent in the next batch. A name or value the API would refuse raises ValueError here."""
+        self.metrics.add(values, at)
+        self._wake.set()
+
+    @property
+    def deletion_cost(self) -> float | None:
+        """This instance's cost of deletion: scale-in takes the lowest first (then the least
+        loaded, then the oldest). Set it (`signalbox.deletion_cost = 10`); sent with every
+        batch of metrics. None (the default) reports nothing, which Signalbox reads as 0."""
+        return self.metrics.deletion_cost
+
+    @deletion_cost.setter
+    def deletion_cost(self, value: float | None) -> None:
+        self.metrics.set_deletion_cost(value)
+        self._wake.set()
+
+    def _work_edge(self, busy: bool) -> None:
+        # On the app's thread: only wake the client when the edge matters to Signalbox.
+        if self.metrics.became_busy() if busy else self.handshake.leaving:
+            self._wake.set()
+
+    def _metric_key(self) -> dict[str, Any] | None:
+        if self.instance_id is not None:
+            return {"instance": self.instance_id}
+        if self.host is not None and self.port is not None:
+            return self._address()
+        return None
 
     # -- health -------------------------------------------------------------------------------
 
@@ -419,10 +608,3 @@ class Signalbox:
             checks=checks,
             circuits=self if include_circuits else None,
         )
-
-
-def _message(answer: Answer) -> str:
-    body = answer.body
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("message", ""))
-    return ""

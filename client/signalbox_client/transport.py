@@ -66,6 +66,14 @@ class Transport:
             raise Unreachable(f"{method} {path}: {error}") from None
 
 
+def error_message(answer: Answer) -> str:
+    """The message of the API's error shape (`{"error": {"message": ...}}`), if it has one."""
+    body = answer.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message", ""))
+    return ""
+
+
 def _json(raw: bytes) -> Any:
     if not raw:
         return None
