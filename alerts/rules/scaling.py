@@ -66,8 +66,8 @@ class ScalingChurn(Kind):
             reason += f". {found.text[0].upper()}{found.text[1:]}"
             if found.leak and group is not None:
                 reason += (
-                    f" (the Rolling restart button, or `signalbox scale restart "
-                    f"{group.service.slug} {group.environment.slug}`)"
+                    f" (the Rolling restart button, or `/signalbox scale "
+                    f"{group.service.slug} {group.environment.slug} restart` in Slack)"
                 )
         raise_condition(
             rule,

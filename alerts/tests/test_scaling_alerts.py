@@ -134,7 +134,7 @@ def test_seven_scalings_in_an_hour_fire_with_the_leak_verdict(
     assert incident.state == IncidentState.FIRING
     assert incident.title == "checkout/production scaled 7 times in the last hour"
     assert "RSS grows 0.7 MB/min per instance" in incident.reason
-    assert "signalbox scale restart checkout production" in incident.reason
+    assert "/signalbox scale checkout production restart" in incident.reason
     # its Slack message offers the rolling restart
     blocks = json.dumps(_incident_blocks("trigger", incident))
     assert RESTART_ACTION_ID in blocks
