@@ -225,7 +225,9 @@ def test_probes_wait_for_their_due_time(world: Any, instances: Instances) -> Non
     report = scheduler.run_batch(claim.ids, claim.lease_until)
     # then it started at its due time, not before and not much after
     assert len(report.lateness) == 1
-    assert 0 <= report.lateness[0] < 0.1
+    # (the event loop's monotonic timer and the wall clock the lateness is read on may
+    # disagree by microseconds: "not before" allows a millisecond of that)
+    assert -0.001 <= report.lateness[0] < 0.1
 
 
 @pytest.mark.django_db
