@@ -90,6 +90,8 @@ INSTALLED_APPS = [
     "health",
     "deployments",
     "circuits",
+    "debugging",
+    "topology",
     "scaling",
     "alerts",
     "dashboard",

@@ -19,6 +19,8 @@ api_v1 = [
     path("", include("alerts.api.urls")),
     path("", include("circuits.api.urls")),
     path("", include("scaling.api.urls")),
+    path("", include("debugging.api.urls")),
+    path("", include("topology.api.urls")),
 ]
 
 urlpatterns = [
@@ -31,6 +33,8 @@ urlpatterns = [
     path("alerts/", include("alerts.urls")),
     path("circuits/", include("circuits.urls")),
     path("scaling/", include("scaling.urls")),
+    path("debugging/", include("debugging.urls")),
+    path("topology/", include("topology.urls")),
     path("", include("dashboard.urls")),
     path("slack/commands", alerts_views.slack_command, name="slack-commands"),
     path("slack/interactions", alerts_views.slack_interaction, name="slack-interactions"),

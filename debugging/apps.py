@@ -1,0 +1,9 @@
+"""Debugging's app config."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class DebuggingConfig(AppConfig):
+    name = "debugging"

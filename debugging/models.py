@@ -1,0 +1,3 @@
+"""Debugging's tables."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Topology's tables."""
+
+from __future__ import annotations
