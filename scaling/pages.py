@@ -384,8 +384,8 @@ class GroupRow:
     last: Explained | None
 
 
-def group_rows(groups: list[ScalingGroup]) -> list[GroupRow]:
-    """Rows for these groups: two queries, however many groups and decisions."""
+def counts_for(groups: list[ScalingGroup]) -> dict[int, Counts]:
+    """Each group's instances by phase (in service, launching, draining): one query."""
     pairs = {(g.service_id, g.environment_id) for g in groups}
     found: dict[tuple[int, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     if groups:
@@ -400,6 +400,18 @@ def group_rows(groups: list[ScalingGroup]) -> list[GroupRow]:
             .order_by()
         ):
             found[(service_id, environment_id)][_lifecycle_phase(lifecycle)] += n
+    counts = {}
+    for group in groups:
+        counted = found[(group.service_id, group.environment_id)]
+        counts[group.pk] = Counts(
+            counted["in_service"], counted["launching"], counted["draining"]
+        )
+    return counts
+
+
+def group_rows(groups: list[ScalingGroup]) -> list[GroupRow]:
+    """Rows for these groups: two queries, however many groups and decisions."""
+    counts = counts_for(groups)
     last = {
         d.group_id: d
         for d in Decision.objects.filter(group_id__in=[g.pk for g in groups])
@@ -408,10 +420,8 @@ def group_rows(groups: list[ScalingGroup]) -> list[GroupRow]:
     }
     rows = []
     for group in groups:
-        counted = found[(group.service_id, group.environment_id)]
-        counts = Counts(counted["in_service"], counted["launching"], counted["draining"])
         decision = last.get(group.pk)
-        rows.append(GroupRow(group, counts, explain(decision) if decision else None))
+        rows.append(GroupRow(group, counts[group.pk], explain(decision) if decision else None))
     return rows
 
 

@@ -66,8 +66,10 @@ class ScalingChurn(Kind):
             reason += f". {found.text[0].upper()}{found.text[1:]}"
             if found.leak and group is not None:
                 reason += (
-                    f" (the Rolling restart button, or `/signalbox scale "
-                    f"{group.service.slug} {group.environment.slug} restart` in Slack)"
+                    f" (the Rolling restart button, `/signalbox scale "
+                    f"{group.service.slug} {group.environment.slug} restart` in Slack, or "
+                    f"`signalbox scale restart {group.service.slug} "
+                    f"{group.environment.slug}`)"
                 )
         raise_condition(
             rule,

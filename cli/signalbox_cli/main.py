@@ -1,4 +1,5 @@
-"""`signalbox rollout start|status|list|pause|resume|promote|abort|retry|rollback`.
+"""`signalbox rollout start|status|list|pause|resume|promote|abort|retry|rollback` and
+`signalbox scale list|show|set|pause|resume|restart|history` (scale.py).
 
 Exit codes (docs/cli.md): 0 success, 1 rolled back, 2 bad usage or configuration,
 3 aborted, 4 failed (progress deadline), 5 still running when --timeout ran out,
@@ -16,27 +17,36 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
+from . import scale
 from .client import ApiError, Client, Unreachable
+from .exits import (
+    ABORTED,
+    FAILED,
+    INTERRUPTED,
+    OK,
+    REFUSED,
+    ROLLED_BACK,
+    TIMED_OUT,
+    UNREACHABLE,
+    USAGE,
+    Usage,
+)
 
-OK, ROLLED_BACK, USAGE, ABORTED, FAILED, TIMED_OUT, REFUSED, UNREACHABLE = 0, 1, 2, 3, 4, 5, 6, 7
 ENDINGS = {"succeeded": OK, "rolled_back": ROLLED_BACK, "aborted": ABORTED, "failed": FAILED}
 ACTIONS = ("pause", "resume", "promote", "abort", "retry", "rollback")
-
-
-class Usage(Exception):
-    """A mistake in how the command was called; the message says how to fix it."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="signalbox",
-        description="Start and steer Signalbox rollouts. Set SIGNALBOX_URL and SIGNALBOX_TOKEN.",
+        description="Start and steer Signalbox rollouts, and steer scaling groups. "
+        "Set SIGNALBOX_URL and SIGNALBOX_TOKEN.",
         epilog="Exit codes: 0 success, 1 rolled back, 2 usage, 3 aborted, 4 failed, "
         "5 timed out waiting, 6 refused by the API, 7 Signalbox unreachable.",
     )
     parser.add_argument("--url", help="Signalbox base URL (default: $SIGNALBOX_URL)")
     parser.add_argument("--token", help="API token (default: $SIGNALBOX_TOKEN)")
-    topics = parser.add_subparsers(dest="topic", required=True, metavar="rollout")
+    topics = parser.add_subparsers(dest="topic", required=True, metavar="rollout|scale")
     rollout = topics.add_parser("rollout", help="start, watch and act on rollouts")
     commands = rollout.add_subparsers(dest="command", required=True)
 
@@ -77,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "promote":
             command.add_argument("--full", action="store_true", help="skip all remaining steps")
         _waiting(command)
+    scale.add_parser(topics)
     return parser
 
 
@@ -109,6 +120,8 @@ def main(
         return int(exc.code or 0)
     try:
         client = _client(args)
+        if args.topic == "scale":
+            return scale.COMMANDS[args.command](client, args, out)
         return COMMANDS.get(args.command, _act)(client, args, out)
     except Usage as exc:
         print(f"signalbox: {exc}", file=err)
@@ -120,8 +133,9 @@ def main(
         print(f"signalbox: {exc}", file=err)
         return UNREACHABLE
     except KeyboardInterrupt:
-        print("signalbox: stopped watching; the rollout carries on without you", file=err)
-        return 130
+        what = "the group" if args.topic == "scale" else "the rollout"
+        print(f"signalbox: stopped watching; {what} carries on without you", file=err)
+        return INTERRUPTED
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -133,7 +147,7 @@ def _client(args: argparse.Namespace) -> Client:
         raise Usage(f"SIGNALBOX_URL must start with http:// or https:// (got {url!r})")
     if not token:
         raise Usage(
-            "set SIGNALBOX_TOKEN to a token with the deploy scope "
+            "set SIGNALBOX_TOKEN to a token with the read and deploy scopes "
             "(manage.py issue_token --team TEAM --scopes read,deploy) or pass --token"
         )
     return Client(url, token)

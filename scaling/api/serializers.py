@@ -12,6 +12,7 @@ from catalog.api.serializers import CatalogSerializer, reference
 from catalog.models import Environment, Instance, Service
 from controlplane.api import StrictSerializerMixin
 from deployments.models import TrafficRoute
+from scaling import pages
 from scaling.choices import DriverKind, PolicyKind, Source
 from scaling.drivers import aws_asg, process
 from scaling.models import (
@@ -138,6 +139,14 @@ class GroupSerializer(CatalogSerializer):
         "Never returned; see credentials_masked.",
     )
     credentials_masked = serializers.CharField(source="masked_credentials", read_only=True)
+    instances = serializers.SerializerMethodField(
+        help_text="What runs now: in_service, launching, draining (leaving)."
+    )
+    restarting_since = serializers.DateTimeField(
+        source="restart_started_at",
+        read_only=True,
+        help_text="When the rolling restart in progress started; null when none is.",
+    )
 
     class Meta:
         model = ScalingGroup
@@ -152,8 +161,10 @@ class GroupSerializer(CatalogSerializer):
             "min_instances",
             "max_instances",
             "desired",
+            "instances",
             "enabled",
             "paused_reason",
+            "restarting_since",
             "metrics",
             "tolerance",
             "sync_seconds",
@@ -191,6 +202,16 @@ class GroupSerializer(CatalogSerializer):
                 "max_value": LIFECYCLE_TIMEOUT_MAX,
             },
             "tolerance": {"max_value": 1.0},
+        }
+
+    def get_instances(self, group: ScalingGroup) -> dict[str, int]:
+        # A list passes every group's counts in the context (one query for the page).
+        known = self.context.get("counts") or {}
+        counts = known.get(group.pk) or pages.counts_for([group])[group.pk]
+        return {
+            "in_service": counts.in_service,
+            "launching": counts.launching,
+            "draining": counts.draining,
         }
 
     def validate_metrics(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:

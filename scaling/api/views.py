@@ -21,7 +21,7 @@ from catalog.choices import Scope
 from catalog.models import Environment, Service, Team
 from catalog.permissions import Access, ScopeRule
 from controlplane.api import slug_filter
-from scaling import controls, reports
+from scaling import controls, pages, reports
 from scaling.api import serializers as s
 from scaling.choices import GROUP_EVENTS
 from scaling.models import ScalingGroup
@@ -63,6 +63,14 @@ class GroupViewSet(ScopedViewSet):
 
     def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
         return service_in_body(request)
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        groups = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(groups)
+        rows = list(page if page is not None else groups)
+        context = {**self.get_serializer_context(), "counts": pages.counts_for(rows)}
+        data = s.GroupSerializer(rows, many=True, context=context).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
 
     @extend_schema(request=s.DesiredSerializer, summary="Set the instance count by hand")
     @action(detail=True, methods=["post"], url_path="desired", scopes=CONTROL)
