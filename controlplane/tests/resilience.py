@@ -157,7 +157,7 @@ class OwnPostgres:
         assert dump.wait(30) == 0, "pg_dump failed"
 
 
-# The worker flags of the Procfile's `worker` line (docker-compose runs Celery's defaults).
+# The worker flags of the Procfile's `worker` line (docker-compose's worker runs the same).
 PROCFILE_WORKER = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 
 

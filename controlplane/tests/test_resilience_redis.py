@@ -118,8 +118,8 @@ def test_the_stack_rides_out_a_redis_restart_mid_rollout_and_loses_nothing(
         page_on_down(world, receiver)
         # and Signalbox's processes on a Redis of the test's own
         stack.start_web()
-        # (with Celery's own defaults, as docker-compose runs it; the Procfile adds flags that
-        # only make it quieter: test_resilience_supervisor.py runs those)
+        # (with Celery's own defaults, so a worker started without the Procfile's and
+        # docker-compose's flags survives too: test_resilience_supervisor.py runs those)
         stack.start_worker()
         stack.start_beat()
         worker_pid = stack.pid("worker")
