@@ -14,6 +14,7 @@ from fleet.bench import run_bench
 from fleet.breaker import BreakerConfig
 from fleet.errors import FleetError
 from fleet.plan import ConfigError, Plan, build_plan, load_plan, write_plan
+from fleet.reporter import TokenFile
 from fleet.runtime import Fleet, listen_address
 
 TRAFFIC_ENV = "SIGNALBOX_FLEET_TRAFFIC_RPS"
@@ -55,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="where to keep the instance list (default: the --plan file)")
     run.add_argument("--traffic", type=float, default=None, metavar="RPS",
                      help=f"calls per second to the entry services (default: ${TRAFFIC_ENV} or 0)")
+    run.add_argument("--report-url", default=None, metavar="URL",
+                     help="Signalbox's base URL: each instance reports memory_mb, cpu_percent "
+                          "and in_flight to its POST /api/v1/metrics (default: off)")
+    run.add_argument("--report-tokens", type=Path, default=Path("var/report-tokens.json"),
+                     metavar="FILE", help="team slug -> report token JSON (seed_demo writes it)")
+    run.add_argument("--report-interval", type=float, default=10.0, metavar="SECONDS",
+                     help="seconds between reports (default 10)")
     run.add_argument("--breaker-wait", type=float, default=None, metavar="SECONDS",
                      help="seconds a circuit stays open before trial calls (default 10)")
     run.add_argument("--breaker-minimum-calls", type=int, default=None, metavar="N",
@@ -132,6 +140,9 @@ async def _run(args: argparse.Namespace) -> int:
         breaker_config=breaker,
         traffic_rps=args.traffic if args.traffic is not None else _traffic_from_env(),
         listen=_listen(args, plan),
+        report_url=args.report_url,
+        report_tokens=TokenFile(args.report_tokens).current if args.report_url else None,
+        report_interval=args.report_interval,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

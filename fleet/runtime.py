@@ -11,6 +11,7 @@ import logging
 import random
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from fleet.errors import FleetError
 from fleet.faults import FaultError, Faults, apply_update
 from fleet.instance import MB, Instance
 from fleet.plan import DEFAULT_HOST, ConfigError, InstanceSpec, Plan, write_plan
+from fleet.reporter import DEFAULT_INTERVAL_SECONDS, Reporter
 from fleet.server import instance_app
 from fleet.tracing import Span
 from fleet.traffic import Traffic
@@ -59,6 +61,9 @@ class Fleet:
         hystrix_interval: float = 1.0,
         shutdown_timeout: float = 2.0,
         listen: str | None = None,
+        report_url: str | None = None,
+        report_tokens: Callable[[], dict[str, str]] | None = None,
+        report_interval: float = DEFAULT_INTERVAL_SECONDS,
     ) -> None:
         self.plan = plan
         # The plan's host is what others connect to; this is what the sockets bind.
@@ -93,6 +98,17 @@ class Fleet:
         self._session: aiohttp.ClientSession | None = None
         self._leak_task: asyncio.Task[None] | None = None
         self._drains: set[asyncio.Task[None]] = set()
+        # What each instance reports to Signalbox (memory, CPU, in flight): off without a URL.
+        self.reporter: Reporter | None = None
+        if report_url:
+            team_of = {s.slug: s.team for s in plan.services}
+            self.reporter = Reporter(
+                report_url,
+                report_tokens or dict,
+                lambda: [(team_of.get(i.spec.service, ""), i) for i in self.instances.values()],
+                lambda: self.session,
+                report_interval,
+            )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -123,6 +139,8 @@ class Fleet:
         self.plan.control_port = sock.getsockname()[1]
         self._leak_task = asyncio.create_task(self._leak_loop())
         self.traffic.start()
+        if self.reporter is not None:
+            self.reporter.start()
         self.save_state()
         log.info("fleet up: %d instances, control API at %s", len(self.instances),
                  self.control_url)
@@ -130,6 +148,8 @@ class Fleet:
     async def stop(self) -> None:
         self.closing = True
         await self.traffic.stop()
+        if self.reporter is not None:
+            await self.reporter.stop()
         if self._leak_task is not None:
             self._leak_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

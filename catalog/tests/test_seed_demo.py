@@ -120,7 +120,7 @@ def test_seeding_twice_changes_nothing_the_second_time(demo: Path, tmp_path: Pat
         "externals": 1,
         "services": 2,
         "instances": 4,
-        "tokens": 1,
+        "tokens": 3,  # the demo token, and a report token per team for the fleet
         "events": 0,
     }
     assert (tmp_path / "demo_password").read_text().strip() == password
@@ -139,6 +139,29 @@ def test_it_prints_the_demo_token_once_and_stores_only_its_hash(demo: Path) -> N
     assert token is not None and token.team.slug == "storefront"
     assert plain.group(1) not in token.key_hash
     assert "sbx_" not in second
+
+
+@pytest.mark.django_db
+def test_each_team_gets_a_report_token_for_the_fleet_kept_while_it_works(
+    demo: Path, tmp_path: Path
+) -> None:
+    first = seed(demo)
+    path = tmp_path / "report-tokens.json"
+    assert "Report tokens for the fleet's metrics: 2 issued, 0 kept" in first
+    assert path.stat().st_mode & 0o777 == 0o600
+    tokens = json.loads(path.read_text())
+    assert set(tokens) == {"storefront", "commerce"}
+    for team, plain in tokens.items():
+        token = ApiToken.find(plain)
+        assert token is not None and token.team.slug == team and token.scopes == ["report"]
+        assert plain not in first  # never printed
+    # a second run keeps them
+    assert "2 kept" in seed(demo) and json.loads(path.read_text()) == tokens
+    # a lost file: new tokens, and the old ones (whose secret only the file held) revoked
+    path.unlink()
+    assert "2 issued" in seed(demo)
+    assert all(ApiToken.find(plain) is None for plain in tokens.values())
+    assert ApiToken.objects.active().filter(name="demo-fleet-report").count() == 2
 
 
 @pytest.mark.django_db

@@ -73,14 +73,14 @@ class RunningFleet:
             self.process.wait(5)
 
 
-def start_fleet(directory: Path) -> RunningFleet:
+def start_fleet(directory: Path, *extra: str) -> RunningFleet:
     config = directory / "fleet.yaml"
     config.write_text(FLEET_YAML)
     state = directory / "fleet-state.json"
     log = directory / "fleet.log"
     command = [
         sys.executable, "-m", "fleet", "run", "--config", str(config), "--base-port", "0",
-        "--control-port", "0", "--state", str(state), "--traffic", "0",
+        "--control-port", "0", "--state", str(state), "--traffic", "0", *extra,
     ]  # fmt: skip
     with log.open("w") as output:
         process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)

@@ -30,6 +30,8 @@ from controlplane.events import publish
 ACTOR = "seed_demo"
 ADMIN_USERNAME = "admin"
 TOKEN_NAME = "demo"  # noqa: S105 (the token's label, not its secret)
+# Each team's token for its fleet instances' metrics (`report` only), kept for the fleet.
+REPORT_TOKEN_NAME = "demo-fleet-report"  # noqa: S105 (a label)
 # Three demo people per team, in plan order: owner, deployer, viewer.
 PEOPLE = [
     "alice",
@@ -64,6 +66,13 @@ class Command(BaseCommand):
             metavar="FILE",
             help="the fleet plan (python -m fleet plan --config fleet/demo.yaml --out FILE)",
         )
+        parser.add_argument(
+            "--report-tokens",
+            default=str(Path(settings.VAR_DIR) / "report-tokens.json"),
+            metavar="FILE",
+            help="where to keep each team's report token for the fleet's metrics "
+            "(python -m fleet run --report-tokens FILE); kept while still valid",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["fleet"])
@@ -78,6 +87,14 @@ class Command(BaseCommand):
             result = self._catalog(path, plan, people)
             created, updated, skipped = self._instances(plan["instances"])
             token = self._token(plan["teams"][0]["slug"]) if plan["teams"] else None
+            tokens_path = Path(options["report_tokens"])
+            reporting, issued = self._report_tokens([t["slug"] for t in plan["teams"]],
+                                                    tokens_path)  # fmt: skip
+        _write_secret(tokens_path, json.dumps(reporting, indent=2) + "\n")
+        self.stdout.write(
+            f"Report tokens for the fleet's metrics: {issued} issued, "
+            f"{len(reporting) - issued} kept ({tokens_path})."
+        )
         self.stdout.write(f"Catalog: {result.summary()}.")
         self.stdout.write(
             f"Instances: {created} created, {updated} updated, "
@@ -205,6 +222,41 @@ class Command(BaseCommand):
         )
         return plain
 
+    def _report_tokens(self, teams: list[str], path: Path) -> tuple[dict[str, str], int]:
+        """Each team's `report` token: the one in `path` while it still works, else a new one
+        (the old one with that name revoked: its secret was only ever in that file)."""
+        try:
+            known = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:
+            known = {}
+        tokens, issued = {}, 0
+        for slug in teams:
+            plain = known.get(slug) if isinstance(known, dict) else None
+            found = ApiToken.find(plain) if isinstance(plain, str) else None
+            if (
+                found is not None
+                and found.team.slug == slug
+                and found.name == REPORT_TOKEN_NAME
+                and found.has_scope(Scope.REPORT)
+            ):
+                tokens[slug] = str(plain)
+                continue
+            team = Team.objects.get(slug=slug)
+            for old in ApiToken.objects.active().filter(team=team, name=REPORT_TOKEN_NAME):
+                old.revoke()
+            token, tokens[slug] = ApiToken.issue(
+                team=team, name=REPORT_TOKEN_NAME, scopes=[Scope.REPORT]
+            )
+            publish(
+                TokenEvent.ISSUED,
+                actor=ACTOR,
+                subject=token,
+                team=team,
+                message=f"report token {token} issued by seed_demo for the demo fleet's metrics",
+            )
+            issued += 1
+        return tokens, issued
+
     def _logins(self, password: str, origin: str, people: dict[str, dict[str, str]]) -> None:
         self.stdout.write(f"Log in as {ADMIN_USERNAME} with password {password} ({origin}).")
         for team, members in people.items():
@@ -299,3 +351,13 @@ def _matches(instance: Instance, spec: dict[str, Any]) -> bool:
         and instance.lifecycle == Lifecycle.ACTIVE
         and all(instance.labels.get(k) == v for k, v in ours.items())
     )
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Write a file only its owner may read, replacing it whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    partial.touch(mode=0o600)
+    partial.chmod(0o600)
+    partial.write_text(text)
+    partial.replace(path)
