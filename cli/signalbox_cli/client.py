@@ -6,8 +6,15 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import urlencode
 
 from . import __version__
+
+
+def with_query(path: str, **params: str | None) -> str:
+    """`path?a=1&b=2` with the parameters that have a value (none: the bare path)."""
+    query = urlencode({key: value for key, value in params.items() if value})
+    return f"{path}?{query}" if query else path
 
 
 class ApiError(Exception):

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from . import scale
-from .client import ApiError, Client, Unreachable
+from .client import ApiError, Client, Unreachable, with_query
 from .exits import (
     ABORTED,
     FAILED,
@@ -196,16 +196,14 @@ def _status(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _list(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    query = "&".join(
-        f"{key}={value}"
-        for key, value in (
-            ("service", args.service),
-            ("environment", args.environment),
-            ("active", "true" if args.active else None),
+    page = client.get(
+        with_query(
+            "rollouts",
+            service=args.service,
+            environment=args.environment,
+            active="true" if args.active else None,
         )
-        if value
     )
-    page = client.get("rollouts" + (f"?{query}" if query else ""))
     for rollout in page["results"]:
         print(_line(rollout), file=out)
     if not page["results"]:

@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
-from urllib.parse import urlencode
 
-from .client import Client
+from .client import Client, with_query
 from .exits import FAILED, OK, TIMED_OUT, Usage
 
 Handler = Callable[[Client, argparse.Namespace, TextIO], int]
@@ -83,8 +82,7 @@ def _waiting(command: argparse.ArgumentParser, what: str) -> None:
 
 
 def find_group(client: Client, service: str, environment: str) -> dict[str, Any]:
-    query = urlencode({"service": service, "environment": environment})
-    page = client.get(f"scaling/groups?{query}")
+    page = client.get(with_query("scaling/groups", service=service, environment=environment))
     if not page["results"]:
         raise Usage(
             f"{service} has no scaling group in {environment} "
@@ -98,18 +96,11 @@ def find_group(client: Client, service: str, environment: str) -> dict[str, Any]
 
 
 def _list(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    query = urlencode(
-        {
-            key: value
-            for key, value in (
-                ("service", args.service),
-                ("environment", args.environment),
-                ("team", args.team),
-            )
-            if value
-        }
+    page = client.get(
+        with_query(
+            "scaling/groups", service=args.service, environment=args.environment, team=args.team
+        )
     )
-    page = client.get("scaling/groups" + (f"?{query}" if query else ""))
     for group in page["results"]:
         print(line(group), file=out)
     if not page["results"]:
