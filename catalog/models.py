@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.deconstruct import deconstructible
 
 from catalog import signals
 from catalog.choices import ROLE_RANK, InstanceEvent, Lifecycle, Role, Scope, Tier
@@ -105,6 +109,44 @@ class Environment(models.Model):
         return self.slug
 
 
+LOG_LINK_FIELDS = ("service", "environment", "instance", "start", "end", "start_ms", "end_ms")
+TRACE_LINK_FIELDS = ("service", "environment", "trace_id")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+@deconstructible
+class LinkTemplateValidator:
+    """A URL with only the {placeholders} Signalbox knows how to fill."""
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        self.allowed = tuple(allowed)
+
+    def __call__(self, value: str) -> None:
+        unknown = sorted(set(_PLACEHOLDER.findall(value)) - set(self.allowed))
+        if unknown:
+            raise ValidationError(
+                f"unknown placeholder {{{unknown[0]}}}; use "
+                + ", ".join("{" + name + "}" for name in self.allowed)
+            )
+        if not value.startswith(("https://", "http://")):
+            raise ValidationError("must start with https:// or http://")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LinkTemplateValidator) and other.allowed == self.allowed
+
+    def __hash__(self) -> int:
+        return hash(self.allowed)
+
+
+validate_log_link_template = LinkTemplateValidator(LOG_LINK_FIELDS)
+validate_trace_link_template = LinkTemplateValidator(TRACE_LINK_FIELDS)
+
+
+def fill_link_template(template: str, **values: str) -> str:
+    """`template` with each {name} replaced by its URL-quoted value ("" when unknown)."""
+    return _PLACEHOLDER.sub(lambda m: quote(values.get(m.group(1), ""), safe=""), template)
+
+
 class ExternalDependency(models.Model):
     """A service we rely on but do not run (a payment provider, S3), with its status page."""
 
@@ -131,6 +173,14 @@ class Service(models.Model):
     tier = models.PositiveSmallIntegerField(choices=Tier.choices, default=Tier.STANDARD)
     repository_url = models.URLField(blank=True)
     runbook_url = models.URLField(blank=True)
+    # Where this service's logs and traces are read (Kibana, Loki, Cloud Logging; Jaeger,
+    # Tempo): URLs with {placeholders} filled on incidents, instances and rollouts.
+    log_link_template = models.CharField(
+        max_length=2000, blank=True, validators=[validate_log_link_template]
+    )
+    trace_link_template = models.CharField(
+        max_length=2000, blank=True, validators=[validate_trace_link_template]
+    )
     depends_on = models.ManyToManyField(
         "self", symmetrical=False, blank=True, related_name="dependents"
     )
@@ -150,6 +200,39 @@ class Service(models.Model):
 
     def owning_team(self) -> Team:
         return self.team
+
+    def log_link(
+        self,
+        *,
+        environment: str = "",
+        instance: str = "",
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> str:
+        """This service's logs for the range (ISO 8601, UTC), or "" without a template."""
+        if not self.log_link_template:
+            return ""
+        return fill_link_template(
+            self.log_link_template,
+            service=self.slug,
+            environment=environment,
+            instance=instance,
+            start=start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if start else "",
+            end=end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if end else "",
+            start_ms=str(int(start.timestamp() * 1000)) if start else "",
+            end_ms=str(int(end.timestamp() * 1000)) if end else "",
+        )
+
+    def trace_link(self, trace_id: str, *, environment: str = "") -> str:
+        """One trace in the external trace UI, or "" without a template."""
+        if not self.trace_link_template:
+            return ""
+        return fill_link_template(
+            self.trace_link_template,
+            service=self.slug,
+            environment=environment,
+            trace_id=trace_id,
+        )
 
 
 class Instance(models.Model):

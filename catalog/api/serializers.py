@@ -172,6 +172,8 @@ class ServiceSerializer(CatalogSerializer):
             "tier",
             "repository_url",
             "runbook_url",
+            "log_link_template",
+            "trace_link_template",
             "depends_on",
             "external_dependencies",
             "created_at",

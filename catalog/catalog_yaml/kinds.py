@@ -76,5 +76,7 @@ ATTRS: dict[Kind, tuple[Attr, ...]] = {
         Attr("spec.tier", "tier", default=int(Tier.STANDARD), omit_when_default=False),
         Attr("spec.repository", "repository_url"),
         Attr("spec.runbook", "runbook_url"),
+        Attr("spec.logLinkTemplate", "log_link_template"),
+        Attr("spec.traceLinkTemplate", "trace_link_template"),
     ),
 }

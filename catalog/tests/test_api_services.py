@@ -113,3 +113,46 @@ def test_lists_are_paginated(api_as: Any, world: Any) -> None:
     assert first["next"].endswith("page=2&page_size=5")
     assert len(last["results"]) == 4
     assert last["next"] is None
+
+
+def test_log_and_trace_link_templates_are_filled_and_quoted(api_as: Any) -> None:
+    from datetime import UTC, datetime
+
+    # given
+    response = api_as("owner").patch(
+        "/api/v1/services/checkout",
+        {
+            "log_link_template": "https://logs.example.com/?q=service:{service}%20host:{instance}"
+            "&from={start}&to={end}&ms={start_ms}",
+            "trace_link_template": "https://jaeger.example.com/trace/{trace_id}",
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    service = Service.objects.get(slug="checkout")
+    # when
+    link = service.log_link(
+        instance="checkout-1 a",
+        start=datetime(2026, 12, 3, 10, 0, tzinfo=UTC),
+        end=datetime(2026, 12, 3, 10, 15, tzinfo=UTC),
+    )
+    # then
+    assert link == (
+        "https://logs.example.com/?q=service:checkout%20host:checkout-1%20a"
+        "&from=2026-12-03T10%3A00%3A00Z&to=2026-12-03T10%3A15%3A00Z&ms=1796292000000"
+    )
+    assert service.trace_link("4bf92f3577b34da6") == (
+        "https://jaeger.example.com/trace/4bf92f3577b34da6"
+    )
+
+
+def test_a_link_template_with_an_unknown_placeholder_names_it(api_as: Any) -> None:
+    response = api_as("owner").patch(
+        "/api/v1/services/checkout",
+        {"trace_link_template": "https://jaeger.example.com/trace/{traceid}"},
+        format="json",
+    )
+    assert response.status_code == 400
+    [message] = response.json()["error"]["fields"]["trace_link_template"]
+    assert "{traceid}" in message and "{trace_id}" in message
+    assert Service.objects.get(slug="checkout").trace_link_template == ""
