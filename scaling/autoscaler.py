@@ -77,7 +77,9 @@ def tick(group_id: int, now: datetime | None = None) -> Tick:
         fields = ["next_due_at", "lease_until", "last_decision_at"]
         if changed and outcome is not None:
             group.desired = outcome.desired
-            fields.append("desired")
+            # Acted on at the next beat, not at the idle group's next look (IDLE_EVERY).
+            group.converge_due_at = now
+            fields += ["desired", "converge_due_at"]
         group.next_due_at = now + timedelta(seconds=group.sync_seconds)
         group.lease_until = None
         group.last_decision_at = now

@@ -44,7 +44,10 @@ def set_desired(group: ScalingGroup, desired: int, actor: Access, reason: str = 
         locked.desired = desired
         locked.enabled = False
         locked.paused_reason = why
-        locked.save(update_fields=["desired", "enabled", "paused_reason", "updated_at"])
+        locked.converge_due_at = timezone.now()  # acted on at the next beat
+        locked.save(
+            update_fields=["desired", "enabled", "paused_reason", "converge_due_at", "updated_at"]
+        )
         publish(
             ScalingEvent.DECIDED,
             actor=actor,
@@ -94,7 +97,8 @@ def start_restart(group: ScalingGroup, actor: Access, reason: str = "") -> Scali
                 f"{locked} is already restarting (since {locked.restart_started_at:%H:%M:%S} UTC)"
             )
         locked.restart_started_at = timezone.now()
-        locked.save(update_fields=["restart_started_at", "updated_at"])
+        locked.converge_due_at = locked.restart_started_at  # started at the next beat
+        locked.save(update_fields=["restart_started_at", "converge_due_at", "updated_at"])
         publish(
             ScalingEvent.RESTART_STARTED,
             actor=actor,

@@ -167,3 +167,48 @@ def test_two_workers_never_claim_one_group(group: ScalingGroup) -> None:
     assert second == []
     group.refresh_from_db()
     assert group.lease_until is not None
+
+
+def test_a_changed_count_is_acted_on_at_the_next_beat_not_the_idle_look(
+    world: Any, group: ScalingGroup
+) -> None:
+    from scaling import lifecycle
+
+    # given a group at rest: its last converge pass said come back in IDLE_EVERY (5 s)
+    later = timezone.now() + lifecycle.IDLE_EVERY
+    ScalingGroup.objects.filter(pk=group.pk).update(converge_due_at=later)
+    instance(world, 1, 60)
+    instance(world, 2, 60)
+    # when a tick keeps the count, the converge pass still waits
+    assert autoscaler.tick(group.pk).changed is False
+    assert lifecycle.claim_due() == []
+    # when a tick changes it (busy instances), the next converge beat claims the group
+    InstanceMetric.objects.update(value=90)
+    assert autoscaler.tick(group.pk).changed is True
+    assert lifecycle.claim_due() == [group.pk]
+
+
+def test_a_count_set_by_hand_or_a_restart_is_acted_on_at_the_next_beat(
+    world: Any, group: ScalingGroup
+) -> None:
+    from catalog.permissions import Access
+    from scaling import controls, lifecycle
+
+    later = timezone.now() + lifecycle.IDLE_EVERY
+    actor = Access(user=world.owner)
+
+    def set_by_hand() -> None:
+        controls.set_desired(group, 3, actor)
+
+    def restart() -> None:
+        controls.start_restart(group, actor)
+
+    for act in (set_by_hand, restart):
+        # given a group at rest
+        ScalingGroup.objects.filter(pk=group.pk).update(
+            converge_due_at=later, converge_lease_until=None
+        )
+        assert lifecycle.claim_due() == []
+        # when someone acts on it, then the next converge beat claims it
+        act()
+        assert lifecycle.claim_due() == [group.pk]
