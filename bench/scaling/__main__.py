@@ -60,19 +60,24 @@ def main() -> int:
         "machine_at_start": machine(),
         "command": "python -m bench.scaling " + " ".join(sys.argv[1:]),
     }
+    out = ROOT / "var" / "bench" / "scaling.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after each part: a failing part keeps the figures of the others
+        out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
     if not args.skip_rig:
         print(
             f"== rig: {args.cycles} cycles at {args.rate:g} req/s, sync {args.sync} s", flush=True
         )
         report["rig"] = rig.run(args.cycles, args.rate, args.sync)
+        save()
     if not args.skip_decide:
         sizes = [int(s) for s in args.groups.split(",") if s]
         report["decide"] = decide.run(sizes, args.rounds)
     report["machine_at_end"] = machine()
+    save()
     _print(report)
-    out = ROOT / "var" / "bench" / "scaling.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"figures written to {out.relative_to(ROOT)}")
     failed = report.get("rig", {}).get("traffic", {}).get("failed", 0)
     return 1 if failed else 0

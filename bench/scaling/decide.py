@@ -73,6 +73,8 @@ def seed(groups: int) -> None:
             max_instances=10,
             desired=INSTANCES_PER_GROUP,
             readiness_delay_seconds=30,
+            # Not due again within a round, however long it takes: a round is N ticks.
+            sync_seconds=3600,
             next_due_at=now + timedelta(days=1),
             converge_due_at=now + timedelta(days=1),
         )
