@@ -33,6 +33,7 @@ from bench.scaling.common import ROOT, percentile
 PREFIX = "bench-scaling-rig"
 BEAT_SECONDS = 1.0  # the beat's period for decide_due, converge_due and the probes
 HIGH_CPU, LOW_CPU, TARGET_CPU = 90.0, 20.0, 60.0
+REPORT_ATTEMPTS = 5
 
 
 @dataclass
@@ -152,12 +153,22 @@ class Reporter:
         with self.lock:
             answer = self.client.post(self.web + "/api/v1/metrics", json=body)
         if answer.status_code != 202:
-            raise RuntimeError(f"POST /api/v1/metrics answered {answer.status_code}: {answer.text}")
+            raise RuntimeError(
+                f"POST /api/v1/metrics answered {answer.status_code}: {answer.text[:300]}"
+            )
 
     def set(self, cpu: float) -> float:
-        """Report `cpu` now; returns the time it was accepted (the crossing)."""
+        """Report `cpu` now; returns the time it was accepted (the crossing). Retried like
+        the periodic reports, for a few seconds (a shared PostgreSQL may refuse a moment)."""
         self.cpu = cpu
-        self.report()
+        for _ in range(REPORT_ATTEMPTS - 1):
+            try:
+                self.report()
+                return time.time()
+            except (httpx.HTTPError, RuntimeError) as exc:
+                self.failed.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(1)
+        self.report()  # the last attempt's error ends the run, naming what answered
         return time.time()
 
     def _run(self) -> None:
