@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import DatabaseError, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q, Value
 from django.utils import timezone
 
 from controlplane.events import publish
@@ -60,37 +60,91 @@ class Tick:
 
 def tick(group_id: int, now: datetime | None = None) -> Tick:
     """Decide one group's count now and release its lease; tolerates a deleted group."""
+    return tick_many([group_id], now)[0]
+
+
+def tick_many(group_ids: list[int], now: datetime | None = None) -> list[Tick]:
+    """Decide each claimed group's count and release its lease, in one transaction.
+
+    The inputs of every group are read in a fixed number of queries (pools, histories,
+    recent changes), so a beat's claim of 500 groups costs about a dozen round trips,
+    not 17 a group (bench/scaling's decision loop). A group whose decision raises is
+    logged and released to its next sync, never holding the others back."""
     now = now or timezone.now()
     with transaction.atomic():
-        group = (
+        groups = list(
             ScalingGroup.objects.select_for_update(of=("self",))
             .select_related("service", "environment")
-            .filter(pk=group_id)
-            .first()
+            .prefetch_related("metrics")
+            .filter(pk__in=group_ids)
         )
-        if group is None:
-            return Tick(group_id, None, False)
-        outcome = _decide(group, now) if group.enabled else None
-        changed = outcome is not None and outcome.desired != group.desired
-        if changed and outcome is not None:
-            _record(group, outcome, now)
-        fields = ["next_due_at", "lease_until", "last_decision_at"]
-        if changed and outcome is not None:
-            group.desired = outcome.desired
-            # Acted on at the next beat, not at the idle group's next look (IDLE_EVERY).
-            group.converge_due_at = now
-            fields += ["desired", "converge_due_at"]
-        group.next_due_at = now + timedelta(seconds=group.sync_seconds)
-        group.lease_until = None
-        group.last_decision_at = now
-        group.save(update_fields=fields)
-    return Tick(group_id, outcome, changed)
+        by_id = {g.pk: g for g in groups}
+        enabled = [g for g in groups if g.enabled]
+        found = inputs.pools(enabled, now)
+        histories = _histories(enabled, now)
+        changes = _recent_changes(enabled, now)
+        new_recommendations: list[Recommendation] = []
+        results: dict[int, Tick] = {}
+        for group in groups:
+            outcome = None
+            if group.enabled:
+                try:
+                    outcome = _decide(
+                        group,
+                        found[group.pk],
+                        histories.get(group.pk, []),
+                        changes.get(group.pk, []),
+                        now,
+                        new_recommendations,
+                    )
+                except DatabaseError:
+                    raise  # the transaction is gone: the leases lapse and the groups retry
+                except Exception:
+                    logger.exception("scaling: deciding %s failed; retried at its next sync", group)
+            changed = outcome is not None and outcome.desired != group.desired
+            if changed and outcome is not None:
+                _record(group, outcome, now)
+                group.desired = outcome.desired
+                # Acted on at the next beat, not at the idle group's next look (IDLE_EVERY).
+                group.converge_due_at = now
+            group.next_due_at = now + timedelta(seconds=group.sync_seconds)
+            group.lease_until = None
+            group.last_decision_at = now
+            results[group.pk] = Tick(group.pk, outcome, changed)
+        Recommendation.objects.bulk_create(new_recommendations)
+        # One UPDATE for the batch (each group due again after its own sync period);
+        # Django's bulk_update builds a CASE per row and per field, 60 % of a batch's time.
+        ScalingGroup.objects.filter(pk__in=[g.pk for g in groups]).update(
+            next_due_at=ExpressionWrapper(
+                Value(now) + F("sync_seconds") * Value(timedelta(seconds=1)),
+                output_field=DateTimeField(),
+            ),
+            lease_until=None,
+            last_decision_at=now,
+        )
+        for tick_of in results.values():
+            if tick_of.changed:  # rare: one more UPDATE for a group whose count changed
+                ScalingGroup.objects.filter(pk=tick_of.group_id).update(
+                    desired=by_id[tick_of.group_id].desired, converge_due_at=now
+                )
+    return [results.get(i) or Tick(i, None, False) for i in group_ids]
 
 
-def _decide(group: ScalingGroup, now: datetime) -> Outcome:
-    found = inputs.pool(group, now)
-    members = inputs.members(group).count()
+def _decide(
+    group: ScalingGroup,
+    found: inputs.Pool,
+    history: list[Past],
+    changes: list[Change],
+    now: datetime,
+    new_recommendations: list[Recommendation],
+) -> Outcome:
     current = len(found.instances)
+    if not history:
+        # A group with no history starts its window at the current count, kept like any
+        # recommendation, as HPA does (maybeInitScaleDownStabilizationWindow): a fresh
+        # start, or a resumed group, never scales in at once.
+        new_recommendations.append(Recommendation(group=group, at=now, replicas=current))
+        history = [Past(now, current)]
     targets, step_metrics = [], []
     for metric in group.metrics.all():
         measured = inputs.metric_input(metric, found, group, now)
@@ -103,8 +157,8 @@ def _decide(group: ScalingGroup, now: datetime) -> Outcome:
         current,
         group.min_instances,
         group.max_instances,
-        _history(group, current, now),
-        _changes(group, now),
+        history,
+        changes,
         now,
         up=group.up,
         down=group.down,
@@ -114,7 +168,7 @@ def _decide(group: ScalingGroup, now: datetime) -> Outcome:
     outcome.steps.insert(0, f"pool: {current} instance(s), {len(found.ready)} ready")
     if found.note:
         outcome.steps.insert(1, found.note)
-    others = members - current  # the canary's instances, not counted in the maths
+    others = found.members - current  # the canary's instances, not counted in the maths
     if others:
         outcome.desired += others
         outcome.current += others
@@ -126,7 +180,9 @@ def _decide(group: ScalingGroup, now: datetime) -> Outcome:
         outcome.desired = outcome.current
     outcome.desired = max(group.min_instances, min(group.max_instances, outcome.desired))
     if outcome.recommended is not None:
-        Recommendation.objects.create(group=group, at=now, replicas=outcome.recommended)
+        new_recommendations.append(
+            Recommendation(group=group, at=now, replicas=outcome.recommended)
+        )
     outcome.inputs = [inputs.describe(m) for m in targets]
     return outcome
 
@@ -138,35 +194,48 @@ def _steps(raw: Any) -> list[Step]:
     ]
 
 
-def _history(group: ScalingGroup, current: int, now: datetime) -> list[Past]:
-    window = max(group.up_stabilization_seconds, group.down_stabilization_seconds)
-    since = now - timedelta(seconds=window)
-    Recommendation.objects.filter(group=group, at__lt=since - HISTORY_SLACK).delete()
-    history = [
-        Past(at, replicas)
-        for at, replicas in Recommendation.objects.filter(group=group, at__gt=since).values_list(
-            "at", "replicas"
-        )
-    ]
-    if not history:
-        # A group with no history starts its window at the current count, kept like any
-        # recommendation, as HPA does (maybeInitScaleDownStabilizationWindow): a fresh
-        # start, or a resumed group, never scales in at once.
-        Recommendation.objects.create(group=group, at=now, replicas=current)
-        history = [Past(now, current)]
-    return history
+def _window(group: ScalingGroup) -> int:
+    return max(group.up_stabilization_seconds, group.down_stabilization_seconds)
 
 
-def _changes(group: ScalingGroup, now: datetime) -> list[Change]:
-    """The count changes made within the longest policy period (they limit the next ones)."""
+def _histories(groups: list[ScalingGroup], now: datetime) -> dict[int, list[Past]]:
+    """Each group's raw recommendations within its stabilisation window; older ones go."""
+    if not groups:
+        return {}
+    by_window: dict[int, list[int]] = {}
+    for group in groups:
+        by_window.setdefault(_window(group), []).append(group.pk)
+    for window, ids in by_window.items():  # one delete per distinct window (usually one)
+        Recommendation.objects.filter(
+            group_id__in=ids, at__lt=now - timedelta(seconds=window) - HISTORY_SLACK
+        ).delete()
+    since = {g.pk: now - timedelta(seconds=_window(g)) for g in groups}
+    histories: dict[int, list[Past]] = {}
+    for group_id, at, replicas in Recommendation.objects.filter(
+        group_id__in=list(since), at__gt=min(since.values())
+    ).values_list("group_id", "at", "replicas"):
+        if at > since[group_id]:
+            histories.setdefault(group_id, []).append(Past(at, replicas))
+    return histories
+
+
+def _period(group: ScalingGroup) -> int:
     periods = [int(p["period_seconds"]) for p in [*group.up_policies, *group.down_policies]]
-    since = now - timedelta(seconds=max(periods, default=0))
-    return [
-        Change(at, desired - current)
-        for at, desired, current in Decision.objects.filter(group=group, at__gt=since).values_list(
-            "at", "desired", "current"
-        )
-    ]
+    return max(periods, default=0)
+
+
+def _recent_changes(groups: list[ScalingGroup], now: datetime) -> dict[int, list[Change]]:
+    """The count changes made within each group's longest policy period (they limit the next)."""
+    if not groups:
+        return {}
+    since = {g.pk: now - timedelta(seconds=_period(g)) for g in groups}
+    changes: dict[int, list[Change]] = {}
+    for group_id, at, desired, current in Decision.objects.filter(
+        group_id__in=list(since), at__gt=min(since.values())
+    ).values_list("group_id", "at", "desired", "current"):
+        if at > since[group_id]:
+            changes.setdefault(group_id, []).append(Change(at, desired - current))
+    return changes
 
 
 def _record(group: ScalingGroup, outcome: Outcome, now: datetime) -> None:

@@ -35,6 +35,12 @@ from scaling.policy import MetricInput, Reading
 POOL_LIFECYCLES = tuple(lc for lc in LIVE_LIFECYCLES if lc != Lifecycle.DRAINING)
 
 
+POOL_FIELDS = (
+    "id", "service_id", "environment_id", "host", "port", "version", "zone", "lifecycle",
+    "registered_at",
+)
+
+
 @dataclass
 class Pool:
     """The instances a tick reads, and why it is the set it is."""
@@ -44,6 +50,12 @@ class Pool:
     rollout: Rollout | None = None
     note: str = ""
     readings: dict[int, dict[str, float]] = field(default_factory=dict)
+    # Each reading's time, for the metrics' windows (instance -> name -> at).
+    read_at: dict[int, dict[str, datetime]] = field(default_factory=dict)
+    # Live members, the canary's included (the pool may be the stable version only).
+    members: int = 0
+    # Filled for the whole batch at once when a metric tracks probe latency.
+    latencies: dict[int, float | None] | None = None
 
     @property
     def ids(self) -> list[int]:
@@ -75,28 +87,77 @@ def members(group: ScalingGroup) -> QuerySet[Instance]:
 
 
 def pool(group: ScalingGroup, now: datetime) -> Pool:
-    instances = list(members(group))
-    rollout = active_rollout(group)
-    note = ""
-    if rollout is not None and group.stable_pool_only_during_rollout and rollout.from_version:
-        stable = [i for i in instances if i.version == rollout.from_version]
-        note = (
-            f"rollout #{rollout.pk} active: load read on the {len(stable)} stable "
-            f"{rollout.from_version} instance(s) only"
+    return pools([group], now)[group.pk]
+
+
+def pools(groups: list[ScalingGroup], now: datetime) -> dict[int, Pool]:
+    """Every group's pool in a fixed number of queries, however many groups there are.
+
+    One decision loop decides hundreds of groups per beat (bench/scaling: 1,000 groups);
+    loading each group's pool on its own cost 17 round trips a group."""
+    if not groups:
+        return {}
+    pairs = {(g.service_id, g.environment_id): g for g in groups}
+    leaving = set(
+        Termination.objects.filter(group__in=groups, state__in=TERMINATION_OPEN).values_list(
+            "instance_id", flat=True
         )
-        instances = stable
-    statuses = instance_status([i.pk for i in instances])
-    settled = now - timedelta(seconds=group.readiness_delay_seconds)
-    ready = {
-        i.pk
-        for i in instances
-        if statuses.get(i.pk) in (CheckStatus.PASS, CheckStatus.WARN) and i.registered_at <= settled
-    }
-    found = Pool(instances, ready, rollout, note)
-    for name, instance_id, value in InstanceMetric.objects.filter(
-        instance_id__in=found.ids
-    ).values_list("name", "instance_id", "value"):
-        found.readings.setdefault(instance_id, {})[name] = value
+    )
+    alive: dict[tuple[int, int], list[Instance]] = {pair: [] for pair in pairs}
+    for instance in (
+        Instance.objects.filter(
+            service_id__in={s for s, _ in pairs},
+            environment_id__in={e for _, e in pairs},
+            lifecycle__in=POOL_LIFECYCLES,
+        )
+        # What a decision reads (the rest stays unloaded: 3,000 rows a batch at 1,000 groups).
+        .only(*POOL_FIELDS)
+        .order_by("registered_at", "pk")
+    ):
+        key = (instance.service_id, instance.environment_id)
+        if key in alive and instance.pk not in leaving:
+            alive[key].append(instance)
+    rollouts: dict[tuple[int, int], Rollout] = {}
+    for rollout in Rollout.objects.active().filter(
+        service_id__in={s for s, _ in pairs}, environment_id__in={e for _, e in pairs}
+    ):
+        rollouts.setdefault((rollout.service_id, rollout.environment_id), rollout)
+    found: dict[int, Pool] = {}
+    for pair, group in pairs.items():
+        instances = alive[pair]
+        active = rollouts.get(pair)
+        note = ""
+        members = len(instances)
+        if active is not None and group.stable_pool_only_during_rollout and active.from_version:
+            stable = [i for i in instances if i.version == active.from_version]
+            note = (
+                f"rollout #{active.pk} active: load read on the {len(stable)} stable "
+                f"{active.from_version} instance(s) only"
+            )
+            instances = stable
+        found[group.pk] = Pool(instances, set(), active, note, members=members)
+    ids = [i.pk for p in found.values() for i in p.instances]
+    statuses = instance_status(ids)
+    if any(m.source == Source.LATENCY for g in groups for m in g.metrics.all()):
+        latencies = instance_latencies(ids)
+        for p in found.values():
+            p.latencies = latencies
+    owner = {i.pk: p for p in found.values() for i in p.instances}
+    for group in groups:
+        p = found[group.pk]
+        settled = now - timedelta(seconds=group.readiness_delay_seconds)
+        p.ready = {
+            i.pk
+            for i in p.instances
+            if statuses.get(i.pk) in (CheckStatus.PASS, CheckStatus.WARN)
+            and i.registered_at <= settled
+        }
+    for name, instance_id, value, at in InstanceMetric.objects.filter(
+        instance_id__in=ids
+    ).values_list("name", "instance_id", "value", "at"):
+        p = owner[instance_id]
+        p.readings.setdefault(instance_id, {})[name] = value
+        p.read_at.setdefault(instance_id, {})[name] = at
     return found
 
 
@@ -107,7 +168,9 @@ def metric_input(
     target = float(metric.target or 0)
     label = metric.label
     if metric.source == Source.LATENCY:
-        latencies = instance_latencies(found.ids)
+        latencies = found.latencies
+        if latencies is None:
+            latencies = instance_latencies(found.ids)
         return MetricInput(
             label,
             target,
@@ -142,12 +205,13 @@ def metric_input(
 def _fresh_values(metric: ScalingMetric, found: Pool, now: datetime) -> dict[int, dict[str, float]]:
     """The pool's readings no older than the metric's window."""
     since = now - timedelta(seconds=metric.window_seconds)
-    rows = InstanceMetric.objects.filter(instance_id__in=found.ids, at__gte=since).values_list(
-        "instance_id", "name", "value"
-    )
     fresh: dict[int, dict[str, float]] = {}
-    for instance_id, name, value in rows:
-        fresh.setdefault(instance_id, {})[name] = value
+    for instance_id, values in found.readings.items():
+        times = found.read_at.get(instance_id, {})
+        for name, value in values.items():
+            at = times.get(name)
+            if at is not None and at >= since:
+                fresh.setdefault(instance_id, {})[name] = value
     return fresh
 
 

@@ -20,8 +20,7 @@ KEEP_DECISIONS = timedelta(days=30)
 def decide_due() -> int:
     """Every second: decide the count of every group whose sync period came round."""
     ids = autoscaler.claim_due()
-    for group_id in ids:
-        autoscaler.tick(group_id)
+    autoscaler.tick_many(ids)
     return len(ids)
 
 

@@ -111,12 +111,12 @@ def _print(report: dict[str, Any]) -> None:
             print(f"       failed: {failure}")
     for row in report.get("decide", []):
         print(
-            f"   (d) {row['groups']} groups x {row['metrics']} metrics: one tick p50 "
-            f"{row['tick_p50_ms']} ms, p99 {row['tick_p99_ms']} ms over {row['ticks']} ticks, "
-            f"{row['queries_per_tick']} queries per tick; a round (every group once) p50 "
-            f"{row['round_p50_s']} s, p99 {row['round_p99_s']} s over {row['rounds']}, "
-            f"{row['queries_per_round']} queries; one worker busy "
-            f"{row['worker_share_at_15s_sync']:.0%} of a 15 s sync period"
+            f"   (d) {row['groups']} groups x {row['metrics']} metrics: one tick of the loop "
+            f"(every group decided once) p50 {row['tick_p50_s']} s, p99 {row['tick_p99_s']} s "
+            f"over {row['rounds']} ticks ({row['per_group_ms']} ms a group), "
+            f"{row['queries_per_tick']} queries per tick, {row['queries_per_batch']} per claim "
+            f"batch (p50 {row['batch_p50_ms']} ms, p99 {row['batch_p99_ms']} ms); one worker "
+            f"busy {row['worker_share_at_15s_sync']:.1%} of a 15 s sync period"
         )
 
 
