@@ -39,7 +39,7 @@ from topology.models import LATENCY_BOUNDS_MS, ConnectionType, EdgeMinute, NodeK
 
 SEP = "\x1f"
 PENDING_KEY = "sbx:otlp:pending"  # sorted set: half key -> the time it stops waiting (ms)
-HALF_PREFIX = "sbx:otlp:half:"
+HALF_PREFIX = "sbx:otlp:half:"  # + trace id and span id in hex (the script adds it)
 STATS_KEY = "sbx:otlp:stats"  # hash of counters across all web processes (the API reads it)
 SWEEP_LIMIT = 5000  # expired halves taken per request or sweep
 
@@ -48,8 +48,10 @@ _CLIENT_SIDE = (KIND_CLIENT, KIND_PRODUCER)
 
 # One round trip per request: pair each waiting half with the other side if it is there
 # (taking it out), else leave this half waiting; then take out halves whose wait is over.
-# KEYS: half keys. ARGV: wait ms, now ms, sweep limit, received, rejected, then one value
-# per key. A value starts with its side: 'c' (client/producer) or 's' (server/consumer).
+# KEYS: the pending set and the stats hash. ARGV: wait ms, now ms, sweep limit, received,
+# rejected, then the halves as one string of "key RS value RS" (packing 500 arguments
+# costs more than the script). A value starts with its side: 'c' (client/producer) or 's'
+# (server/consumer).
 _PAIR_SCRIPT = """
 local wait = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
@@ -57,14 +59,21 @@ local limit = tonumber(ARGV[3])
 local pending = KEYS[1]
 local stats = KEYS[2]
 local paired = {}
-for i = 3, #KEYS do
-  local key = KEYS[i]
-  local mine = ARGV[i + 3]
+local halves = ARGV[6]
+local at = 1
+local i = 0
+while at <= #halves do
+  local stop = string.find(halves, '\\30', at, true)
+  local done = string.find(halves, '\\30', stop + 1, true)
+  local key = 'sbx:otlp:half:' .. string.sub(halves, at, stop - 1)
+  local mine = string.sub(halves, stop + 1, done - 1)
+  at = done + 1
+  i = i + 1
   local other = redis.call('GET', key)
   if other and string.sub(other, 1, 1) ~= string.sub(mine, 1, 1) then
     redis.call('DEL', key)
     redis.call('ZREM', pending, key)
-    paired[#paired + 1] = i - 2
+    paired[#paired + 1] = i
     paired[#paired + 1] = other
   elseif not other then
     redis.call('SET', key, mine, 'PX', wait * 3)
@@ -284,18 +293,16 @@ def match(
             else:
                 servers[key] = half
     waiting = [*clients.items(), *servers.items()]
-    keys = [PENDING_KEY, STATS_KEY]
+    packed = "".join(f"{key.hex()}\x1e{half.encode()}\x1e" for key, half in waiting)
     values: list[Any] = [
         settings.SIGNALBOX_OTLP_PAIR_WAIT_SECONDS * 1000,
         int(time.time() * 1000),
         SWEEP_LIMIT,
         received,
         rejected,
+        packed,
     ]
-    for key, half in waiting:
-        keys.append(HALF_PREFIX + key.hex())
-        values.append(half.encode())
-    paired, expired = _pair_script()(keys=keys, args=values)
+    paired, expired = _pair_script()(keys=[PENDING_KEY, STATS_KEY], args=values)
     for i in range(0, len(paired), 2):
         mine = waiting[int(paired[i]) - 1][1]
         other = Half.decode(paired[i + 1])
@@ -308,11 +315,19 @@ def match(
         batch.expire(Half.decode(raw), services, externals)
 
 
+# A fixed text with one array per column (unnest), so the statement is the same whatever
+# the number of rows: psycopg converts it once and PostgreSQL plans it once.
 _UPSERT = """
 INSERT INTO topology_edgeminute AS t
     (minute, environment_id, client, server, server_kind, connection_type,
      calls, failures, latency_sum_ms, latency_buckets)
-VALUES {values}
+SELECT minute, environment_id, client, server, server_kind, connection_type,
+       calls, failures, latency_sum_ms, buckets::bigint[]
+FROM unnest(
+    %s::timestamptz[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
+    %s::bigint[], %s::bigint[], %s::float8[], %s::text[]
+) AS v(minute, environment_id, client, server, server_kind, connection_type,
+       calls, failures, latency_sum_ms, buckets)
 ON CONFLICT ON CONSTRAINT topology_edge_minute_unique DO UPDATE SET
     server_kind = EXCLUDED.server_kind,
     calls = t.calls + EXCLUDED.calls,
@@ -324,19 +339,18 @@ ON CONFLICT ON CONSTRAINT topology_edge_minute_unique DO UPDATE SET
         ORDER BY i
     )
 """
-_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::bigint[])"
 
 
 def flush(batch: Batch) -> int:
     """The batch's rows into EdgeMinute in one statement; returns the rows written."""
     if not batch.rows:
         return 0
-    params: list[Any] = []
+    columns: list[list[Any]] = [[] for _ in range(10)]
     # A fixed order, so two requests adding to the same rows lock them in the same order.
     for key in sorted(batch.rows, key=lambda k: (k[0], k[1] or 0, k[2], k[3], k[4])):
         server_kind, calls, failures, latency_sum, buckets = batch.rows[key]
         minute, environment_id, client, server, connection_type = key
-        params += [
+        row = (
             minute,
             environment_id,
             client,
@@ -346,11 +360,12 @@ def flush(batch: Batch) -> int:
             round(calls),
             round(failures),
             latency_sum,
-            [round(b) for b in buckets],
-        ]
-    sql = _UPSERT.format(values=", ".join([_ROW] * len(batch.rows)))
+            "{" + ",".join(str(round(b)) for b in buckets) + "}",
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_UPSERT, columns)
     return len(batch.rows)
 
 
