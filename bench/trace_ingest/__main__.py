@@ -183,6 +183,8 @@ def free_port() -> int:
 
 
 def start_uvicorn(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # As the Procfile runs the web process: a connection pool, not a connection per request.
+    env = {**env, "SIGNALBOX_DB_POOL_SIZE": env.get("SIGNALBOX_DB_POOL_SIZE") or "8"}
     command = [
         sys.executable, "-m", "uvicorn", "controlplane.asgi:application", "--host", "127.0.0.1",
         "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning",
@@ -326,8 +328,12 @@ def main() -> None:
         f"of {args.batch} spans, {args.clients} connections); request p50 "
         f"{result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms; server CPU "
         f"{figures['server_cpu_percent_of_one_core']:.0f} % of one core; "
-        f"{stored:,} calls in EdgeMinute"
+        f"{stored:,} calls in EdgeMinute; answers {result['statuses']}"
     )
+    if set(result["statuses"]) != {200}:
+        raise SystemExit(
+            "some exports were not answered 200: see var/bench/trace_ingest_uvicorn.log"
+        )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -165,7 +165,23 @@ def _handle(request: HttpRequest, kind: str) -> HttpResponse:
     return _success(kind, outcome)
 
 
-_handle_async = sync_to_async(_handle, thread_sensitive=True)
+def _handle_and_release(request: HttpRequest, kind: str) -> HttpResponse:
+    try:
+        return _handle(request, kind)
+    finally:
+        connections.close_all()  # this thread's connection, back to the pool
+
+
+# With a connection pool (SIGNALBOX_DB_POOL_SIZE, as the Procfile runs the web process)
+# exports are worked on in several threads: one decodes while another waits for PostgreSQL
+# or Redis, and each takes a pooled connection for the request only. Without a pool each
+# thread would open a connection per request, so they share Django's one thread.
+_handle_pooled = sync_to_async(_handle_and_release, thread_sensitive=False)
+_handle_shared = sync_to_async(_handle, thread_sensitive=True)
+
+
+def _handler() -> Any:
+    return _handle_pooled if settings.SIGNALBOX_DB_POOL_SIZE else _handle_shared
 
 
 @csrf_exempt
@@ -190,7 +206,7 @@ async def traces(request: HttpRequest) -> HttpResponse:
         )  # fmt: skip
     _in_flight += 1
     try:
-        response: HttpResponse = await _handle_async(request, kind)
+        response: HttpResponse = await _handler()(request, kind)
         return response
     finally:
         _in_flight -= 1

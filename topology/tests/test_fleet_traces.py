@@ -42,6 +42,8 @@ services:
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("SIGNALBOX_OTLP_PAIR_WAIT_SECONDS", "1")
+    # As the Procfile runs the web process: pooled connections, exports in several threads.
+    monkeypatch.setenv("SIGNALBOX_DB_POOL_SIZE", "4")
     own = AsgiServer(tmp_path / "uvicorn.log")
     own.start()
     yield own
