@@ -354,3 +354,22 @@ def test_recent_edges_sums_minutes_and_estimates_percentiles(world: Any) -> None
     assert sum(e["calls"] for e in recent_edges(now - timedelta(minutes=5))) == 105
     assert quantile_ms([0] * width, 0.5) is None
     assert quantile_ms([0] * (width - 1) + [3], 0.99) == LATENCY_BOUNDS_MS[-1]
+
+
+def test_redis_down_503_with_retry_after_and_nothing_stored(
+    world: Any, fleet: dict[str, Any], monkeypatch: Any
+) -> None:
+    import socket
+
+    from topology.ingest import edges as ingest_edges
+
+    with socket.socket() as sock:  # a port nothing listens on: Redis is down
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dead = redis_clients.client(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    monkeypatch.setattr(ingest_edges, "_script", dead.register_script(ingest_edges._PAIR_SCRIPT))
+    c, s = call()
+    response = post(fleet["token"], protobuf([("checkout", None, [c]), ("inventory", None, [s])]))
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert b"retry" in response.content
+    assert EdgeMinute.objects.count() == 0
