@@ -44,6 +44,7 @@ STATS_KEY = "sbx:otlp:stats"  # hash of counters across all web processes (the A
 SWEEP_LIMIT = 5000  # expired halves taken per request or sweep
 
 _BUCKETS = len(LATENCY_BOUNDS_MS) + 1
+_NO_SEPARATORS = str.maketrans("", "", "\x1e\x1f")
 _CLIENT_SIDE = (KIND_CLIENT, KIND_PRODUCER)
 
 # One round trip per request: pair each waiting half with the other side if it is there
@@ -168,7 +169,8 @@ def half_of(span: Span, service: str, environment_id: int | None) -> Half:
             for name in ("peer.service", "server.address", "net.peer.name", "db.system"):
                 value = attributes.get(name)
                 if isinstance(value, str) and value:
-                    target = value[:200]
+                    # Our separators cannot be in it (the value is anyone's text).
+                    target = value.translate(_NO_SEPARATORS)[:200]
                     break
             target_type = ConnectionType.DATABASE if attributes.get("db.system") else conn
     return Half(

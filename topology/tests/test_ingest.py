@@ -304,13 +304,14 @@ def test_unpaired_client_spans_expire_into_virtual_edges(
             attributes={"server.address": "api.example.com"},
         ),
         S(CLIENT, trace_id, os.urandom(8), b"", 9, attributes={"peer.service": "inventory"}),
+        S(CLIENT, trace_id, os.urandom(8), b"", 9, attributes={"peer.service": "od\x1ed\x1f"}),
         S(CLIENT, trace_id, os.urandom(8), b"", 9),  # nowhere named: only counted
         S(SERVER, trace_id, os.urandom(8), os.urandom(8), 9),  # its caller never reported
     ]
     post(fleet["token"], protobuf([("checkout", "production", spans)]))
     assert EdgeMinute.objects.count() == 0
     time.sleep(1.2)
-    assert ingest_service.sweep() == 6
+    assert ingest_service.sweep() == 7
     found = edges()
     assert found[("checkout", "stripe", "")].server_kind == "external"
     assert found[("checkout", "stripe", "")].latency_sum_ms == pytest.approx(250)  # client's
@@ -318,13 +319,14 @@ def test_unpaired_client_spans_expire_into_virtual_edges(
     assert (database.server_kind, database.failures) == ("virtual", 1)
     assert found[("checkout", "api.example.com", "")].server_kind == "virtual"
     assert found[("checkout", "inventory", "")].server_kind == "service"
-    assert len(found) == 4
+    assert found[("checkout", "odd", "")].calls == 1  # separators taken out of the name
+    assert len(found) == 5
     stats = ingest_service.stats()
-    assert stats["unpaired_expired"] == 6 and stats["spans_received"] == 6
+    assert stats["unpaired_expired"] == 7 and stats["spans_received"] == 7
     # The same number in the API and on /metrics.
     client = Client()
     client.force_login(world.viewer)
-    assert client.get("/api/v1/trace-ingest").json()["unpaired_expired"] == 6
+    assert client.get("/api/v1/trace-ingest").json()["unpaired_expired"] == 7
     assert b"signalbox_otlp_unpaired_spans_expired_total" in client.get("/metrics").content
 
 
