@@ -137,4 +137,15 @@ app.conf.beat_schedule.update(
         },
     }
 )
+app.conf.beat_schedule.update(
+    {
+        # Unpaired halves of traced calls expire even while no spans arrive (docs/tracing.md).
+        "topology-sweep-unpaired-spans": {
+            "task": "topology.ingest.tasks.sweep",
+            "schedule": 5.0,
+            "options": {"expires": 5},
+        },
+    }
+)
 app.autodiscover_tasks()
+app.autodiscover_tasks(["topology.ingest"])

@@ -384,3 +384,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Trace ingest (topology/ingest, docs/tracing.md): the largest OTLP/HTTP request body, also
+# after gzip (a bomb is refused once this much is inflated); how long the half of a call
+# whose other side has not arrived waits for it; the OTLP requests one web process works on
+# at once before answering 429 + Retry-After.
+SIGNALBOX_OTLP_MAX_BYTES = env_int("SIGNALBOX_OTLP_MAX_BYTES", 4 * 1024 * 1024, minimum=1024)
+SIGNALBOX_OTLP_PAIR_WAIT_SECONDS = env_int("SIGNALBOX_OTLP_PAIR_WAIT_SECONDS", 10, minimum=1)
+SIGNALBOX_OTLP_MAX_IN_FLIGHT = env_int("SIGNALBOX_OTLP_MAX_IN_FLIGHT", 8, minimum=1)

@@ -21,6 +21,7 @@ api_v1 = [
     path("", include("scaling.api.urls")),
     path("", include("debugging.api.urls")),
     path("", include("topology.api.urls")),
+    path("", include("topology.ingest.api_urls")),
 ]
 
 urlpatterns = [
@@ -46,4 +47,5 @@ urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path("", include("topology.ingest.urls")),  # POST /v1/traces (OTLP/HTTP, docs/tracing.md)
 ]

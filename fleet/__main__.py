@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
                           "and in_flight to its POST /api/v1/metrics (default: off)")
     run.add_argument("--report-tokens", type=Path, default=Path("var/report-tokens.json"),
                      metavar="FILE", help="team slug -> report token JSON (seed_demo writes it)")
+    run.add_argument("--otlp-url", default=None, metavar="URL",
+                     help="export OpenTelemetry traces over OTLP/HTTP to this endpoint "
+                          "(Signalbox: http://HOST:8000/v1/traces), with the team tokens of "
+                          "--report-tokens")
     run.add_argument("--report-interval", type=float, default=10.0, metavar="SECONDS",
                      help="seconds between reports (default 10)")
     run.add_argument("--breaker-wait", type=float, default=None, metavar="SECONDS",
@@ -141,8 +145,11 @@ async def _run(args: argparse.Namespace) -> int:
         traffic_rps=args.traffic if args.traffic is not None else _traffic_from_env(),
         listen=_listen(args, plan),
         report_url=args.report_url,
-        report_tokens=TokenFile(args.report_tokens).current if args.report_url else None,
+        report_tokens=(
+            TokenFile(args.report_tokens).current if args.report_url or args.otlp_url else None
+        ),
         report_interval=args.report_interval,
+        otlp_url=args.otlp_url,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

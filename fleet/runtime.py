@@ -27,7 +27,7 @@ from fleet.instance import MB, Instance
 from fleet.plan import DEFAULT_HOST, ConfigError, InstanceSpec, Plan, write_plan
 from fleet.reporter import DEFAULT_INTERVAL_SECONDS, Reporter
 from fleet.server import instance_app
-from fleet.tracing import Span
+from fleet.tracing import Span, Tracing, end
 from fleet.traffic import Traffic
 
 log = logging.getLogger("fleet")
@@ -64,6 +64,7 @@ class Fleet:
         report_url: str | None = None,
         report_tokens: Callable[[], dict[str, str]] | None = None,
         report_interval: float = DEFAULT_INTERVAL_SECONDS,
+        otlp_url: str | None = None,
     ) -> None:
         self.plan = plan
         # The plan's host is what others connect to; this is what the sockets bind.
@@ -100,8 +101,12 @@ class Fleet:
         self._drains: set[asyncio.Task[None]] = set()
         # What each instance reports to Signalbox (memory, CPU, in flight): off without a URL.
         self.reporter: Reporter | None = None
+        team_of = {s.slug: s.team for s in plan.services}
+        # OpenTelemetry spans to Signalbox's OTLP endpoint, with the same team tokens.
+        self.tracing: Tracing | None = (
+            Tracing(otlp_url, report_tokens or dict, team_of) if otlp_url else None
+        )
         if report_url:
-            team_of = {s.slug: s.team for s in plan.services}
             self.reporter = Reporter(
                 report_url,
                 report_tokens or dict,
@@ -169,6 +174,8 @@ class Fleet:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # sends what is still queued
         log.info("fleet stopped")
 
     @property
@@ -411,28 +418,44 @@ class Fleet:
             return {"ok": False, "short_circuited": True, "circuit": breaker.state.value}
         started = time.monotonic()
         outcome: dict[str, Any]
+        client_span = None
+        if self.tracing is not None and span.otel is not None:
+            # peer.service names the callee: an edge even if its side never reports.
+            client_span = self.tracing.start_client(
+                caller.spec.service, caller.spec.environment, span, f"GET {name}",
+                **{"peer.service": name},
+            )
         try:
             if name in self.external_faults:
                 outcome = await self._call_external(name)
             else:
-                outcome = await self._call_service(caller, name, span)
+                outcome = await self._call_service(caller, name, span, client_span)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             outcome = {"ok": False, "error": type(exc).__name__}
         except BaseException:
             # Cancelled (our caller hung up) or a bug: no outcome to judge the dependency by.
             breaker.release()
+            end(client_span, True, "cancelled")
             raise
+        end(client_span, not outcome["ok"], str(outcome.get("error") or outcome.get("status")))
         elapsed = time.monotonic() - started
         breaker.record(elapsed, outcome["ok"])
         outcome["latency_ms"] = round(1000 * elapsed, 1)
         outcome["circuit"] = breaker.state.value
         return outcome
 
-    async def _call_service(self, caller: Instance, name: str, span: Span) -> dict[str, Any]:
+    async def _call_service(
+        self, caller: Instance, name: str, span: Span, client_span: Any = None
+    ) -> dict[str, Any]:
         base = self.pick(name, caller.spec.environment)
         if base is None:
             return {"ok": False, "error": f"no instance of {name} in {caller.spec.environment}"}
-        async with self.session.get(f"{base}/api/work", headers=span.child_headers()) as resp:
+        # The callee's parent is this call's CLIENT span (its own id when traces export).
+        own_id = (
+            f"{client_span.get_span_context().span_id:016x}" if client_span is not None else None
+        )
+        headers = span.child_headers(own_id)
+        async with self.session.get(f"{base}/api/work", headers=headers) as resp:
             raw = await resp.read()
         try:
             body = json.loads(raw)

@@ -16,7 +16,7 @@ from fleet.faults import BAD_VERSION_LATENCY_MS, is_bad_version
 from fleet.health import CONTENT_TYPE as HEALTH_CONTENT_TYPE
 from fleet.health import health_document
 from fleet.instance import Instance
-from fleet.tracing import Span
+from fleet.tracing import Span, end
 
 if TYPE_CHECKING:
     from fleet.runtime import Fleet
@@ -105,6 +105,20 @@ async def work(request: web.Request) -> web.Response:
     instance = request[INSTANCE]
     fleet = request.app[FLEET]
     span = Span.from_headers(request.headers)
+    if fleet.tracing is not None:
+        span = fleet.tracing.start_server(
+            instance.spec.service, instance.spec.environment, span, "GET /api/work"
+        )
+    try:
+        response = await _work(request, instance, fleet, span)
+    except BaseException:
+        end(span.otel, True, "cancelled")
+        raise
+    end(span.otel, response.status >= 500, f"HTTP {response.status}")
+    return response
+
+
+async def _work(request: web.Request, instance: Instance, fleet: Any, span: Span) -> web.Response:
     trace = {"trace_id": span.trace_id, "span_id": span.span_id, "parent_id": span.parent_id}
     if is_bad_version(instance.version):
         await asyncio.sleep(BAD_VERSION_LATENCY_MS / 1000)

@@ -1,0 +1,1 @@
+"""OTLP/HTTP trace ingest: spans into per-minute edges between services (docs/tracing.md)."""
