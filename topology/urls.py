@@ -10,4 +10,5 @@ app_name = "topology"
 urlpatterns = [
     path("", views.dependency_map, name="map"),
     path("blast/<str:kind>/<str:name>/", views.blast, name="blast"),
+    path("trace/<slug:slug>/", views.trace, name="trace"),
 ]

@@ -1,14 +1,16 @@
-"""The dependency map pages: the map of an environment, and a node's blast radius on it."""
+"""The dependency map pages: the map of an environment, a node's blast radius on it, and
+the way from a trace id to the service's trace UI."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
 
-from catalog.models import Environment, Team
+from catalog.models import Environment, Service, Team
 from topology.choices import EdgeLevel, EdgeSource
 from topology.graph import TRACE_WINDOW_MINUTES, Graph, blast_radius, build_graph, node_id
 from topology.layout import NODE_HEIGHT, NODE_WIDTH, lay_out
@@ -91,3 +93,21 @@ def blast(request: HttpRequest, kind: str, name: str) -> HttpResponse:
         path_names={key: node.slug for key, node in graph.nodes.items()},
     )
     return render(request, "topology/blast.html", context)
+
+
+# W3C trace ids are 32 hex digits; B3 also allows 16.
+TRACE_ID = re.compile(r"^(?:[0-9a-f]{16}|[0-9a-f]{32})$")
+
+
+@login_required
+def trace(request: HttpRequest, slug: str) -> HttpResponse:
+    """GET ?trace_id=: to that trace in the service's trace UI (its trace link template)."""
+    service = get_object_or_404(Service, slug=slug)
+    trace_id = request.GET.get("trace_id", "").strip().lower()
+    if not service.trace_link_template:
+        raise Http404(f"{service.slug} has no trace link template (catalog: trace_link_template)")
+    if not TRACE_ID.match(trace_id) or set(trace_id) == {"0"}:
+        return HttpResponseBadRequest(
+            "trace_id: give the trace's id, 32 hexadecimal digits (16 for 64-bit B3 ids)"
+        )
+    return redirect(service.trace_link(trace_id, environment=request.GET.get("environment", "")))
