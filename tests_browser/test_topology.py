@@ -88,3 +88,21 @@ def test_the_map_shows_the_fleet_and_a_click_opens_the_service(page: Page) -> No
     page.locator(f'a.sb-node[data-node="service:{target.slug}"]').click()
     expect(page).to_have_url(re.compile(rf"/catalog/services/{target.slug}/\?env=production$"))
     expect(page.get_by_role("heading", name=target.name)).to_be_visible()
+
+
+def test_an_external_dependency_opens_its_blast_radius_with_the_hurt_highlighted(
+    page: Page,
+) -> None:
+    # given the catalog, and erin on the map
+    catalog()
+    log_in(page, "erin", "pw-erin-map")
+    page.goto("/topology/")
+    # when she clicks stripe
+    page.locator('a.sb-node[data-node="external:stripe"]').click()
+    # then the page says who is hurt, tier 1 among them, and the map highlights them
+    expect(page.get_by_role("heading", name="If stripe is down, who is hurt")).to_be_visible()
+    expect(page.locator("#blast-summary")).to_contain_text("of them tier 1")
+    hurt_rows = page.locator("#hurt-table tbody tr")
+    expect(hurt_rows.first).to_contain_text("l3-svc-")
+    assert page.locator("#dependency-map a.sb-node[data-hurt]").count() == hurt_rows.count()
+    expect(page.locator("a.sb-node[data-origin]")).to_have_attribute("data-node", "external:stripe")

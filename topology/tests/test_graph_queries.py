@@ -54,3 +54,19 @@ def test_the_graph_and_its_blast_radius_cost_a_constant_number_of_queries(
 
     assert len(graph.edges) == 3 * (size - 1)
     assert len(hurt) == size - 1
+
+
+@pytest.mark.parametrize("size", [10, 100])
+def test_the_map_page_costs_a_constant_number_of_queries(
+    world: Any, size: int, client: Any, django_assert_max_num_queries: Any
+) -> None:
+    fleet(world, size)
+    client.force_login(world.viewer)
+
+    # the graph, the environments and teams for the filters, the session and its user
+    with django_assert_max_num_queries(GRAPH_QUERIES + 4):
+        response = client.get("/topology/", {"environment": "production"})
+
+    assert response.status_code == 200
+    # the fleet, the world's checkout and indexer, s3 and the traced redis
+    assert response.content.decode().count('class="sb-node"') == size + 4
