@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -304,21 +306,33 @@ def _add_traces(
     environment: Environment | None,
     now: datetime,
 ) -> None:
-    """Sum the window's EdgeMinute rows per client and server; unknown names become virtual."""
+    """Sum the window's EdgeMinute rows per client and server, in the database (one row
+    per pair, each bucket summed by index); unknown names become virtual nodes."""
     since = now.replace(second=0, microsecond=0) - timedelta(minutes=TRACE_WINDOW_MINUTES - 1)
     rows = EdgeMinute.objects.filter(minute__gte=since)
     if environment is not None:
         rows = rows.filter(environment=environment)
-    for client, server, server_kind, calls, failures, latency, buckets in rows.values_list(
-        "client", "server", "server_kind", "calls", "failures", "latency_sum_ms", "latency_buckets"
-    ).order_by("client", "server"):
+    bucket_sums = {
+        f"b{i}": Coalesce(Sum(f"latency_buckets__{i}"), 0)
+        for i in range(len(LATENCY_BOUNDS_MS) + 1)
+    }
+    sums = (
+        rows.order_by()
+        .values("client", "server", "server_kind")
+        .annotate(
+            n=Sum("calls"), failed=Sum("failures"), latency=Sum("latency_sum_ms"), **bucket_sums
+        )
+        .order_by("client", "server", "server_kind")
+        .values_list("client", "server", "server_kind", "n", "failed", "latency", *bucket_sums)
+    )
+    for client, server, server_kind, calls, failures, latency, *buckets in sums:
         source = _trace_node(nodes, client, NodeKind.SERVICE)
         target = _trace_node(nodes, server, server_kind)
         found = edge(source, target)
         found.sources.add(EdgeSource.TRACE)
         if found.traces is None:
             found.traces = TraceStats()
-        found.traces.add(calls, failures, latency, list(buckets))
+        found.traces.add(calls, failures, latency, buckets)
 
 
 def _trace_node(nodes: dict[str, Node], name: str, kind: str) -> str:

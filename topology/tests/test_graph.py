@@ -188,3 +188,16 @@ def test_quantiles_interpolate_inside_the_bucket_and_cap_at_the_last_bound() -> 
     assert quantile_ms(buckets_at(2, 100), 0.5) == pytest.approx(1.0)
     overflow = [0] * 16 + [5]
     assert quantile_ms(overflow, 0.99) == 15000
+
+
+def test_histograms_are_summed_bucket_by_bucket_across_minutes(world: Any) -> None:
+    # given 99 fast calls one minute and one slow call the next
+    edge_minute("checkout", "indexer", calls=99, bound_ms=10)
+    edge_minute("checkout", "indexer", calls=1, bound_ms=5000, minutes_ago=1)
+
+    traces = build_graph().edges[("service:checkout", "service:indexer")].traces
+
+    assert traces is not None
+    assert traces.buckets[4] == 99 and traces.buckets[13] == 1 and sum(traces.buckets) == 100
+    assert traces.p99_ms == pytest.approx(10.0)
+    assert quantile_ms(traces.buckets, 0.999) == pytest.approx(4700.0)  # 2000 + 3000 * 0.9
