@@ -92,7 +92,7 @@ def healths(service: Service, environments: list[Environment]) -> list[ServiceHe
 def instance_checks(service: Service) -> list[InstanceCheck]:
     return list(
         InstanceCheck.objects.filter(instance__service=service)
-        .select_related("instance", "instance__environment")
+        .select_related("instance", "instance__service", "instance__environment")
         .order_by("instance__environment__order", "instance__host", "instance__port")[
             :INSTANCE_ROWS
         ]

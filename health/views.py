@@ -97,7 +97,9 @@ def service_page(request: HttpRequest, slug: str) -> HttpResponse:
         health = health or ServiceHealth(service=service, environment=environment)
         health.service, health.environment = service, environment
         checks = (
-            InstanceCheck.objects.select_related("instance")
+            InstanceCheck.objects.select_related(
+                "instance", "instance__service", "instance__environment"
+            )
             .filter(instance__service=service, instance__environment=environment)
             .order_by("instance__host", "instance__port")
         )

@@ -1,0 +1,1 @@
+"""Dependency map benchmark: `python -m bench.dependency_map` (see __main__.py)."""

@@ -1,0 +1,113 @@
+"""The dependency map pages: the map of an environment, a node's blast radius on it, and
+the way from a trace id to the service's trace UI."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+
+from catalog.models import Environment, Service, Team
+from topology.choices import EdgeLevel, EdgeSource
+from topology.graph import TRACE_WINDOW_MINUTES, Graph, blast_radius, build_graph, node_id
+from topology.layout import NODE_HEIGHT, NODE_WIDTH, lay_out
+from topology.models import NodeKind
+
+HEALTH_LEGEND = (
+    ("healthy", "Healthy"),
+    ("degraded", "Degraded"),
+    ("down", "Down"),
+    ("unknown", "No verdict yet"),
+)
+
+
+def _environment(request: HttpRequest, environments: list[Environment]) -> Environment | None:
+    """The asked-for environment; every one for `?environment=`; by default production's."""
+    if "environment" in request.GET:
+        slug = request.GET["environment"]
+        if not slug:
+            return None
+        for environment in environments:
+            if environment.slug == slug:
+                return environment
+        raise Http404(f"no environment {slug!r}")
+    production = [e for e in environments if e.is_production]
+    candidates = production or environments
+    return candidates[0] if candidates else None
+
+
+def _map_context(graph: Graph, environments: list[Environment]) -> dict[str, Any]:
+    env_slug = graph.environment.slug if graph.environment else ""
+    return {
+        "graph": graph,
+        "layout": lay_out(graph),
+        "edges": [graph.edges[pair] for pair in sorted(graph.edges)],
+        "environment": graph.environment,
+        "env_query": f"?env={env_slug}" if env_slug else "",
+        "blast_query": f"?environment={env_slug}",
+        "environments": environments,
+        "health_legend": HEALTH_LEGEND,
+        "edge_legend": EdgeLevel.choices,
+        "source_labels": dict(EdgeSource.choices),
+        "window_minutes": TRACE_WINDOW_MINUTES,
+        "node_width": NODE_WIDTH,
+        "node_height": NODE_HEIGHT,
+    }
+
+
+@login_required
+def dependency_map(request: HttpRequest) -> HttpResponse:
+    """Every service, external dependency and traced peer, and who calls whom."""
+    environments = list(Environment.objects.all())
+    environment = _environment(request, environments)
+    graph = build_graph(environment)
+    team_slug = request.GET.get("team", "")
+    if team_slug:
+        graph = graph.around_team(get_object_or_404(Team, slug=team_slug).slug)
+    context = _map_context(graph, environments)
+    context.update(teams=Team.objects.only("slug", "name"), team=team_slug, hurt={}, origin="")
+    return render(request, "topology/map.html", context)
+
+
+@login_required
+def blast(request: HttpRequest, kind: str, name: str) -> HttpResponse:
+    """If this node is down, who is hurt: the list, and the map with them highlighted."""
+    if kind not in NodeKind.values:
+        raise Http404(f"no kind of node {kind!r}")
+    environments = list(Environment.objects.all())
+    graph = build_graph(_environment(request, environments))
+    origin = node_id(kind, name)
+    if origin not in graph.nodes:
+        raise Http404(f"no {kind} {name!r} on the map")
+    hurt = blast_radius(graph, origin)
+    context = _map_context(graph, environments)
+    context.update(
+        origin=origin,
+        origin_node=graph.nodes[origin],
+        hurt_list=hurt,
+        hurt={h.node.id: h for h in hurt},
+        tier_1=[h for h in hurt if h.node.is_tier_1],
+        path_names={key: node.slug for key, node in graph.nodes.items()},
+    )
+    return render(request, "topology/blast.html", context)
+
+
+# W3C trace ids are 32 hex digits; B3 also allows 16.
+TRACE_ID = re.compile(r"^(?:[0-9a-f]{16}|[0-9a-f]{32})$")
+
+
+@login_required
+def trace(request: HttpRequest, slug: str) -> HttpResponse:
+    """GET ?trace_id=: to that trace in the service's trace UI (its trace link template)."""
+    service = get_object_or_404(Service, slug=slug)
+    trace_id = request.GET.get("trace_id", "").strip().lower()
+    if not service.trace_link_template:
+        raise Http404(f"{service.slug} has no trace link template (catalog: trace_link_template)")
+    if not TRACE_ID.match(trace_id) or set(trace_id) == {"0"}:
+        return HttpResponseBadRequest(
+            "trace_id: give the trace's id, 32 hexadecimal digits (16 for 64-bit B3 ids)"
+        )
+    return redirect(service.trace_link(trace_id, environment=request.GET.get("environment", "")))
