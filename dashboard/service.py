@@ -21,7 +21,7 @@ from controlplane.models import Event
 from dashboard.home import open_incidents
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Rollout, TrafficRoute
-from health.models import InstanceCheck, ServiceHealth
+from health.models import InstanceCheck, ServiceHealth, VendorStatus
 
 INSTANCE_ROWS = 60
 DEPLOY_HISTORY_ROWS = 10  # as deployments.views.SERVICE_HISTORY_ROWS: its pushes show as many
@@ -42,7 +42,7 @@ class Dependency:
     external: bool = False
     declared: bool = False
     via_circuit: bool = False
-    health: str = ""  # in the page's environment; '' for external dependencies
+    health: str = ""  # in the page's environment; an external one's watched state ('' if none)
 
     @property
     def sources(self) -> str:
@@ -217,11 +217,21 @@ def _service_dep(found: dict[str, Dependency], service: Service) -> Dependency:
 def _external_dep(found: dict[str, Dependency], external: ExternalDependency) -> Dependency:
     key = f"external:{external.slug}"
     if key not in found:
-        found[key] = Dependency(external.slug, external.name, external.status_page_url, True)
+        found[key] = Dependency(external.slug, external.name, external.get_absolute_url(), True)
     return found[key]
 
 
 def _add_health(deps: list[Dependency], environment: Environment | None) -> None:
+    external = [d.slug for d in deps if d.external]
+    if external:
+        states = dict(
+            VendorStatus.objects.filter(dependency__slug__in=external).values_list(
+                "dependency__slug", "state"
+            )
+        )
+        for dep in deps:
+            if dep.external:
+                dep.health = states.get(dep.slug, "")
     slugs = [d.slug for d in deps if not d.external]
     if environment is None or not slugs:
         return
