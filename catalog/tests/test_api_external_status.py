@@ -87,9 +87,7 @@ def test_a_team_owner_cannot_change_a_status_source(api_as: Any) -> None:
     assert response.status_code == 403
 
 
-def test_status_shows_what_the_poller_saw_and_whether_we_are_ahead(
-    api_as: Any, world: Any
-) -> None:
+def test_status_shows_what_the_poller_saw_and_whether_we_are_ahead(api_as: Any, world: Any) -> None:
     # given a watched dependency whose page says operational while our probe fails
     stripe = ExternalDependency.objects.create(
         slug="stripe",

@@ -225,3 +225,19 @@ def test_claim_due_leases_each_due_row_once(page: VendorPage) -> None:
     assert status.next_due_at > timezone.now() + timedelta(seconds=50)
     # a redelivered message with the old lease does nothing
     assert not vendors.poll(ids[0], lease).polled
+
+
+def test_a_state_change_renders_the_dependency_page_badge_and_list_row(page: VendorPage) -> None:
+    from controlplane.live import Tile
+    from health.live import EXTERNAL_LIST_TOPIC, external_fragments
+
+    stripe = _stripe(page)
+    vendors.poll_now(stripe)
+    page.set_component("API", "partial_outage")
+    vendors.poll_now(stripe)
+    fragments = list(external_fragments(_events()[-1]))
+    rendered = {f.topic: f.render() for f in fragments if isinstance(f, Tile)}
+    assert set(rendered) == {"external:stripe", EXTERNAL_LIST_TOPIC}
+    assert f'id="vendor-state-{stripe.pk}" hx-swap-oob="outerHTML"' in rendered["external:stripe"]
+    assert "sb-status-partial_outage" in rendered["external:stripe"]
+    assert f'id="vendor-row-{stripe.pk}"' in rendered[EXTERNAL_LIST_TOPIC]
