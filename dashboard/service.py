@@ -146,7 +146,13 @@ def owned_circuits(service: Service) -> list[OwnedCircuit]:
     overrides operators set on them (here or in every environment)."""
     rows = (
         Circuit.objects.filter(service=service)
-        .select_related("service", "environment", "protects_service", "protects_external")
+        .select_related(
+            "service",
+            "environment",
+            "protects_service",
+            "protects_external",
+            "protects_external__vendor_status",
+        )
         .order_by("-severity", "environment__order", "name")[:CIRCUIT_ROWS]
     )
     standing = list(CircuitOverride.objects.active().filter(service=service))
@@ -187,7 +193,9 @@ def dependencies(
             _service_dep(calls, edge.to_service).declared = True
         if edge.to_service_id == service.pk:
             _service_dep(called_by, edge.from_service).declared = True
-    externals: list[ExternalDependency] = list(service.external_dependencies.all())
+    externals: list[ExternalDependency] = list(
+        service.external_dependencies.select_related("vendor_status")
+    )
     for external in externals:
         _external_dep(calls, external).declared = True
     for row in owned:
@@ -218,20 +226,13 @@ def _external_dep(found: dict[str, Dependency], external: ExternalDependency) ->
     key = f"external:{external.slug}"
     if key not in found:
         found[key] = Dependency(external.slug, external.name, external.get_absolute_url(), True)
+        # health's watched state, select_related by the callers (no query per dependency)
+        watched: VendorStatus | None = getattr(external, "vendor_status", None)
+        found[key].health = watched.state if watched is not None else ""
     return found[key]
 
 
 def _add_health(deps: list[Dependency], environment: Environment | None) -> None:
-    external = [d.slug for d in deps if d.external]
-    if external:
-        states = dict(
-            VendorStatus.objects.filter(dependency__slug__in=external).values_list(
-                "dependency__slug", "state"
-            )
-        )
-        for dep in deps:
-            if dep.external:
-                dep.health = states.get(dep.slug, "")
     slugs = [d.slug for d in deps if not d.external]
     if environment is None or not slugs:
         return
