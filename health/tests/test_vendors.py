@@ -241,3 +241,26 @@ def test_a_state_change_renders_the_dependency_page_badge_and_list_row(page: Ven
     assert f'id="vendor-state-{stripe.pk}" hx-swap-oob="outerHTML"' in rendered["external:stripe"]
     assert "sb-status-partial_outage" in rendered["external:stripe"]
     assert f'id="vendor-row-{stripe.pk}"' in rendered[EXTERNAL_LIST_TOPIC]
+
+
+@pytest.fixture
+def eager_tasks() -> Iterator[None]:
+    # The enqueued poll runs in this process (no worker here): the same code a worker runs.
+    from controlplane.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = False
+
+
+def test_the_beat_task_polls_every_due_dependency(page: VendorPage, eager_tasks: None) -> None:
+    from health import tasks
+
+    stripe = _stripe(page)
+    page.set_component("API", "under_maintenance")
+    assert tasks.claim_due_vendors() == 1
+    status = VendorStatus.objects.get(dependency=stripe)
+    assert status.state == ExternalState.MAINTENANCE and status.lease_until is None
+    assert tasks.claim_due_vendors() == 0  # not due again before its interval
