@@ -54,6 +54,10 @@ def test_a_file_sets_the_status_source_and_exports_it_back(world: Any) -> None:
         ("probeUrl: https://api.stripe.com/healthcheck", "probeUrl: http://169.254.169.254/x",
          "cloud metadata address"),
         ("statusInterval: 30", "statusInterval: 5", "statusInterval"),
+        ("statusPage: https://status.stripe.com/", "", "needs the page's base URL"),
+        ("statusSource: statuspage\n  statusComponents: [API, Checkout]\n"
+         "  probeUrl: https://api.stripe.com/healthcheck", "statusSource: probe",
+         "needs the URL to probe"),
     ],
 )  # fmt: skip
 def test_a_bad_source_is_refused_and_nothing_written(
