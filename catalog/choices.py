@@ -23,6 +23,14 @@ class Tier(models.IntegerChoices):
     EXPERIMENTAL = 4, "Tier 4 (experimental)"
 
 
+class StatusSource(models.TextChoices):
+    """Where an external dependency's state comes from (docs/external.md)."""
+
+    NONE = "none", "None (not watched)"
+    STATUSPAGE = "statuspage", "The vendor's Atlassian Statuspage (/api/v2/summary.json)"
+    PROBE = "probe", "Our own HTTP probe"
+
+
 class Lifecycle(models.TextChoices):
     """Where an instance is in its life, as the control plane sees it."""
 

@@ -20,7 +20,8 @@ from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 
 from catalog import signals
-from catalog.choices import ROLE_RANK, InstanceEvent, Lifecycle, Role, Scope, Tier
+from catalog.choices import ROLE_RANK, InstanceEvent, Lifecycle, Role, Scope, StatusSource, Tier
+from controlplane import outbound
 from controlplane.events import publish
 
 if TYPE_CHECKING:
@@ -147,13 +148,51 @@ def fill_link_template(template: str, **values: str) -> str:
     return _PLACEHOLDER.sub(lambda m: quote(values.get(m.group(1), ""), safe=""), template)
 
 
+def guarded_url(url: str) -> None:
+    """Signalbox will call this URL: refuse, when saved, an address the outbound guard never
+    allows (a name that does not resolve yet is checked again at every call)."""
+    reason = outbound.refusal(url) if url else ""
+    if reason:
+        raise ValidationError(reason)
+
+
+MIN_STATUS_INTERVAL = 10
+MAX_STATUS_INTERVAL = 3600
+
+
 class ExternalDependency(models.Model):
     """A service we rely on but do not run (a payment provider, S3), with its status page."""
 
     slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    status_page_url = models.URLField(blank=True)
+    status_page_url = models.URLField(
+        blank=True,
+        validators=[guarded_url],
+        help_text="The vendor's Statuspage base URL: <base>/api/v2/summary.json is polled",
+    )
+    status_source = models.CharField(
+        max_length=16, choices=StatusSource.choices, default=StatusSource.NONE
+    )
+    status_components = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The vendor's components that matter to us (names or ids); empty = the "
+        "page's overall indicator",
+    )
+    probe_url = models.URLField(
+        blank=True,
+        validators=[guarded_url],
+        help_text="Our own probe of the dependency: an HTTP GET of this URL",
+    )
+    probe_expected_status = models.PositiveSmallIntegerField(
+        default=200, validators=[MinValueValidator(100), MaxValueValidator(599)]
+    )
+    status_interval_seconds = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(MIN_STATUS_INTERVAL), MaxValueValidator(MAX_STATUS_INTERVAL)],
+        help_text="How often the status page is fetched and the probe is run",
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -161,6 +200,13 @@ class ExternalDependency(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def get_absolute_url(self) -> str:
+        return reverse("dashboard:external-dependency", args=[self.slug])
+
+    @property
+    def is_watched(self) -> bool:
+        return self.status_source != StatusSource.NONE
 
 
 class Service(models.Model):

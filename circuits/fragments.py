@@ -137,7 +137,13 @@ def _standing_overrides(circuits: list[Circuit]) -> dict[int, list[CircuitOverri
 
 def with_relations(queryset: Any) -> Any:
     return queryset.select_related(
-        "service", "service__team", "environment", "protects_service", "protects_external"
+        "service",
+        "service__team",
+        "environment",
+        "protects_service",
+        "protects_external",
+        # health's row for the dependency (the vendor's state beside the circuit), by name.
+        "protects_external__vendor_status",
     )
 
 

@@ -48,6 +48,12 @@ app.conf.beat_schedule = {
         "schedule": 1.0,
         "options": {"expires": 2},
     },
+    # External dependencies' status pages and probes (each row has its own interval).
+    "health-claim-due-vendors": {
+        "task": "health.tasks.claim_due_vendors",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
     "health-mark-late-heartbeats": {
         "task": "health.tasks.mark_late_heartbeats",
         "schedule": 5.0,

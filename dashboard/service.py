@@ -21,7 +21,7 @@ from controlplane.models import Event
 from dashboard.home import open_incidents
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Rollout, TrafficRoute
-from health.models import InstanceCheck, ServiceHealth
+from health.models import InstanceCheck, ServiceHealth, VendorStatus
 
 INSTANCE_ROWS = 60
 DEPLOY_HISTORY_ROWS = 10  # as deployments.views.SERVICE_HISTORY_ROWS: its pushes show as many
@@ -42,7 +42,7 @@ class Dependency:
     external: bool = False
     declared: bool = False
     via_circuit: bool = False
-    health: str = ""  # in the page's environment; '' for external dependencies
+    health: str = ""  # in the page's environment; an external one's watched state ('' if none)
 
     @property
     def sources(self) -> str:
@@ -146,7 +146,13 @@ def owned_circuits(service: Service) -> list[OwnedCircuit]:
     overrides operators set on them (here or in every environment)."""
     rows = (
         Circuit.objects.filter(service=service)
-        .select_related("service", "environment", "protects_service", "protects_external")
+        .select_related(
+            "service",
+            "environment",
+            "protects_service",
+            "protects_external",
+            "protects_external__vendor_status",
+        )
         .order_by("-severity", "environment__order", "name")[:CIRCUIT_ROWS]
     )
     standing = list(CircuitOverride.objects.active().filter(service=service))
@@ -187,7 +193,9 @@ def dependencies(
             _service_dep(calls, edge.to_service).declared = True
         if edge.to_service_id == service.pk:
             _service_dep(called_by, edge.from_service).declared = True
-    externals: list[ExternalDependency] = list(service.external_dependencies.all())
+    externals: list[ExternalDependency] = list(
+        service.external_dependencies.select_related("vendor_status")
+    )
     for external in externals:
         _external_dep(calls, external).declared = True
     for row in owned:
@@ -217,7 +225,10 @@ def _service_dep(found: dict[str, Dependency], service: Service) -> Dependency:
 def _external_dep(found: dict[str, Dependency], external: ExternalDependency) -> Dependency:
     key = f"external:{external.slug}"
     if key not in found:
-        found[key] = Dependency(external.slug, external.name, external.status_page_url, True)
+        found[key] = Dependency(external.slug, external.name, external.get_absolute_url(), True)
+        # health's watched state, select_related by the callers (no query per dependency)
+        watched: VendorStatus | None = getattr(external, "vendor_status", None)
+        found[key].health = watched.state if watched is not None else ""
     return found[key]
 
 

@@ -15,4 +15,6 @@ urlpatterns = [
     path("catalog/teams/<slug:slug>/", views.team_page, name="team"),
     path("catalog/services/<slug:slug>/", views.service_page, name="service"),
     path("catalog/services/<slug:slug>/deploy", views.deploy, name="service-deploy"),
+    path("dependencies/", views.external_list, name="external-dependencies"),
+    path("dependencies/<slug:slug>/", views.external_page, name="external-dependency"),
 ]

@@ -14,11 +14,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from catalog.choices import Scope
-from catalog.models import Environment, Service, Team
+from catalog.models import Environment, ExternalDependency, Service, Team
 from catalog.permissions import Access
 from controlplane.events import families
 from controlplane.timeline import Cursor, EventFilters, event_page, page_link
-from dashboard import scaling_chart, sections
+from dashboard import external, scaling_chart, sections
 from dashboard import search as site_search
 from dashboard import service as service_data
 from dashboard import team as team_data
@@ -106,6 +106,21 @@ def service_page(request: HttpRequest, slug: str) -> HttpResponse:
         **sections.service_incidents_context(service),
     }
     return render(request, "dashboard/service.html", context)
+
+
+@login_required
+def external_list(request: HttpRequest) -> HttpResponse:
+    """Every external dependency with its state, source and the circuits open towards it."""
+    return render(request, "dashboard/external_list.html", {"views": external.list_views()})
+
+
+@login_required
+def external_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """One external dependency: their page, our probe, our circuits, our dependents, a verdict."""
+    dependency = get_object_or_404(ExternalDependency, slug=slug)
+    return render(
+        request, "dashboard/external.html", {"view": external.dependency_view(dependency)}
+    )
 
 
 @login_required

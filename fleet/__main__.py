@@ -1,4 +1,5 @@
-"""`python -m fleet plan|run|bench`: lay out, run, or measure the demo fleet."""
+"""`python -m fleet plan|run|bench|statuspage`: lay out, run, or measure the demo fleet, or
+serve a vendor's status page."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from fleet.errors import FleetError
 from fleet.plan import ConfigError, Plan, build_plan, load_plan, write_plan
 from fleet.reporter import TokenFile
 from fleet.runtime import Fleet, listen_address
+from fleet.statuspage import serve as serve_statuspage
 
 TRAFFIC_ENV = "SIGNALBOX_FLEET_TRAFFIC_RPS"
 LISTEN_ENV = "SIGNALBOX_FLEET_LISTEN"
@@ -29,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
             return _plan(args)
         if args.command == "bench":
             return run_bench(args.config, args.count_per_service, args.probes, args.base_port)
+        if args.command == "statuspage":
+            components = [c.strip() for c in args.components.split(",") if c.strip()]
+            asyncio.run(serve_statuspage(args.host, args.port, args.name, components))
+            return 0
         return asyncio.run(_run(args))
     except (ConfigError, FleetError) as exc:
         print(f"fleet: {exc}", file=sys.stderr)
@@ -71,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="seconds a circuit stays open before trial calls (default 10)")
     run.add_argument("--breaker-minimum-calls", type=int, default=None, metavar="N",
                      help="calls in the window before a circuit may open (default 10)")
+
+    page = sub.add_parser("statuspage", help="serve a vendor's Statuspage-format status page")
+    page.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
+    page.add_argument("--port", type=int, default=8950, help="0 picks a free port (default 8950)")
+    page.add_argument("--name", default="Stripe", help="the vendor's name (default Stripe)")
+    page.add_argument("--components", default="API,Checkout,Dashboard,Webhooks",
+                      help="comma-separated component names")
 
     bench = sub.add_parser("bench", help="start a big fleet in a subprocess and measure it")
     bench.add_argument("--config", type=Path, default=Path("fleet/demo.yaml"))

@@ -24,6 +24,9 @@ HOST_ENV = "SIGNALBOX_FLEET_HOST"
 _HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
+EXTERNAL_STATUS_KEYS = ("status_source", "status_components", "probe_url")
+
+
 class ConfigError(ValueError):
     """A fleet config or plan that cannot be used; the message names the file and field."""
 
@@ -329,6 +332,8 @@ class _Config:
                 "slug": self.need(x, where, "slug"),
                 "name": self.need(x, where, "name"),
                 "status_page_url": x.get("status_page_url", ""),
+                # how Signalbox watches it (docs/external.md); seed_demo passes them on
+                **{k: x[k] for k in EXTERNAL_STATUS_KEYS if k in x},
             })
         return out
 

@@ -82,6 +82,28 @@ class JsonOp(models.TextChoices):
     CONTAINS = "contains", "contains"
 
 
+class ExternalState(models.TextChoices):
+    """An external dependency's state, from its vendor's page or our probe (docs/external.md)."""
+
+    OPERATIONAL = "operational", "Operational"
+    DEGRADED = "degraded", "Degraded"
+    PARTIAL_OUTAGE = "partial_outage", "Partial outage"
+    MAJOR_OUTAGE = "major_outage", "Major outage"
+    MAINTENANCE = "maintenance", "Maintenance"
+    UNKNOWN = "unknown", "Unknown"
+
+
+# How bad each external state is: the worst watched component decides.
+EXTERNAL_SEVERITY = {
+    ExternalState.OPERATIONAL: 0,
+    ExternalState.MAINTENANCE: 1,
+    ExternalState.DEGRADED: 2,
+    ExternalState.PARTIAL_OUTAGE: 3,
+    ExternalState.MAJOR_OUTAGE: 4,
+    ExternalState.UNKNOWN: 5,
+}
+
+
 # How a status reads on the dashboard: an icon and a word, never colour alone.
 STATUS_ICONS = {
     CheckStatus.PASS: "✔",
@@ -95,6 +117,11 @@ STATUS_ICONS = {
     HeartbeatStatus.DOWN: "✖",
     HeartbeatStatus.NEW: "…",
     HeartbeatStatus.PAUSED: "‖",
+    ExternalState.OPERATIONAL: "✔",
+    ExternalState.DEGRADED: "▲",
+    ExternalState.PARTIAL_OUTAGE: "▲",
+    ExternalState.MAJOR_OUTAGE: "✖",
+    ExternalState.MAINTENANCE: "‖",
 }
 
 
@@ -127,6 +154,14 @@ class MaintenanceEvent(EventNames):
     DELETED = "maintenance.deleted"
     STARTED = "maintenance.started"
     ENDED = "maintenance.ended"
+
+
+class ExternalEvent(EventNames):
+    """An external dependency's watched state moved (the payload is a contract that
+    alerting consumes: docs/external.md)."""
+
+    FAMILY = "external."
+    STATUS_CHANGED = "external.status.changed"
 
 
 CHECK_SPEC_EVENTS = ResourceEvents(

@@ -2,7 +2,8 @@
 
 Topics: `health:overview.<env-slug>` (the overview of one environment: its tiles and its
 counts per state, for the whole environment and per team),
-`service:<slug>` (a service's page), `instance:<id>` (an instance's page).
+`service:<slug>` (a service's page), `instance:<id>` (an instance's page),
+`external:<slug>` (an external dependency's page) and `external:list` (the list of them).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from catalog.models import Environment, Team
 from controlplane.live import Fragment, Tile, renders
 from controlplane.models import Event
 from health import overview
-from health.choices import HealthEvent, HeartbeatEvent
-from health.models import Heartbeat, InstanceCheck, ServiceHealth
+from health.choices import ExternalEvent, HealthEvent, HeartbeatEvent
+from health.models import Heartbeat, InstanceCheck, ServiceHealth, VendorStatus
 
 
 def overview_topic(environment_slug: str) -> str:
@@ -124,3 +125,45 @@ def heartbeat_fragments(event: Event) -> Iterable[tuple[str, str]]:
         "health/partials/heartbeat_row.html", {"heartbeat": heartbeat, "oob": True}
     )
     return [(f"service:{heartbeat.service.slug}", html)]
+
+
+def external_topic(slug: str) -> str:
+    return f"external:{slug}"
+
+
+EXTERNAL_LIST_TOPIC = "external:list"
+
+
+def _vendor_html(template: str, dependency_id: int) -> str:
+    status = (
+        VendorStatus.objects.select_related("dependency")
+        .filter(dependency_id=dependency_id)
+        .first()
+    )
+    if status is None:
+        return ""
+    return render_to_string(
+        template, {"status": status, "dependency": status.dependency, "oob": True}
+    )
+
+
+@renders(ExternalEvent.FAMILY)
+def external_fragments(event: Event) -> Iterable[Fragment]:
+    """The dependency's state badge on its page and its row in the list, coalesced."""
+    if not event.subject_id or event.action != ExternalEvent.STATUS_CHANGED:
+        return []
+    dependency_id = int(event.subject_id)
+    slug = str(event.payload.get("dependency", ""))
+    key = f"external-{dependency_id}"
+    return [
+        Tile(
+            external_topic(slug),
+            key,
+            lambda: _vendor_html("health/partials/vendor_state.html", dependency_id),
+        ),
+        Tile(
+            EXTERNAL_LIST_TOPIC,
+            f"{key}-row",
+            lambda: _vendor_html("health/partials/vendor_row.html", dependency_id),
+        ),
+    ]

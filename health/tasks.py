@@ -7,7 +7,7 @@ from datetime import datetime
 
 from celery import shared_task
 
-from health import heartbeats, maintenance, rollups, scheduler, services
+from health import heartbeats, maintenance, rollups, scheduler, services, vendors
 
 logger = logging.getLogger(__name__)
 
@@ -53,3 +53,19 @@ def compact_rollups() -> int:
 def reconcile_checks() -> int:
     created, removed = services.reconcile()
     return created + removed
+
+
+@shared_task(name="health.tasks.claim_due_vendors")
+def claim_due_vendors() -> int:
+    """Every 5 s (beat): watch newly watched dependencies, lease the due ones, poll each."""
+    vendors.ensure_rows()
+    ids, lease = vendors.claim_due()
+    for status_id in ids:
+        poll_vendor.delay(status_id, lease.isoformat())
+    return len(ids)
+
+
+@shared_task(name="health.tasks.poll_vendor", acks_late=True, reject_on_worker_lost=True)
+def poll_vendor(status_id: int, lease: str) -> str:
+    """Fetch one dependency's status page and run its probe; returns its state."""
+    return vendors.poll(status_id, datetime.fromisoformat(lease)).state

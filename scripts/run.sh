@@ -24,6 +24,6 @@ $PY manage.py seed_deployments --fleet var/fleet.json
 echo "== the demo's scaling group (search in production, on the router's request rate)"
 $PY manage.py seed_scaling --fleet var/fleet.json
 
-echo "== starting web, worker, beat and the demo fleet (Ctrl-C stops them all)"
+echo "== starting web, worker, beat, the demo fleet and its vendor status page on :8950 (Ctrl-C stops them all)"
 echo "   a process that dies is restarted by scripts/keep_running.py: see docs/operations.md"
 exec .venv/bin/honcho start -f Procfile

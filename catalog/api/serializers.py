@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework import exceptions, serializers, status
 from rest_framework.validators import UniqueValidator
 
-from catalog.choices import Scope
+from catalog.choices import Scope, StatusSource
 from catalog.models import (
     TOKEN_PREFIX,
     ApiToken,
@@ -143,11 +143,76 @@ class EnvironmentSerializer(CatalogSerializer):
         return {}
 
 
+MAX_STATUS_COMPONENTS = 50
+MAX_COMPONENT_CHARS = 200
+
+
 class ExternalDependencySerializer(CatalogSerializer):
+    status_source = serializers.ChoiceField(
+        choices=StatusSource.choices,
+        required=False,
+        error_messages={
+            "invalid_choice": f"'{{input}}' is not a status source; use one of "
+            f"{', '.join(StatusSource.values)}"
+        },
+    )
+    status_components = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_COMPONENT_CHARS, allow_blank=False),
+        max_length=MAX_STATUS_COMPONENTS,
+        required=False,
+        help_text="The vendor's component names or ids that matter to us; empty = the "
+        "page's overall indicator",
+    )
+    status = serializers.SerializerMethodField(
+        help_text="The watched state: state, source, fetched_at, components, incidents, "
+        "maintenances, our_probe, ahead_of_vendor (null when not watched yet)"
+    )
+
     class Meta:
         model = ExternalDependency
-        fields = ["slug", "name", "description", "status_page_url"]
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "status_page_url",
+            "status_source",
+            "status_components",
+            "probe_url",
+            "probe_expected_status",
+            "status_interval_seconds",
+            "status",
+        ]
         immutable = ["slug"]
+
+    def validate_status_components(self, value: list[str]) -> list[str]:
+        cleaned = [v.strip() for v in value]
+        seen = {v.lower() for v in cleaned}
+        if len(seen) != len(cleaned):
+            raise serializers.ValidationError("lists a component twice")
+        return cleaned
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        merged = self._merged(attrs)
+        source = merged.get("status_source") or StatusSource.NONE
+        if source == StatusSource.STATUSPAGE and not merged.get("status_page_url"):
+            raise serializers.ValidationError(
+                {"status_page_url": ["a statuspage source needs the page's base URL"]}
+            )
+        if source == StatusSource.PROBE and not merged.get("probe_url"):
+            raise serializers.ValidationError(
+                {"probe_url": ["a probe source needs the URL to probe"]}
+            )
+        return attrs
+
+    def get_status(self, obj: ExternalDependency) -> dict[str, Any] | None:
+        # The watched state is health's row (ExternalDependency.vendor_status); the circuits
+        # protecting the dependency come through their own relation. Neither app is
+        # imported here: the catalog sits below both.
+        record = getattr(obj, "vendor_status", None)
+        if record is None:
+            return None
+        open_circuits = sum(1 for c in obj.protected_by_circuits.all() if c.is_rejecting)
+        return dict(record.as_api(open_circuits=open_circuits))
 
     def duplicate_of(self, attrs: dict[str, Any]) -> dict[str, str]:
         if self._clashes(ExternalDependency, {"slug": attrs["slug"]}):

@@ -140,7 +140,10 @@ class EnvironmentViewSet(ScopedViewSet):
 class ExternalDependencyViewSet(ScopedViewSet):
     """Things services rely on but nobody here runs (a payment provider, S3). Admins change them."""
 
-    queryset = ExternalDependency.objects.all()
+    # vendor_status is health's row, protected_by_circuits the circuits': named, not imported.
+    queryset = ExternalDependency.objects.select_related("vendor_status").prefetch_related(
+        "protected_by_circuits"
+    )
     serializer_class = s.ExternalDependencySerializer
     lookup_field = "slug"
     lookup_value_regex = SLUG_LOOKUP

@@ -13,7 +13,7 @@ from catalog.catalog_yaml.kinds import ATTRS, MODEL_OF, SERVICE_REF, TITLE, Attr
 from catalog.catalog_yaml.problems import Location, Problem
 from catalog.catalog_yaml.reading import Document, parent_field
 from catalog.catalog_yaml.schema import schema_problems
-from catalog.choices import Role
+from catalog.choices import Role, StatusSource
 
 # The mappings where a key with no value (`title:`) counts as left out.
 SECTIONS = ("metadata", "spec")
@@ -90,9 +90,19 @@ class _DocumentReader:
             entity.members = self._members(spec)
         elif kind == Kind.SERVICE:
             self._service(entity, spec)
+        elif kind == Kind.EXTERNAL:
+            self._status_source(entity)
         # Returned even with problems, so its references are checked too; the import
         # stops before applying anything when there is any problem.
         return entity if name else None
+
+    def _status_source(self, entity: Entity) -> None:
+        """A watched dependency needs the address it is watched at (as the API says)."""
+        source = entity.values.get("status_source")
+        if source == StatusSource.STATUSPAGE and not entity.values.get("status_page_url"):
+            self.fail("spec.statusPage", "a statuspage source needs the page's base URL")
+        if source == StatusSource.PROBE and not entity.values.get("probe_url"):
+            self.fail("spec.probeUrl", "a probe source needs the URL to probe")
 
     def _sound(self, path: str) -> bool:
         """Whether the schema found nothing wrong with this field or what holds it."""

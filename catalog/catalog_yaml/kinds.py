@@ -69,7 +69,16 @@ ATTRS: dict[Kind, tuple[Attr, ...]] = {
         Attr("spec.order", "order", default=0, omit_when_default=False),
         Attr("spec.production", "is_production", default=False, omit_when_default=False),
     ),
-    Kind.EXTERNAL: (TITLE, DESCRIPTION, Attr("spec.statusPage", "status_page_url")),
+    Kind.EXTERNAL: (
+        TITLE,
+        DESCRIPTION,
+        Attr("spec.statusPage", "status_page_url"),
+        Attr("spec.statusSource", "status_source", default="none"),
+        Attr("spec.statusComponents", "status_components", default=[]),
+        Attr("spec.probeUrl", "probe_url"),
+        Attr("spec.probeExpectedStatus", "probe_expected_status", default=200),
+        Attr("spec.statusInterval", "status_interval_seconds", default=60),
+    ),
     Kind.SERVICE: (
         TITLE,
         DESCRIPTION,

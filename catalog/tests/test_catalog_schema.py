@@ -25,7 +25,7 @@ from catalog.catalog_yaml.schema import (
     VALIDATOR_FOR_ANY,
     CatalogValidator,
 )
-from catalog.choices import Role, Tier
+from catalog.choices import Role, StatusSource, Tier
 from catalog.models import Team, slug_validator
 from fleet.plan import build_plan, write_plan
 
@@ -111,6 +111,8 @@ def test_it_agrees_with_the_models_and_the_import() -> None:
     assert SCHEMA["properties"]["kind"]["enum"] == list(Kind)
     assert DEFS["teamSpec"]["properties"]["members"]["additionalProperties"]["enum"] == Role.values
     assert DEFS["serviceSpec"]["properties"]["tier"]["enum"] == [*Tier.values, None]
+    source = DEFS["externalDependencySpec"]["properties"]["statusSource"]
+    assert source["enum"] == StatusSource.values
     depends_on = DEFS["serviceSpec"]["properties"]["dependsOn"]["items"]
     assert depends_on["patternErrorMessage"] == REF_FORMAT
     # and every column of every kind, with its model field's length limit

@@ -26,7 +26,14 @@ SAMPLE_PLAN = {
         {"slug": "production", "name": "Production", "order": 20, "is_production": True},
     ],
     "external_dependencies": [
-        {"slug": "stripe", "name": "Stripe", "status_page_url": "https://status.stripe.com/"}
+        {
+            "slug": "stripe",
+            "name": "Stripe",
+            "status_page_url": "http://127.0.0.1:8950",
+            "status_source": "statuspage",
+            "status_components": ["API"],
+            "probe_url": "http://127.0.0.1:8950/v1/ping",
+        }
     ],
     "services": [
         {
@@ -217,6 +224,12 @@ def test_it_registers_the_fleet_as_active_instances_and_follows_the_plan(demo: P
     assert "Instances: 0 created, 1 updated, 3 unchanged." in out
     checkout = Service.objects.get(slug="checkout")
     assert [x.slug for x in checkout.external_dependencies.all()] == ["stripe"]
+    stripe = checkout.external_dependencies.get()
+    assert (stripe.status_source, stripe.status_components, stripe.probe_url) == (
+        "statuspage",
+        ["API"],
+        "http://127.0.0.1:8950/v1/ping",
+    )
     assert Event.objects.filter(action="instance.updated", service__slug="web").count() == 1
 
 

@@ -1,4 +1,5 @@
-"""Health models: check specs and states, history, heartbeats, maintenance windows."""
+"""Health models: check specs and states, history, heartbeats, maintenance windows, and
+external dependencies' vendor statuses."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from health.models.checks import CheckSpec, InstanceCheck, ServiceHealth
 from health.models.heartbeats import Heartbeat
 from health.models.history import Rollup, Transition
 from health.models.maintenance import MaintenanceWindow
+from health.models.vendors import VendorStatus
 
 __all__ = [
     "CheckSpec",
@@ -15,4 +17,5 @@ __all__ = [
     "Rollup",
     "ServiceHealth",
     "Transition",
+    "VendorStatus",
 ]

@@ -319,7 +319,7 @@ def _documents(plan: dict[str, Any], people: dict[str, dict[str, str]]) -> list[
             "ExternalDependency",
             x["slug"],
             x["name"],
-            {"statusPage": x["status_page_url"]} if x.get("status_page_url") else {},
+            _external_spec(x),
         )
         for x in plan["external_dependencies"]
     ]
@@ -333,6 +333,17 @@ def _documents(plan: dict[str, Any], people: dict[str, dict[str, str]]) -> list[
         ]
         documents.append(doc("Service", s["slug"], s["name"], spec, s.get("description", "")))
     return documents
+
+
+def _external_spec(x: dict[str, Any]) -> dict[str, Any]:
+    """The catalog file's spec of a demo vendor: its page and how Signalbox watches it."""
+    keys = (
+        ("statusPage", "status_page_url"),
+        ("statusSource", "status_source"),
+        ("statusComponents", "status_components"),
+        ("probeUrl", "probe_url"),
+    )
+    return {key: x[field] for key, field in keys if x.get(field)}
 
 
 def _labels(spec: dict[str, Any]) -> dict[str, str]:
