@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from alerts import outbox
+from alerts import dependencies, outbox
 from alerts.choices import IncidentEvent, IncidentState, NotificationAction, Severity, TimelineKind
 from alerts.models import Incident, Route, Rule, TimelineEntry
 from alerts.rules.base import Subject
@@ -133,7 +133,12 @@ def fire(incident: Incident, now: datetime | None = None) -> None:
 
 
 def notify(incident: Incident, level: int, kind: str = TimelineKind.NOTIFIED) -> bool:
-    """Queue the trigger for the routes of `level`, unless silenced; True if queued."""
+    """Queue the trigger for the routes of `level`, unless silenced or held under the root
+    incident of a dependency that is down; True if queued."""
+    from alerts.rules import kind_of
+
+    if level == 0 and incident.notified_at is None and kind_of(incident.rule).follows_root:
+        dependencies.group(incident)
     suppression = suppression_for(incident)
     if suppression:
         if incident.suppressed_by != suppression:
