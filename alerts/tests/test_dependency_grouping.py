@@ -426,3 +426,97 @@ def test_external_rule_parameters_are_checked(chain: Chain, api_as: Any) -> None
     assert answer.status_code == 400
     assert "no external dependency nope" in str(answer.json())
     assert not Rule.objects.filter(name="vendor").exists()
+
+
+@pytest.mark.django_db
+def test_webhooks_and_email_carry_the_root_and_the_dependents(chain: Chain, smtp: Any) -> None:
+    import hashlib
+    import hmac
+
+    from alerts.tests.conftest import WEBHOOK_SECRET
+
+    # given billing also has a signed webhook, and storefront an email channel for pages
+    hook = Channel.objects.create(
+        team=chain.teams["billing"],
+        name="hook",
+        kind=ChannelKind.WEBHOOK,
+        secret=WEBHOOK_SECRET,
+        url=chain.receiver.url("/hook/billing"),
+    )
+    Route.objects.create(
+        team=chain.teams["billing"], severity=Severity.PAGE, channel=hook, group_wait_seconds=0
+    )
+    mail = Channel.objects.create(
+        team=chain.teams["storefront"],
+        name="mail",
+        kind=ChannelKind.EMAIL,
+        config={"to": ["shop-oncall@example.com"]},
+    )
+    Route.objects.create(team=chain.teams["storefront"], severity=Severity.PAGE, channel=mail)
+    # when payments goes down (its webhook is sent at once), and then checkout with it
+    payments = chain.down("payments")
+    deliver_all()
+    checkout = chain.down("checkout")
+    _send_waiting()
+    # then the root's webhook (signed as ever) lists checkout as its dependent
+    first, update = chain.receiver.wait_for("/hook/billing", 2)
+    signature = (
+        "sha256="
+        + hmac.new(
+            WEBHOOK_SECRET.encode(),
+            update.headers["X-Signalbox-Timestamp"].encode() + b"." + update.body,
+            hashlib.sha256,
+        ).hexdigest()
+    )
+    assert update.headers["X-Signalbox-Signature"] == signature
+    assert first.json()["incidents"][0]["dependents"] == []
+    [root] = update.json()["incidents"]
+    assert (root["id"], root["root"], root["caused_by_path"]) == (payments.pk, None, None)
+    assert root["dependents"] == [
+        {
+            "id": checkout.pk,
+            "url": f"https://signalbox.example/alerts/incidents/{checkout.pk}/",
+            "title": "checkout in production is down",
+            "state": "firing",
+            "team": "storefront",
+            "where": "checkout in production",
+            "caused_by_path": "checkout -> payments",
+        }
+    ]
+    # and storefront's mailbox got the one heads-up, naming the cause
+    [message] = smtp.messages
+    text = message.content.decode()
+    assert "AFFECTED BY payments in production is down" in text
+    assert f"cause:       caused by #{payments.pk} payments in production is down" in text
+
+
+@pytest.mark.django_db
+def test_the_heads_up_is_a_rule_setting_on_the_page_and_in_the_api(
+    chain: Chain, api_as: Any
+) -> None:
+    rule = Rule.objects.get(team=chain.teams["storefront"], enabled=True)
+    # when the owner unticks the box on the team's alert settings
+    client = Client()
+    client.force_login(chain.world.admin)
+    client.post(
+        "/alerts/teams/storefront/",
+        {
+            "what": "rule",
+            "rule": rule.pk,
+            "severity": "page",
+            "enabled": "on",
+            "notify_affected": "off",
+        },
+    )
+    rule.refresh_from_db()
+    assert rule.notify_affected is False
+    # then checkout, held under payments, sends storefront nothing at all
+    chain.down("payments")
+    chain.down("checkout")
+    _send_waiting()
+    assert chain.slack("storefront") == [] and chain.pagerduty("storefront") == []
+    # and the API shows and sets it
+    answer = api_as("admin").patch(
+        f"/api/v1/alerts/rules/{rule.pk}", {"notify_affected": True}, format="json"
+    )
+    assert answer.status_code == 200 and answer.json()["notify_affected"] is True
