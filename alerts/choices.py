@@ -54,6 +54,7 @@ class TimelineKind(models.TextChoices):
     UPDATED = "updated", "Updated"
     GROUPED = "grouped", "Grouped under its root"
     UNGROUPED = "ungrouped", "Un-grouped"
+    AFFECTS = "affects", "Affects a dependent"
 
 
 class ChannelKind(models.TextChoices):

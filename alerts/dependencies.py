@@ -21,6 +21,7 @@ from alerts.models import ROOT_SUPPRESSION, Incident, TimelineEntry
 from catalog.models import ExternalDependency, Service
 
 EXTERNAL_SUBJECT = ExternalDependency._meta.label_lower
+SYSTEM_ACTOR = "alerts"  # as the rest of the timeline names alerting
 # Far deeper than any real call chain; a bound so a huge graph cannot stall a tick.
 MAX_DEPTH = 25
 
@@ -38,7 +39,9 @@ class Cause:
 
 
 def _note(incident: Incident, kind: str, message: str) -> None:
-    TimelineEntry.objects.create(incident=incident, kind=kind, message=message[:500])
+    TimelineEntry.objects.create(
+        incident=incident, kind=kind, message=message[:500], actor=SYSTEM_ACTOR
+    )
 
 
 def reachable(service: Service) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
@@ -190,7 +193,7 @@ def group(incident: Incident) -> None:
     )
     _note(
         cause.root,
-        TimelineKind.GROUPED,
+        TimelineKind.AFFECTS,
         f"affects #{incident.pk} {incident.title} ({cause.path_text})",
     )
     fold_into_root(cause.root)

@@ -51,7 +51,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='timelineentry',
             name='kind',
-            field=models.CharField(choices=[('pending', 'Condition began'), ('fired', 'Fired'), ('notified', 'Notification queued'), ('suppressed', 'Notification suppressed'), ('unrouted', 'No route'), ('repeated', 'Repeated'), ('escalated', 'Escalated'), ('delivered', 'Delivered'), ('delivery_failed', 'Delivery failed'), ('acknowledged', 'Acknowledged'), ('resolved', 'Resolved'), ('updated', 'Updated'), ('grouped', 'Grouped under its root'), ('ungrouped', 'Un-grouped')], max_length=20),
+            field=models.CharField(choices=[('pending', 'Condition began'), ('fired', 'Fired'), ('notified', 'Notification queued'), ('suppressed', 'Notification suppressed'), ('unrouted', 'No route'), ('repeated', 'Repeated'), ('escalated', 'Escalated'), ('delivered', 'Delivered'), ('delivery_failed', 'Delivery failed'), ('acknowledged', 'Acknowledged'), ('resolved', 'Resolved'), ('updated', 'Updated'), ('grouped', 'Grouped under its root'), ('ungrouped', 'Un-grouped'), ('affects', 'Affects a dependent')], max_length=20),
         ),
         migrations.RunPython(give_new_default_rules, migrations.RunPython.noop),
     ]
