@@ -16,8 +16,15 @@ from django.conf import settings
 from django.utils import timezone
 
 from alerts import outbox
-from alerts.choices import NOTIFIED_STATES, SEVERITY_RANK, RuleKind, TimelineKind
-from alerts.models import ROOT_SUPPRESSION, Incident, TimelineEntry
+from alerts.choices import (
+    NOTIFIED_STATES,
+    SEVERITY_RANK,
+    DeliveryState,
+    NotificationAction,
+    RuleKind,
+    TimelineKind,
+)
+from alerts.models import ROOT_SUPPRESSION, Incident, Notification, TimelineEntry
 from catalog.models import ExternalDependency, Service
 
 EXTERNAL_SUBJECT = ExternalDependency._meta.label_lower
@@ -226,3 +233,105 @@ def fold_into_root(root: Incident) -> None:
     for level in range(root.escalation_level + 1):
         for route in routes_for(root, level):
             outbox.queue_root_update(root, route)
+
+
+def upstream(root: Incident) -> dict[int, list[str]]:
+    """Every service that depends on the root's subject, transitively, each with its path to
+    it ("web -> checkout -> payments")."""
+    through = Service.depends_on.through
+    paths: dict[int, list[str]] = {}
+    if root.subject_type == EXTERNAL_SUBJECT:
+        users = Service.external_dependencies.through.objects.filter(
+            externaldependency_id=root.subject_id
+        ).values_list("service_id", "service__slug")
+        for service_id, slug in users:
+            paths[service_id] = [slug, root.subject_label]
+        frontier = list(paths)
+    elif root.service is not None:
+        paths[root.service.pk] = [root.service.slug]
+        frontier = [root.service.pk]
+    else:
+        return {}
+    for _ in range(MAX_DEPTH):
+        if not frontier:
+            break
+        next_frontier = []
+        for from_id, to_id, slug in through.objects.filter(to_service_id__in=frontier).values_list(
+            "to_service_id", "from_service_id", "from_service__slug"
+        ):
+            if to_id not in paths:
+                paths[to_id] = [slug, *paths[from_id]]
+                next_frontier.append(to_id)
+        frontier = next_frontier
+    if root.service is not None:
+        paths.pop(root.service.pk, None)
+    return paths
+
+
+def adopt(root: Incident) -> None:
+    """A dependency's incident just fired: its dependents that fired a moment before it
+    (their triggers still in the group wait) are taken out of those messages and wait under
+    it; those already sent are named as its dependents, their pages stand."""
+    if root.state not in NOTIFIED_STATES or root.is_grouped:
+        return
+    from alerts.rules import KINDS
+
+    kinds = [name for name, kind in KINDS.items() if kind.follows_root]
+    paths = upstream(root)
+    if not paths:
+        return
+    candidates = Incident.objects.filter(
+        service_id__in=list(paths), state__in=NOTIFIED_STATES, rule__kind__in=kinds
+    ).exclude(pk=root.pk)
+    if root.subject_type != EXTERNAL_SUBJECT:
+        if root.environment_id is None:
+            return  # a service's health is always about one environment
+        candidates = candidates.filter(environment_id=root.environment_id)
+    # Rows someone else is deciding about right now are theirs: they find the root anyway.
+    for incident in (
+        candidates.select_for_update(skip_locked=True, of=("self",))
+        .select_related("rule", "root", "service", "environment", "team")
+        .order_by("id")
+    ):
+        if incident.root is not None and holds_back(incident.root, incident):
+            continue
+        if SEVERITY_RANK[root.severity] < SEVERITY_RANK[incident.severity]:
+            continue
+        _adopt(root, incident, paths[incident.service_id or 0])
+
+
+def _adopt(root: Incident, incident: Incident, path: list[str]) -> None:
+    triggers = list(
+        Notification.objects.select_for_update(of=("self",))
+        .filter(incidents=incident, action=NotificationAction.TRIGGER)
+        .exclude(state=DeliveryState.CANCELLED)
+    )
+    unsent = all(t.state == DeliveryState.PENDING and t.attempts == 0 for t in triggers)
+    incident.root = root
+    incident.caused_by_path = " -> ".join(path)[:500]
+    _note(
+        root,
+        TimelineKind.AFFECTS,
+        f"affects #{incident.pk} {incident.title} ({incident.caused_by_path})",
+    )
+    if not unsent or not holds_back(root, incident):
+        incident.save(update_fields=["root", "caused_by_path"])
+        _note(
+            incident,
+            TimelineKind.GROUPED,
+            f"caused by #{root.pk} {root.title} ({incident.caused_by_path}); "
+            "its page was sent already",
+        )
+        return
+    outbox.withdraw(incident, triggers)
+    incident.notified_at = None
+    incident.suppressed_by = suppression(incident)
+    incident.save(update_fields=["root", "caused_by_path", "notified_at", "suppressed_by"])
+    _note(
+        incident,
+        TimelineKind.GROUPED,
+        f"caused by #{root.pk} {root.title} ({incident.caused_by_path}), which fired within "
+        "the group wait: taken out of its message; the root's notification speaks for it",
+    )
+    if incident.rule.notify_affected and incident.team_id != root.team_id:
+        outbox.queue_affected(incident, root)

@@ -154,7 +154,7 @@ def queue_follow_up(incident: Incident, action: str) -> list[Notification]:
         if action == NotificationAction.RESOLVE:
             # Resolved inside the group wait: take it out of the message instead of sending
             # a trigger and a resolve back to back.
-            _withdraw(incident, unsent)
+            withdraw(incident, unsent)
         if not heard or (
             action == NotificationAction.ACKNOWLEDGE and channel.kind not in ACK_KINDS
         ):
@@ -167,7 +167,7 @@ def queue_follow_up(incident: Incident, action: str) -> list[Notification]:
         queued.append(follow_up)
     if action == NotificationAction.RESOLVE:
         # A heads-up still waiting need not say a resolved incident is affected.
-        _withdraw(
+        withdraw(
             incident,
             Notification.objects.select_for_update()
             .filter(
@@ -181,7 +181,7 @@ def queue_follow_up(incident: Incident, action: str) -> list[Notification]:
     return queued
 
 
-def _withdraw(incident: Incident, rows: Iterable[Notification]) -> None:
+def withdraw(incident: Incident, rows: Iterable[Notification]) -> None:
     for row in rows:
         row.incidents.remove(incident)
         if not row.incidents.exists():

@@ -520,3 +520,58 @@ def test_the_heads_up_is_a_rule_setting_on_the_page_and_in_the_api(
         f"/api/v1/alerts/rules/{rule.pk}", {"notify_affected": True}, format="json"
     )
     assert answer.status_code == 200 and answer.json()["notify_affected"] is True
+
+
+@pytest.mark.django_db
+def test_a_dependent_that_fires_just_before_its_cause_is_taken_back_within_the_group_wait(
+    chain: Chain,
+) -> None:
+    # given storefront waits 30 s before paging, and checkout's alert fires first
+    Route.objects.filter(team=chain.teams["storefront"]).update(group_wait_seconds=30)
+    checkout = chain.down("checkout")
+    checkout.refresh_from_db()
+    assert checkout.notified_at is not None and checkout.root_id is None
+    # when payments, its cause, fires a moment later
+    payments = chain.down("payments")
+    _send_waiting()
+    # then checkout was taken out of storefront's pending page and waits under payments
+    checkout = chain.incident("checkout")
+    assert (checkout.root_id, checkout.caused_by_path) == (payments.pk, "checkout -> payments")
+    assert checkout.is_grouped and checkout.notified_at is None
+    assert chain.pagerduty("storefront") == []
+    # and billing's page names checkout; storefront gets the one heads-up instead
+    [page] = chain.pagerduty("billing")
+    assert page["payload"]["custom_details"]["dependents"][0].startswith(f"#{checkout.pk} checkout")
+    assert [m["text"].split(":")[0] for m in chain.slack("storefront")] == [
+        "AFFECTED BY payments in production is down"
+    ]
+    # and when payments recovers first, checkout pages then, and its resolve follows
+    chain.up("payments")
+    evaluation.tick()
+    _send_waiting()
+    assert [e["event_action"] for e in chain.pagerduty("storefront")] == ["trigger"]
+    chain.up("checkout")
+    deliver_all()
+    _every_trigger_resolved(chain)
+
+
+@pytest.mark.django_db
+def test_a_dependent_already_paged_is_named_by_its_cause_and_its_page_stands(
+    chain: Chain,
+) -> None:
+    # given checkout paged storefront already
+    checkout = chain.down("checkout")
+    deliver_all()
+    assert len(chain.pagerduty("storefront")) == 1
+    # when payments fires afterwards
+    payments = chain.down("payments")
+    deliver_all()
+    # then payments' page names checkout, whose page stands (and is not held)
+    checkout.refresh_from_db()
+    assert checkout.root_id == payments.pk and not checkout.is_grouped
+    [page] = chain.pagerduty("billing")
+    assert len(page["payload"]["custom_details"]["dependents"]) == 1
+    # and checkout's resolve still reaches storefront
+    chain.up("checkout")
+    deliver_all()
+    assert [e["event_action"] for e in chain.pagerduty("storefront")] == ["trigger", "resolve"]
