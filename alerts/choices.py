@@ -22,6 +22,7 @@ class RuleKind(models.TextChoices):
     HEARTBEAT = "heartbeat", "Heartbeat late or failed"
     SLO_BURN = "slo_burn", "SLO burn rate"
     SCALING_CHURN = "scaling_churn", "Scaling group scaled too often (leak or load?)"
+    EXTERNAL_STATUS = "external_status", "External dependency in outage"
 
 
 class IncidentState(models.TextChoices):
@@ -34,6 +35,8 @@ class IncidentState(models.TextChoices):
 
 OPEN_STATES = (IncidentState.PENDING, IncidentState.FIRING, IncidentState.ACKNOWLEDGED)
 NOTIFIED_STATES = (IncidentState.FIRING, IncidentState.ACKNOWLEDGED)
+# A root must be at least as urgent as what it holds back: a page never waits on a ticket.
+SEVERITY_RANK = {"info": 0, "ticket": 1, "page": 2}
 
 
 class TimelineKind(models.TextChoices):
@@ -49,6 +52,9 @@ class TimelineKind(models.TextChoices):
     ACKNOWLEDGED = "acknowledged", "Acknowledged"
     RESOLVED = "resolved", "Resolved"
     UPDATED = "updated", "Updated"
+    GROUPED = "grouped", "Grouped under its root"
+    UNGROUPED = "ungrouped", "Un-grouped"
+    AFFECTS = "affects", "Affects a dependent"
 
 
 class ChannelKind(models.TextChoices):
@@ -62,6 +68,8 @@ class NotificationAction(models.TextChoices):
     TRIGGER = "trigger", "Trigger"
     ACKNOWLEDGE = "acknowledge", "Acknowledge"
     RESOLVE = "resolve", "Resolve"
+    # "Your service is affected by <root>": one heads-up per root and team, never a page.
+    AFFECTED = "affected", "Affected by a dependency"
     TEST = "test", "Test"
 
 
@@ -91,6 +99,18 @@ class MatchOp(models.TextChoices):
 
 # The labels an incident carries, which silence matchers can name.
 MATCHER_LABELS = ("team", "service", "environment", "rule", "kind", "severity", "subject")
+
+
+# The spine event health's vendor poller publishes when an external dependency changes state
+# (declared by the app that publishes it; named here only so the external_status rule can
+# listen without importing the poller). Payload: dependency, state, previous, source,
+# summary, vendor_indicator, our_probe.
+EXTERNAL_STATUS_CHANGED = "external.status.changed"
+EXTERNAL_STATES = ("operational", "degraded", "partial_outage", "major_outage", "maintenance")
+EXTERNAL_OUTAGE_STATES = ("partial_outage", "major_outage")
+# Back to one of these resolves the dependency's incident; maintenance and unknown decide
+# nothing (an unknown status page is not a recovery).
+EXTERNAL_RECOVERED_STATES = ("operational", "degraded")
 
 
 # -- alerting's events -------------------------------------------------------------------------

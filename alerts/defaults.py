@@ -92,6 +92,14 @@ DEFAULT_RULES: list[tuple[str, str, str, str, bool, dict[str, Any]]] = [
         {"changes": 7, "window_seconds": 3600},
     ),
     (
+        "external-outage",
+        "External dependency in outage",
+        RuleKind.EXTERNAL_STATUS,
+        Severity.PAGE,
+        False,
+        {"states": ["partial_outage", "major_outage"], "dependencies": []},
+    ),
+    (
         "slo-fast-burn",
         "Availability SLO burning fast (99.9 %)",
         RuleKind.SLO_BURN,

@@ -31,8 +31,14 @@ def evaluate_event(event_id: int) -> bool:
     event = (
         Event.objects.select_related("team", "service", "environment").filter(pk=event_id).first()
     )
-    if event is None or event.team_id is None or event.action not in LISTENED_ACTIONS:
+    if event is None or event.action not in LISTENED_ACTIONS:
         return False
+    kinds = kinds_listening(event.action)
+    if event.team_id is None:
+        # Nobody's event (an external dependency): only the kinds that read such events.
+        kinds = [name for name in kinds if KINDS[name].teamless]
+        if not kinds:
+            return False
     with transaction.atomic():
         with connection.cursor() as cursor:
             # Concurrent evaluations of one event: the second waits for the first to commit
@@ -44,11 +50,11 @@ def evaluate_event(event_id: int) -> bool:
             )
             if cursor.rowcount != 1:
                 return False
-        rules = Rule.objects.filter(
-            team_id=event.team_id, enabled=True, kind__in=kinds_listening(event.action)
-        ).select_related("team")
-        for rule in rules:
-            if rule.in_scope(event.service_id, event.environment):
+        rules = Rule.objects.filter(enabled=True, kind__in=kinds).select_related("team")
+        if event.team_id is not None:
+            rules = rules.filter(team_id=event.team_id)
+        for rule in rules.order_by("id"):
+            if kind_of(rule).concerns(rule, event):
                 kind_of(rule).on_event(rule, event)
     return True
 

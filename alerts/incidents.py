@@ -10,8 +10,15 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from alerts import outbox
-from alerts.choices import IncidentEvent, IncidentState, NotificationAction, Severity, TimelineKind
+from alerts import dependencies, outbox
+from alerts.choices import (
+    IncidentEvent,
+    IncidentState,
+    NotificationAction,
+    RuleKind,
+    Severity,
+    TimelineKind,
+)
 from alerts.models import Incident, Route, Rule, TimelineEntry
 from alerts.rules.base import Subject
 from alerts.silences import suppression_for
@@ -20,6 +27,8 @@ from controlplane.events import publish
 logger = logging.getLogger(__name__)
 
 SYSTEM = "alerts"
+# The kinds whose incidents say a dependency is down (alerts.dependencies).
+ROOT_KINDS = (RuleKind.SERVICE_STATE, RuleKind.EXTERNAL_STATUS)
 
 
 def dedup_key(rule: Rule, subject: Subject) -> str:
@@ -129,11 +138,19 @@ def fire(incident: Incident, now: datetime | None = None) -> None:
     # Queued before the event is published, so on commit the delivery task is handed out
     # before the live dashboard is rendered and pushed: the page can wait, the pager not.
     notify(incident, level=0)
+    if incident.rule.kind in ROOT_KINDS:
+        # Dependents that fired a moment before their cause wait under it after all.
+        dependencies.adopt(incident)
     _publish(IncidentEvent.FIRING, incident, SYSTEM)
 
 
 def notify(incident: Incident, level: int, kind: str = TimelineKind.NOTIFIED) -> bool:
-    """Queue the trigger for the routes of `level`, unless silenced; True if queued."""
+    """Queue the trigger for the routes of `level`, unless silenced or held under the root
+    incident of a dependency that is down; True if queued."""
+    from alerts.rules import kind_of
+
+    if level == 0 and incident.notified_at is None and kind_of(incident.rule).follows_root:
+        dependencies.group(incident)
     suppression = suppression_for(incident)
     if suppression:
         if incident.suppressed_by != suppression:

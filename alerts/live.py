@@ -24,7 +24,7 @@ def incident_fragments(event: Event) -> Iterable[tuple[str, str]]:
     of the incident's own page."""
     incident_id = event.payload.get("incident")
     incident = (
-        Incident.objects.select_related("team", "service", "environment")
+        Incident.objects.select_related("team", "service", "environment", "root", "root__team")
         .filter(pk=incident_id)
         .first()
     )

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.choices import (
+    NOTIFIED_STATES,
     OPEN_STATES,
     ChannelKind,
     DeliveryState,
@@ -24,6 +25,9 @@ from alerts.choices import (
 )
 from catalog.models import Environment, Team
 from controlplane.crypto import EncryptedTextField, mask
+
+# How `suppressed_by` reads while an incident is held under its root ("caused by #12 ...").
+ROOT_SUPPRESSION = "caused by #"
 
 
 class Rule(models.Model):
@@ -54,6 +58,12 @@ class Rule(models.Model):
     )
     params = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
+    # While one of this rule's incidents is held under a dependency's incident (its root),
+    # the team still hears "your service is affected by <root>" once per root (not a page).
+    notify_affected = models.BooleanField(
+        default=True,
+        help_text="When held under a dependency's incident, send one heads-up per root.",
+    )
     # Set on the rules every team gets, so creating them again finds the existing row.
     default_key = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -136,6 +146,12 @@ class Incident(models.Model):
     next_repeat_at = models.DateTimeField(null=True, blank=True)
     escalation_level = models.PositiveSmallIntegerField(default=0)
     escalate_at = models.DateTimeField(null=True, blank=True)
+    # The open incident of a dependency that caused this one (kept after the root resolves,
+    # as history), and the way there: "web -> checkout -> payments".
+    root = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="dependents"
+    )
+    caused_by_path = models.CharField(max_length=500, blank=True)
 
     objects = IncidentQuerySet.as_manager()
 
@@ -166,6 +182,23 @@ class Incident(models.Model):
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    @property
+    def is_grouped(self) -> bool:
+        """Held under its root: the root is still open, so its page speaks for this one."""
+        return (
+            self.root is not None
+            and self.root.state in NOTIFIED_STATES
+            and (self.suppressed_by.startswith(ROOT_SUPPRESSION))
+        )
+
+    def open_dependents(self) -> list[Incident]:
+        """The incidents this one is the root of and that still fire, oldest first."""
+        return list(
+            Incident.objects.filter(root=self, state__in=NOTIFIED_STATES)
+            .select_related("service", "environment", "team")
+            .order_by("fired_at", "id")
+        )
 
     def labels(self) -> dict[str, str]:
         """What silence matchers can name."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -74,6 +75,65 @@ def queue_trigger(incident: Incident, route: Route) -> Notification:
     return notification
 
 
+def queue_root_update(root: Incident, route: Route) -> Notification | None:
+    """The root's trigger once more for this channel, now listing its dependents; nothing if
+    one is still waiting to go out (it will list them when sent)."""
+    waiting = Notification.objects.filter(
+        incidents=root,
+        channel=route.channel,
+        action=NotificationAction.TRIGGER,
+        state=DeliveryState.PENDING,
+        attempts=0,
+    ).exists()
+    if waiting:
+        return None
+    return queue_trigger(root, route)
+
+
+def queue_affected(incident: Incident, root: Incident) -> list[Notification]:
+    """ "Your service is affected by <root>": one heads-up per root and channel of the
+    incident's team, joined by the team's other incidents under the same root while it waits
+    out the group wait. Never to PagerDuty: the root's team is the one paged."""
+    routes = (
+        Route.objects.filter(
+            team_id=incident.team_id,
+            severity=incident.severity,
+            escalation_level=0,
+            enabled=True,
+            channel__enabled=True,
+        )
+        .exclude(channel__kind=ChannelKind.PAGERDUTY)
+        .select_related("channel")
+    )
+    now = timezone.now()
+    queued = []
+    for route in routes:
+        group_key = f"affected:{route.channel_id}:{root.pk}"
+        notification = (
+            Notification.objects.select_for_update()
+            .filter(group_key=group_key, action=NotificationAction.AFFECTED)
+            .exclude(state=DeliveryState.CANCELLED)
+            .order_by("id")
+            .first()
+        )
+        if notification is not None and (
+            notification.state != DeliveryState.PENDING or notification.attempts > 0
+        ):
+            continue  # the team heard of this root already: one heads-up per root
+        if notification is None:
+            notification = Notification.objects.create(
+                channel=route.channel,
+                action=NotificationAction.AFFECTED,
+                group_key=group_key,
+                next_attempt_at=now + timedelta(seconds=route.group_wait_seconds),
+            )
+        notification.incidents.add(incident)
+        if notification.next_attempt_at <= now:
+            dispatch_on_commit(notification.pk)
+        queued.append(notification)
+    return queued
+
+
 def queue_follow_up(incident: Incident, action: str) -> list[Notification]:
     """An acknowledge or resolve for each channel that heard (or is hearing) the trigger."""
     triggers = list(
@@ -94,11 +154,7 @@ def queue_follow_up(incident: Incident, action: str) -> list[Notification]:
         if action == NotificationAction.RESOLVE:
             # Resolved inside the group wait: take it out of the message instead of sending
             # a trigger and a resolve back to back.
-            for row in unsent:
-                row.incidents.remove(incident)
-                if not row.incidents.exists():
-                    row.state = DeliveryState.CANCELLED
-                    row.save(update_fields=["state"])
+            withdraw(incident, unsent)
         if not heard or (
             action == NotificationAction.ACKNOWLEDGE and channel.kind not in ACK_KINDS
         ):
@@ -109,7 +165,28 @@ def queue_follow_up(incident: Incident, action: str) -> list[Notification]:
         follow_up.incidents.add(incident)
         dispatch_on_commit(follow_up.pk)
         queued.append(follow_up)
+    if action == NotificationAction.RESOLVE:
+        # A heads-up still waiting need not say a resolved incident is affected.
+        withdraw(
+            incident,
+            Notification.objects.select_for_update()
+            .filter(
+                incidents=incident,
+                action=NotificationAction.AFFECTED,
+                state=DeliveryState.PENDING,
+                attempts=0,
+            )
+            .order_by("id"),
+        )
     return queued
+
+
+def withdraw(incident: Incident, rows: Iterable[Notification]) -> None:
+    for row in rows:
+        row.incidents.remove(incident)
+        if not row.incidents.exists():
+            row.state = DeliveryState.CANCELLED
+            row.save(update_fields=["state"])
 
 
 def dispatch_on_commit(notification_id: int) -> None:

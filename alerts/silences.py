@@ -20,8 +20,12 @@ MAX_MATCHERS = 20
 
 def suppression_for(incident: Incident) -> str:
     """ "" when the incident may notify; else what stops it ("silence 4", "maintenance")."""
+    from alerts import dependencies
     from alerts.rules import kind_of
 
+    held = dependencies.suppression(incident)
+    if held:
+        return held
     if kind_of(incident.rule).honours_maintenance and (
         incident.in_maintenance or _maintenance_now(incident)
     ):

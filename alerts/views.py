@@ -56,7 +56,7 @@ def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
 @login_required
 def incidents(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", "open")
-    queryset = Incident.objects.visible().select_related("team", "service", "environment")
+    queryset = Incident.objects.visible().select_related("team", "service", "environment", "root")
     if state == "open":
         queryset = queryset.filter(state__in=[IncidentState.FIRING, IncidentState.ACKNOWLEDGED])
     elif state in IncidentState.values:
@@ -87,7 +87,10 @@ def incidents(request: HttpRequest) -> HttpResponse:
 @login_required
 def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
     incident = get_object_or_404(
-        Incident.objects.visible().select_related("team", "service", "environment", "rule"), pk=pk
+        Incident.objects.visible().select_related(
+            "team", "service", "environment", "rule", "root", "root__team"
+        ),
+        pk=pk,
     )
     access = Access.of(request)
     return render(
@@ -99,6 +102,9 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
             timeline=incident.timeline.all(),
             notifications=incident.notifications.select_related("channel").order_by("id"),
             can_act=access.can(Scope.DEPLOY, incident.team, incident.service),
+            dependents=incident.dependents.visible()
+            .select_related("team", "service", "environment")
+            .order_by("fired_at", "id"),
         ),
     )
 
@@ -114,7 +120,7 @@ def _respond(request: HttpRequest, pk: int, act: Any, verb: str) -> HttpResponse
         )
     if act(incident.pk, access) is None:
         messages.warning(request, f"#{incident.pk} is {incident.state}; nothing to {verb}.")
-    incident = Incident.objects.select_related("team", "service", "environment").get(pk=pk)
+    incident = Incident.objects.select_related("team", "service", "environment", "root").get(pk=pk)
     if request.headers.get("HX-Request"):
         return render(request, "alerts/partials/incident_row.html", {"incident": incident})
     return redirect(incident.get_absolute_url())
@@ -306,6 +312,10 @@ def _save_rule(
         )
         return back
     data: dict[str, Any] = {"enabled": enabled}
+    # The form sends "off" before its checkbox, so an unchecked box reads as off and a form
+    # without the field changes nothing.
+    if "notify_affected" in request.POST:
+        data["notify_affected"] = "on" in request.POST.getlist("notify_affected")
     if request.POST.get("severity"):
         data["severity"] = request.POST["severity"]
     serializer = s.RuleSerializer(rule, data=data, partial=True)

@@ -9,6 +9,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from alerts import channels
+from alerts.choices import IncidentState
 from alerts.models import Channel, Incident, Route, Rule, Silence, TimelineEntry
 from alerts.rules import KINDS
 from alerts.silences import clean_matchers
@@ -35,6 +36,17 @@ class IncidentSerializer(serializers.ModelSerializer[Incident]):
         slug_field="slug", read_only=True
     )
     rule_name = serializers.CharField(source="rule.name", read_only=True)
+    # DRF's metaclass moves declared fields off the class, so `root` does not shadow
+    # Field.root at run time; only the stubs see the clash.
+    root = serializers.SerializerMethodField(  # type: ignore[assignment]
+        help_text="The incident of a dependency that caused this one, or null."
+    )
+    grouped = serializers.SerializerMethodField(
+        help_text="True while the root's notification speaks for this incident."
+    )
+    dependents = serializers.SerializerMethodField(
+        help_text="The incidents this one caused (it is their root)."
+    )
 
     class Meta:
         model = Incident
@@ -61,8 +73,36 @@ class IncidentSerializer(serializers.ModelSerializer[Incident]):
             "resolved_by",
             "suppressed_by",
             "escalation_level",
+            "root",
+            "caused_by_path",
+            "grouped",
+            "dependents",
         ]
         read_only_fields = fields
+
+    def get_root(self, incident: Incident) -> dict[str, Any] | None:
+        root = incident.root
+        if root is None:
+            return None
+        return {"id": root.pk, "title": root.title, "state": root.state, "team": root.team.slug}
+
+    def get_grouped(self, incident: Incident) -> bool:
+        return incident.is_grouped
+
+    def get_dependents(self, incident: Incident) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": d.pk,
+                "title": d.title,
+                "state": d.state,
+                "team": d.team.slug,
+                "service": d.service.slug if d.service else None,
+                "environment": d.environment.slug if d.environment else None,
+                "caused_by_path": d.caused_by_path,
+            }
+            for d in incident.dependents.all()
+            if d.state != IncidentState.PENDING
+        ]
 
 
 class IncidentDetailSerializer(IncidentSerializer):
@@ -149,6 +189,7 @@ class RuleSerializer(TeamOwnedSerializer):
             "production_only",
             "params",
             "enabled",
+            "notify_affected",
             "default_key",
             "protected",
             "created_at",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Prefetch, QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
@@ -39,7 +39,18 @@ RESPOND = {"GET": Scope.READ, "POST": Scope.DEPLOY, "DELETE": Scope.DEPLOY}
 class IncidentViewSet(viewsets.ReadOnlyModelViewSet[Incident]):
     """Incidents of every team. The owning team's deployers and owners acknowledge and resolve."""
 
-    queryset = Incident.objects.visible().select_related("team", "service", "environment", "rule")
+    queryset = (
+        Incident.objects.visible()
+        .select_related("team", "service", "environment", "rule", "root", "root__team")
+        .prefetch_related(
+            Prefetch(
+                "dependents",
+                queryset=Incident.objects.select_related("team", "service", "environment").order_by(
+                    "id"
+                ),
+            )
+        )
+    )
     serializer_class = s.IncidentSerializer
     permission_classes = [ScopeRule]
     scopes = RESPOND

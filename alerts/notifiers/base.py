@@ -92,4 +92,31 @@ def state_word(action: str, incident: Incident) -> str:
         return "resolved"
     if action == NotificationAction.ACKNOWLEDGE:
         return "acknowledged"
+    if action == NotificationAction.AFFECTED:
+        return "affected"
     return str(incident.state)
+
+
+def where(incident: Incident) -> str:
+    """ "checkout in production": what a dependent list names."""
+    service = incident.service.slug if incident.service else incident.subject_label
+    return f"{service} in {incident.environment.slug}" if incident.environment else service
+
+
+def caused_by(incident: Incident) -> str:
+    """ "caused by #12 payments is down (checkout -> payments)", or "" when nothing did."""
+    root = incident.root
+    if root is None:
+        return ""
+    resolved = "" if root.state != "resolved" else ", resolved since"
+    return f"caused by #{root.pk} {root.title} ({incident.caused_by_path}{resolved})"
+
+
+def dependents_text(incident: Incident, limit: int = 20) -> list[str]:
+    """One line per open dependent of a root: "#14 checkout in production: checkout is down
+    (checkout -> payments)"."""
+    dependents = incident.open_dependents()
+    lines = [f"#{d.pk} {where(d)}: {d.title} ({d.caused_by_path})" for d in dependents[:limit]]
+    if len(dependents) > limit:
+        lines.append(f"and {len(dependents) - limit} more")
+    return lines

@@ -9,7 +9,14 @@ from django.core.mail import EmailMessage, get_connection
 
 from alerts.choices import NotificationAction
 from alerts.models import Channel, Incident
-from alerts.notifiers.base import Result, incident_url, runbook_url, state_word
+from alerts.notifiers.base import (
+    Result,
+    caused_by,
+    dependents_text,
+    incident_url,
+    runbook_url,
+    state_word,
+)
 from alerts.notifiers.slack import headline
 
 
@@ -32,6 +39,12 @@ def subject_and_body(channel: Channel, action: str, incidents: list[Incident]) -
         ]
         if runbook_url(incident):
             lines.append(f"  runbook:     {runbook_url(incident)}")
+        if incident.root is not None:
+            lines.append(f"  cause:       {caused_by(incident)}")
+        dependents = dependents_text(incident)
+        if dependents:
+            lines.append("  affects:")
+            lines += [f"    {line}" for line in dependents]
         lines.append("")
     return f"[Signalbox] {headline(action, incidents)}"[:200], "\n".join(lines)
 

@@ -10,7 +10,14 @@ from django.conf import settings
 
 from alerts.choices import NotificationAction, Severity
 from alerts.models import Channel, Incident
-from alerts.notifiers.base import Result, incident_url, post, runbook_url
+from alerts.notifiers.base import (
+    Result,
+    caused_by,
+    dependents_text,
+    incident_url,
+    post,
+    runbook_url,
+)
 
 ROUTING_KEY_RE = re.compile(r"^[A-Za-z0-9]{32}$")
 SEVERITY = {Severity.PAGE: "critical", Severity.TICKET: "warning", Severity.INFO: "info"}
@@ -33,6 +40,21 @@ def event(routing_key: str, action: str, incident: Incident) -> dict[str, Any]:
     links = [{"href": incident_url(incident), "text": "Incident in Signalbox"}]
     if runbook_url(incident):
         links.append({"href": runbook_url(incident), "text": "Runbook"})
+    details: dict[str, Any] = {
+        "reason": incident.reason,
+        "rule": incident.rule.name,
+        "environment": incident.environment.slug if incident.environment else None,
+        "state": incident.state,
+    }
+    # A root lists what it takes down with it (its trigger goes again, under the same
+    # dedup_key, as dependents join); a dependent names and links its root.
+    dependents = dependents_text(incident)
+    if dependents:
+        details["dependents"] = dependents
+    if incident.root is not None:
+        details["caused_by"] = caused_by(incident)
+        details["root_dedup_key"] = dedup_key(incident.root)
+        links.append({"href": incident_url(incident.root), "text": "Root incident"})
     document.update(
         {
             "payload": {
@@ -43,12 +65,7 @@ def event(routing_key: str, action: str, incident: Incident) -> dict[str, Any]:
                 "component": service,
                 "group": incident.team.slug,
                 "class": incident.rule.kind,
-                "custom_details": {
-                    "reason": incident.reason,
-                    "rule": incident.rule.name,
-                    "environment": incident.environment.slug if incident.environment else None,
-                    "state": incident.state,
-                },
+                "custom_details": details,
             },
             "client": "Signalbox",
             "client_url": incident_url(incident),
@@ -64,6 +81,8 @@ def events_url(channel: Channel) -> str:
 
 def send(channel: Channel, action: str, incidents: list[Incident], delivery: int) -> Result:
     result = Result(ok=True)
+    if action == NotificationAction.AFFECTED:
+        return result  # a heads-up is not a page: the root's team is the one paged
     for incident in incidents:
         result = post(
             events_url(channel), json.dumps(event(channel.secret, action, incident)).encode()

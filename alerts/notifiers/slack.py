@@ -7,20 +7,29 @@ from typing import Any
 
 from alerts.choices import IncidentState, NotificationAction
 from alerts.models import Channel, Incident
-from alerts.notifiers.base import Result, incident_url, post, runbook_url, state_word
+from alerts.notifiers.base import (
+    Result,
+    caused_by,
+    dependents_text,
+    incident_url,
+    post,
+    runbook_url,
+    state_word,
+)
 
 ACK_ACTION_ID = "signalbox_ack"
 RESTART_ACTION_ID = "signalbox_rolling_restart"
 # Incidents about a scaling group offer the remedy of a leak: a rolling restart.
 SCALING_GROUP_SUBJECT = "scaling.scalinggroup"
 # Slack's Block Kit limits: 50 blocks a message, 150 characters in a header, 3000 in a
-# section's text, 2000 in a field, 75 in a button's text. Three blocks per incident plus a
-# header and a footer keep ten incidents well inside 50.
+# section's text, 2000 in a field, 75 in a button's text. At most four blocks per incident
+# (the fourth names its root or lists its dependents) plus a header and a footer keep ten
+# incidents inside 50.
 MAX_INCIDENTS = 10
 HEADER_LIMIT = 150
 TEXT_LIMIT = 3000
 FIELD_LIMIT = 2000
-ICON = {"firing": "🔴", "acknowledged": "👀", "resolved": "✅", "pending": "⏳"}
+ICON = {"affected": "🟠", "firing": "🔴", "acknowledged": "👀", "resolved": "✅", "pending": "⏳"}
 
 
 def _cut(text: str, limit: int) -> str:
@@ -98,6 +107,29 @@ def _incident_blocks(action: str, incident: Incident) -> list[dict[str, Any]]:
             }
         )
     return [
+        *_section(action, incident, state, service, environment, reason),
+        *_dependency_blocks(incident),
+        {"type": "actions", "elements": buttons},
+    ]
+
+
+def _dependency_blocks(incident: Incident) -> list[dict[str, Any]]:
+    """A root lists the dependents it takes down; a dependent names its root (linked)."""
+    lines = [_escape(line) for line in dependents_text(incident)]
+    if lines:
+        text = "*Affected dependents*\n" + "\n".join(f"• {line}" for line in lines)
+        return [{"type": "section", "text": _mrkdwn(text, TEXT_LIMIT)}]
+    if incident.root is not None:
+        root_link = f"<{incident_url(incident.root)}|#{incident.root.pk}>"
+        text = f"*Caused by* {root_link}\n{_escape(caused_by(incident))}"
+        return [{"type": "section", "text": _mrkdwn(text, TEXT_LIMIT)}]
+    return []
+
+
+def _section(
+    action: str, incident: Incident, state: str, service: str, environment: str, reason: str
+) -> list[dict[str, Any]]:
+    return [
         {
             "type": "section",
             "text": _mrkdwn(
@@ -112,12 +144,14 @@ def _incident_blocks(action: str, incident: Incident) -> list[dict[str, Any]]:
             ],
         },
         {"type": "section", "text": _mrkdwn(f"*Reason*\n{_escape(reason)}", TEXT_LIMIT)},
-        {"type": "actions", "elements": buttons},
     ]
 
 
 def headline(action: str, incidents: list[Incident]) -> str:
     state = state_word(action, incidents[0]).upper()
+    root = incidents[0].root
+    if action == NotificationAction.AFFECTED and root is not None:
+        state = f"AFFECTED BY {root.title}"
     if len(incidents) == 1:
         return f"{state}: {incidents[0].title}"
     first = incidents[0]

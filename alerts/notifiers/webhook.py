@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from alerts.models import Channel, Incident
-from alerts.notifiers.base import Result, incident_url, post, runbook_url, state_word
+from alerts.notifiers.base import Result, incident_url, post, runbook_url, state_word, where
 
 SIGNATURE_HEADER = "X-Signalbox-Signature"
 TIMESTAMP_HEADER = "X-Signalbox-Timestamp"
@@ -43,6 +43,23 @@ def incident_json(action: str, incident: Incident) -> dict[str, Any]:
         "acknowledged_by": incident.acknowledged_by or None,
         "resolved_at": iso(incident.resolved_at),
         "runbook_url": runbook_url(incident) or None,
+        # Dependency-aware grouping: what caused this one, and what this one caused.
+        "root": _ref(incident.root) if incident.root is not None else None,
+        "caused_by_path": incident.caused_by_path or None,
+        "dependents": [
+            {**_ref(d), "where": where(d), "caused_by_path": d.caused_by_path}
+            for d in incident.open_dependents()
+        ],
+    }
+
+
+def _ref(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": incident.pk,
+        "url": incident_url(incident),
+        "title": incident.title,
+        "state": str(incident.state),
+        "team": incident.team.slug,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alerts.models import Rule
 from alerts.rules.base import Kind
 from alerts.rules.events import InstanceFlapping, RolloutOutcome
+from alerts.rules.external import ExternalStatus
 from alerts.rules.scaling import ScalingChurn
 from alerts.rules.slo import SloBurn
 from alerts.rules.state import CircuitOpen, Heartbeat, RolloutStuck, ServiceState
@@ -20,6 +21,7 @@ KINDS: dict[str, Kind] = {
         Heartbeat(),
         SloBurn(),
         ScalingChurn(),
+        ExternalStatus(),
     )
 }
 

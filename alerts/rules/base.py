@@ -55,6 +55,12 @@ class Kind:
     params: ClassVar[dict[str, tuple[Any, type]]] = {}
     # Rollbacks and failures are news whatever maintenance is going on.
     honours_maintenance: ClassVar[bool] = True
+    # Whether an incident may wait under the incident of a dependency that is down (its
+    # root); rollouts and scaling are news of their own whatever else is failing.
+    follows_root: ClassVar[bool] = True
+    # Events about things no team owns (an external dependency): every team's rules of
+    # this kind hear them, and `concerns` picks the ones it is about.
+    teamless: ClassVar[bool] = False
 
     def clean_params(self, raw: dict[str, Any], severity: str = "") -> dict[str, Any]:
         """Defaults filled in; raises ValidationError naming each bad parameter."""
@@ -81,6 +87,10 @@ class Kind:
     def check(self, params: dict[str, Any]) -> dict[str, list[str]]:
         """Kind-specific checks beyond types; returns {field: [reasons]}."""
         return {}
+
+    def concerns(self, rule: Rule, event: Event) -> bool:
+        """Whether the event is about something in the rule's scope."""
+        return rule.in_scope(event.service_id, event.environment)
 
     def param(self, rule: Rule, name: str) -> Any:
         return rule.params.get(name, self.params[name][0])

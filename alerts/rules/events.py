@@ -26,6 +26,7 @@ class RolloutOutcome(Kind):
     listens = (RolloutEvent.ROLLED_BACK, RolloutEvent.FAILED, RolloutEvent.SUCCEEDED)
     params = {"outcomes": (["rolled_back"], list)}
     honours_maintenance = False
+    follows_root = False
 
     def check(self, params: dict[str, Any]) -> dict[str, list[str]]:
         if not params["outcomes"] or not set(params["outcomes"]) <= set(OUTCOMES):

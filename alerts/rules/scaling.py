@@ -27,6 +27,7 @@ class ScalingChurn(Kind):
     name = RuleKind.SCALING_CHURN
     listens = (ScalingEvent.DECIDED,)
     params = {"changes": (7, int), "window_seconds": (3600, int)}
+    follows_root = False
 
     def check(self, params: dict[str, Any]) -> dict[str, list[str]]:
         return {**at_least(params, 2, "changes"), **at_least(params, 60, "window_seconds")}

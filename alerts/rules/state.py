@@ -133,6 +133,7 @@ class RolloutStuck(HeldState):
         RolloutEvent.ABORTED,
     )
     params = {"for_seconds": (1800, int)}
+    follows_root = False
 
     def check(self, params: dict[str, Any]) -> dict[str, list[str]]:
         return at_least(params, 0, "for_seconds")
