@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from controlplane.events import EventNames
+from health.choices import ExternalEvent
 
 
 class Severity(models.TextChoices):
@@ -102,10 +103,9 @@ MATCHER_LABELS = ("team", "service", "environment", "rule", "kind", "severity", 
 
 
 # The spine event health's vendor poller publishes when an external dependency changes state
-# (declared by the app that publishes it; named here only so the external_status rule can
-# listen without importing the poller). Payload: dependency, state, previous, source,
-# summary, vendor_indicator, our_probe.
-EXTERNAL_STATUS_CHANGED = "external.status.changed"
+# (declared there, health.choices.ExternalEvent). Payload: dependency, state, previous,
+# source, summary, vendor_indicator, our_probe.
+EXTERNAL_STATUS_CHANGED = ExternalEvent.STATUS_CHANGED
 EXTERNAL_STATES = ("operational", "degraded", "partial_outage", "major_outage", "maintenance")
 EXTERNAL_OUTAGE_STATES = ("partial_outage", "major_outage")
 # Back to one of these resolves the dependency's incident; maintenance and unknown decide
