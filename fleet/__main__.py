@@ -14,7 +14,7 @@ from pathlib import Path
 from fleet.bench import run_bench
 from fleet.breaker import BreakerConfig
 from fleet.errors import FleetError
-from fleet.plan import ConfigError, Plan, build_plan, load_plan, write_plan
+from fleet.plan import ConfigError, Plan, build_plan, load_plan, point_vendors_at, write_plan
 from fleet.reporter import TokenFile
 from fleet.runtime import Fleet, listen_address
 from fleet.statuspage import serve as serve_statuspage
@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="write the plan JSON without starting anything")
     plan.add_argument("--config", type=Path, default=Path("fleet/demo.yaml"))
     plan.add_argument("--out", type=Path, default=Path("var/fleet.json"))
+    plan.add_argument("--vendor-host", default=None, metavar="NAME",
+                      help="where the demo status page runs when it is not this machine "
+                           "(docker-compose: vendor): the YAML's loopback vendor URLs point there")
     _layout_options(plan)
 
     run = sub.add_parser("run", help="run the fleet until SIGINT or SIGTERM")
@@ -79,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="calls in the window before a circuit may open (default 10)")
 
     page = sub.add_parser("statuspage", help="serve a vendor's Statuspage-format status page")
-    page.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
+    page.add_argument("--host", default="127.0.0.1",
+                      help="a loopback address, or 0.0.0.0 inside a container (default 127.0.0.1)")
     page.add_argument("--port", type=int, default=8950, help="0 picks a free port (default 8950)")
     page.add_argument("--name", default="Stripe", help="the vendor's name (default Stripe)")
     page.add_argument("--components", default="API,Checkout,Dashboard,Webhooks",
@@ -120,6 +124,8 @@ def _plan(args: argparse.Namespace) -> int:
         count_per_service=args.count_per_service,
         host=args.host,
     )
+    if args.vendor_host:
+        point_vendors_at(plan, args.vendor_host)
     write_plan(plan, args.out)
     print(f"fleet: wrote {args.out}: {len(plan.services)} services, "
           f"{len(plan.instances)} instances on {plan.control_host}, "

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -220,6 +221,16 @@ def check_host(host: str, where: str) -> str:
         raise ConfigError(f"{where} {host!r}: no one can connect to 0.0.0.0; give the name "
                           "others reach this machine by, and `run --listen 0.0.0.0`")
     return host
+
+
+def point_vendors_at(plan: Plan, host: str) -> None:
+    """Rewrite the demo vendors' loopback status and probe URLs to `host` (a container name)."""
+    for external in plan.external_dependencies:
+        for key in ("status_page_url", "probe_url"):
+            url = urlsplit(str(external.get(key) or ""))
+            if url.hostname in ("127.0.0.1", "localhost"):
+                netloc = host + (f":{url.port}" if url.port else "")
+                external[key] = urlunsplit(url._replace(netloc=netloc))
 
 
 def build_plan(

@@ -264,8 +264,11 @@ def build_app(page: StatusPage) -> web.Application:
 
 async def serve(host: str, port: int, name: str, components: list[str]) -> None:
     """Run until cancelled; prints the URL it listens on (port 0 picks a free one)."""
-    if not ipaddress.ip_address(host).is_loopback:
-        raise FleetError(400, f"the demo status page listens on loopback only, not {host}")
+    address = ipaddress.ip_address(host)
+    if not (address.is_loopback or address.is_unspecified):
+        raise FleetError(
+            400, f"the demo status page listens on loopback (or 0.0.0.0 in a container), not {host}"
+        )
     page = StatusPage(name, components)
     runner = web.AppRunner(build_app(page), access_log=None)
     await runner.setup()

@@ -136,3 +136,21 @@ def test_the_fleet_process_serves_its_plan_and_stops_on_sigterm(tmp_path: Path) 
         output, _ = proc.communicate(timeout=15)
     assert proc.returncode == 0, output
     assert "fleet stopped" in output
+
+
+def test_vendor_host_points_the_demo_vendor_at_its_container(tmp_path: Path) -> None:
+    # given the demo's plan as docker-compose writes it (the status page runs as `vendor`)
+    out = tmp_path / "fleet.json"
+    subprocess.run(
+        [sys.executable, "-m", "fleet", "plan", "--config", str(DEMO), "--host", "fleet",
+         "--vendor-host", "vendor", "--out", str(out)],
+        check=True, capture_output=True,
+    )
+    # then the vendor watched on the demo page is reached there, others are untouched
+    externals = {x["slug"]: x for x in json.loads(out.read_text())["external_dependencies"]}
+    stripe = externals["stripe"]
+    assert stripe["status_page_url"] == "http://vendor:8950"
+    assert stripe["probe_url"] == "http://vendor:8950/v1/ping"
+    assert all(
+        "127.0.0.1" not in str(x.get("status_page_url", "")) for x in externals.values()
+    )
