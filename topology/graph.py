@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.urls import reverse
@@ -25,7 +26,7 @@ from catalog.models import Environment, ExternalDependency, Service
 from circuits.choices import SEVERITY, AggregateState
 from circuits.models import Circuit
 from circuits.services import current_state
-from health.choices import ServiceStatus
+from health.choices import ExternalState, ServiceStatus
 from health.services import service_healths
 from topology.choices import ERRORS_AT_PERCENT, FAILING_AT_PERCENT, EdgeLevel, EdgeSource
 from topology.models import LATENCY_BOUNDS_MS, EdgeMinute, NodeKind
@@ -215,11 +216,18 @@ def build_graph(environment: Environment | None = None, now: datetime | None = N
             tier=service.tier,
             url=reverse("dashboard:service", args=[service.slug]),
         )
-    externals = list(ExternalDependency.objects.order_by("slug"))
+    # Joined, not a query more: an external node is coloured by its watched state.
+    externals = list(ExternalDependency.objects.select_related("vendor_status").order_by("slug"))
     external_keys = {e.pk: node_id(NodeKind.EXTERNAL, e.slug) for e in externals}
     for external in externals:
         key = external_keys[external.pk]
-        nodes[key] = Node(key, NodeKind.EXTERNAL, external.slug, external.name)
+        nodes[key] = Node(
+            key,
+            NodeKind.EXTERNAL,
+            external.slug,
+            external.name,
+            health=_vendor_health(external),
+        )
     _colour_by_health(nodes, service_keys, environment)
 
     edges: dict[tuple[str, str], Edge] = {}
@@ -238,6 +246,24 @@ def build_graph(environment: Environment | None = None, now: datetime | None = N
     _add_circuits(edge, service_keys, external_keys, environment, now)
     _add_traces(nodes, edge, environment, now)
     return Graph(environment, nodes, edges)
+
+
+# An external dependency's watched state (its status page or our probe) as a node colour.
+VENDOR_HEALTH: dict[str, str] = {
+    ExternalState.OPERATIONAL: ServiceStatus.HEALTHY,
+    ExternalState.DEGRADED: ServiceStatus.DEGRADED,
+    ExternalState.PARTIAL_OUTAGE: ServiceStatus.DEGRADED,
+    ExternalState.MAINTENANCE: ServiceStatus.DEGRADED,
+    ExternalState.MAJOR_OUTAGE: ServiceStatus.DOWN,
+}
+
+
+def _vendor_health(external: ExternalDependency) -> str:
+    try:
+        state = str(external.vendor_status.state)
+    except ObjectDoesNotExist:  # not watched (no status source) or never polled
+        return ServiceStatus.UNKNOWN
+    return VENDOR_HEALTH.get(state, str(ServiceStatus.UNKNOWN))
 
 
 def _colour_by_health(

@@ -201,3 +201,16 @@ def test_histograms_are_summed_bucket_by_bucket_across_minutes(world: Any) -> No
     assert traces.buckets[4] == 99 and traces.buckets[13] == 1 and sum(traces.buckets) == 100
     assert traces.p99_ms == pytest.approx(10.0)
     assert quantile_ms(traces.buckets, 0.999) == pytest.approx(4700.0)  # 2000 + 3000 * 0.9
+
+
+def test_an_external_node_takes_its_watched_state(shop: dict[str, Any]) -> None:
+    from health.choices import ExternalState
+    from health.models import VendorStatus
+
+    stripe = ExternalDependency.objects.get(slug="stripe")
+    assert build_graph().nodes["external:stripe"].health == ServiceStatus.UNKNOWN  # not watched
+    VendorStatus.objects.create(dependency=stripe, state=ExternalState.MAJOR_OUTAGE)
+
+    node = build_graph().nodes["external:stripe"]
+
+    assert node.health == ServiceStatus.DOWN
