@@ -1,0 +1,324 @@
+"""Config delivery to instances: `GET /api/v1/config/<service>/<environment>` with the long-poll
+contract of Consul and OPA (ETag, If-None-Match, `wait`, 304 on timeout).
+
+A held request parks on an asyncio event of its (service, environment); ONE Redis pub/sub
+listener per process wakes the events when a config or a debug window changes. A change
+reloads the snapshot from PostgreSQL once per process, whatever the number of watchers; each
+watcher then only compares its ETag. So a watcher costs a coroutine and a socket, no thread,
+no Redis connection and no query while it waits."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import re
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+
+from catalog.choices import Scope
+from catalog.models import ApiToken, Environment, Instance, Service
+from controlplane import redis as redis_clients
+from debugging import config
+from debugging.choices import WindowState
+from debugging.models import DebugWindow
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WAIT_SECONDS = 60.0
+MAX_WAIT_SECONDS = 300.0
+# Consul adds up to wait/16 so that watchers started together do not all return together.
+JITTER_FRACTION = 1 / 16
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# Seconds between attempts to re-subscribe after Redis went away.
+RESUBSCRIBE_SECONDS = 1.0
+# A snapshot is reloaded at least this often even if no announcement came (a lost Redis
+# message, a window that ended while Redis was down): the bound on a missed change.
+SNAPSHOT_MAX_AGE_SECONDS = 30.0
+
+
+class BadWait(ValueError):
+    pass
+
+
+def parse_duration(raw: str) -> float:
+    """Seconds of "30", "30s", "5m", "1500ms", "2h" (Go durations, as Consul takes them)."""
+    found = _DURATION.match(raw.strip())
+    if not found:
+        raise BadWait(f"{raw!r} is not a duration: use seconds (30) or Go style (30s, 5m)")
+    return float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+
+
+def parse_wait(raw: str | None) -> float:
+    """`wait` as seconds, default 60 s, at most 300 s."""
+    if raw is None or raw == "":
+        return DEFAULT_WAIT_SECONDS
+    seconds = parse_duration(raw)
+    if seconds > MAX_WAIT_SECONDS:
+        raise BadWait(f"{raw!r} is longer than the maximum of {MAX_WAIT_SECONDS:.0f}s (5m)")
+    return seconds
+
+
+@dataclass
+class Snapshot:
+    """What one (service, environment) delivers now, loaded once per change per process."""
+
+    service_id: int
+    team_id: int
+    environment_id: int
+    base: dict[str, Any]
+    windows: list[DebugWindow]
+    loaded_at: float = field(default_factory=time.monotonic)
+
+    def overlay_for(self, instance_id: int | None, zone: str | None) -> list[dict[str, Any]]:
+        if not self.windows:
+            return []
+        chosen = []
+        for window in self.windows:
+            if window.instance_id is not None:
+                if window.instance_id == instance_id:
+                    chosen.append(window)
+            elif window.zone:
+                if zone == window.zone:
+                    chosen.append(window)
+            else:
+                chosen.append(window)
+        # Newest last, so a narrower or newer window wins for the same logger.
+        return [w.as_overlay() for w in sorted(chosen, key=lambda w: (w.opened_at, w.pk))]
+
+    def answer(self, instance_id: int | None, zone: str | None) -> tuple[str, dict[str, Any]]:
+        overlay = self.overlay_for(instance_id, zone)
+        body = dict(self.base)
+        levels = dict(body["log_levels"])
+        for item in overlay:
+            levels[item["logger"]] = item["level"]
+        body["log_levels"] = levels
+        body["configured_log_levels"] = self.base["log_levels"]
+        body["debug_windows"] = overlay
+        tag = str(self.base["version"])
+        if overlay:
+            digest = hashlib.sha256(json.dumps(overlay, sort_keys=True).encode()).hexdigest()
+            tag += "-" + digest[:12]
+        return f'"{tag}"', body
+
+
+def load_snapshot(service_id: int, environment_id: int) -> Snapshot:
+    service = Service.objects.get(pk=service_id)
+    environment = Environment.objects.get(pk=environment_id)
+    version = config.current(service, environment)
+    base = {"service": service.slug, "environment": environment.slug, **config.document(version)}
+    windows = list(
+        DebugWindow.objects.filter(
+            service_id=service_id, environment_id=environment_id, state=WindowState.OPEN
+        )
+    )
+    return Snapshot(service_id, service.team_id, environment_id, base, windows)
+
+
+class Topic:
+    """The watchers of one (service, environment) in this process."""
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.snapshot: Snapshot | None = None
+        self.loading = asyncio.Lock()
+
+    def wake(self) -> None:
+        self.snapshot = None
+        previous, self.changed = self.changed, asyncio.Event()
+        previous.set()
+
+    async def current(self, service_id: int, environment_id: int) -> Snapshot:
+        async with self.loading:
+            stale = self.snapshot is None or (
+                time.monotonic() - self.snapshot.loaded_at > SNAPSHOT_MAX_AGE_SECONDS
+            )
+            if stale:
+                self.snapshot = await sync_to_async(load_snapshot)(service_id, environment_id)
+            assert self.snapshot is not None
+            return self.snapshot
+
+
+class Hub:
+    """One per event loop (uvicorn runs one per process): topics and the one listener."""
+
+    def __init__(self) -> None:
+        self.topics: weakref.WeakValueDictionary[str, Topic] = weakref.WeakValueDictionary()
+        self.listener: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    def topic(self, name: str) -> Topic:
+        found = self.topics.get(name)
+        if found is None:
+            found = Topic()
+            self.topics[name] = found
+        return found
+
+    async def start(self) -> None:
+        if self.listener is None or self.listener.done():
+            self.listener = asyncio.get_running_loop().create_task(self._listen())
+        await self.subscribed.wait()
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = None
+            try:
+                pubsub = redis_clients.subscriber().pubsub()
+                await pubsub.psubscribe(config.CHANNEL_PREFIX + "*")
+                self.subscribed.set()
+                self._wake_all()  # anything missed while (re)connecting
+                async for message in pubsub.listen():
+                    if message.get("type") != "pmessage":
+                        continue
+                    name = message["channel"].decode()
+                    found = self.topics.get(name)
+                    if found is not None:
+                        found.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("config listener lost Redis; resubscribing", exc_info=True)
+            finally:
+                if pubsub is not None:
+                    try:
+                        await pubsub.aclose()
+                    except Exception:
+                        logger.debug("closing the config subscription failed", exc_info=True)
+            # Watchers waiting meanwhile still answer when their wait runs out.
+            self.subscribed.set()
+            await asyncio.sleep(RESUBSCRIBE_SECONDS)
+
+    def _wake_all(self) -> None:
+        for found in list(self.topics.values()):
+            found.wake()
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def hub() -> Hub:
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+        found = _hubs[loop] = Hub()
+    return found
+
+
+def _error(status: int, message: str, fields: dict[str, list[str]] | None = None) -> JsonResponse:
+    codes = {400: "invalid", 401: "not_authenticated", 403: "permission_denied", 404: "not_found"}
+    response = JsonResponse(
+        {
+            "error": {
+                "status": status,
+                "code": codes[status],
+                "message": message,
+                "fields": fields or {},
+            }
+        },
+        status=status,
+    )
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="signalbox"'
+    return response
+
+
+@dataclass(frozen=True)
+class Watch:
+    service_id: int
+    team_id: int
+    environment_id: int
+    instance_id: int | None
+    zone: str | None
+
+
+def _authorize(
+    header: str, service_slug: str, environment_slug: str, instance: str | None
+) -> Watch | JsonResponse:
+    """Who may watch: a token of the service's team with the `report` scope (bound to this
+    service, if bound at all). It is what instances already hold to register and report."""
+    keyword, _, value = header.partition(" ")
+    if keyword.lower() not in {"bearer", "token"} or not value.strip():
+        return _error(401, "send Authorization: Bearer <a report token of the service's team>")
+    token = ApiToken.find(value.strip())
+    if token is None:
+        return _error(401, "token is unknown, revoked or expired")
+    service = Service.objects.filter(slug=service_slug).first()
+    environment = Environment.objects.filter(slug=environment_slug).first()
+    if service is None or environment is None:
+        return _error(404, f"no service {service_slug!r} in environment {environment_slug!r}")
+    if not token.has_scope(Scope.REPORT):
+        return _error(403, "config (with its secrets) is delivered to `report` tokens only")
+    if token.team_id != service.team_id or token.service_id not in (None, service.pk):
+        return _error(403, f"this token may not read the config of {service.slug}")
+    token.touch()
+    instance_id, zone = None, None
+    if instance:
+        if not instance.isdigit():
+            return _error(400, "instance must be an instance id", {"instance": ["not an id"]})
+        found = (
+            Instance.objects.filter(pk=int(instance), service=service, environment=environment)
+            .values_list("pk", "zone")
+            .first()
+        )
+        if found is None:
+            return _error(
+                400,
+                f"instance {instance} is not an instance of {service.slug} in {environment.slug}",
+                {"instance": ["unknown instance"]},
+            )
+        instance_id, zone = found
+    return Watch(service.pk, service.team_id, environment.pk, instance_id, zone)
+
+
+def _etags(header: str) -> set[str]:
+    return {part.strip().removeprefix("W/") for part in header.split(",") if part.strip()}
+
+
+async def watch_config(request: HttpRequest, service: str, environment: str) -> HttpResponse:
+    """The instance-facing config: 200 with the document and its ETag, or, with a matching
+    If-None-Match, held until it changes (200) or `wait` (+ jitter) passes (304)."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    try:
+        wait = parse_wait(request.GET.get("wait"))
+    except BadWait as exc:
+        return _error(400, str(exc), {"wait": [str(exc)]})
+    instance = request.GET.get("instance") or request.GET.get("index")
+    decided = await sync_to_async(_authorize)(
+        request.headers.get("Authorization", ""), service, environment, instance
+    )
+    if isinstance(decided, HttpResponse):
+        return decided
+    known = _etags(request.headers.get("If-None-Match", ""))
+    the_hub = hub()
+    await the_hub.start()
+    topic = the_hub.topic(config.channel(decided.service_id, decided.environment_id))
+    deadline = time.monotonic() + wait + random.uniform(0, wait * JITTER_FRACTION)
+    while True:
+        changed = topic.changed  # taken before reading, so a change meanwhile is not missed
+        snapshot = await topic.current(decided.service_id, decided.environment_id)
+        tag, body = snapshot.answer(decided.instance_id, decided.zone)
+        response: HttpResponse
+        if tag not in known:
+            response = JsonResponse(body)
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            response = HttpResponse(status=304)
+            break
+        try:
+            await asyncio.wait_for(changed.wait(), remaining)
+        except TimeoutError:
+            continue
+    response["ETag"] = tag
+    response["X-Signalbox-Index"] = tag.strip('"')
+    response["Cache-Control"] = "no-store"
+    return response
