@@ -22,10 +22,12 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from prometheus_client import Gauge
 
 from catalog.choices import Scope
 from catalog.models import ApiToken, Environment, Instance, Service
 from controlplane import redis as redis_clients
+from controlplane.metrics import REGISTRY
 from debugging import config
 from debugging.choices import WindowState
 from debugging.models import DebugWindow
@@ -43,6 +45,13 @@ RESUBSCRIBE_SECONDS = 1.0
 # A snapshot is reloaded at least this often even if no announcement came (a lost Redis
 # message, a window that ended while Redis was down): the bound on a missed change.
 SNAPSHOT_MAX_AGE_SECONDS = 30.0
+
+
+WATCHERS = Gauge(
+    "signalbox_config_watchers",
+    "Config long-polls this web process is holding now.",
+    registry=REGISTRY,
+)
 
 
 class BadWait(ValueError):
@@ -278,6 +287,29 @@ def _authorize(
     return Watch(service.pk, service.team_id, environment.pk, instance_id, zone)
 
 
+# {hash of (token, service, environment, instance): (Watch, good until)}: a watcher
+# re-polling right after a change must not cost a token lookup (and 2,000 of them a queue of
+# queries); a revoked token stops being served within this many seconds.
+AUTHORIZED_SECONDS = 30.0
+_authorized: dict[str, tuple[Watch, float]] = {}
+
+
+async def authorize(
+    header: str, service: str, environment: str, instance: str | None
+) -> Watch | JsonResponse:
+    key = hashlib.sha256(f"{header}\n{service}\n{environment}\n{instance}".encode()).hexdigest()
+    now = time.monotonic()
+    found = _authorized.get(key)
+    if found is not None and found[1] > now:
+        return found[0]
+    decided = await sync_to_async(_authorize)(header, service, environment, instance)
+    if isinstance(decided, Watch):
+        if len(_authorized) > 50_000:  # bounded: forget everything rather than grow
+            _authorized.clear()
+        _authorized[key] = (decided, now + AUTHORIZED_SECONDS)
+    return decided
+
+
 def _etags(header: str) -> set[str]:
     return {part.strip().removeprefix("W/") for part in header.split(",") if part.strip()}
 
@@ -292,7 +324,7 @@ async def watch_config(request: HttpRequest, service: str, environment: str) -> 
     except BadWait as exc:
         return _error(400, str(exc), {"wait": [str(exc)]})
     instance = request.GET.get("instance") or request.GET.get("index")
-    decided = await sync_to_async(_authorize)(
+    decided = await authorize(
         request.headers.get("Authorization", ""), service, environment, instance
     )
     if isinstance(decided, HttpResponse):
@@ -314,10 +346,13 @@ async def watch_config(request: HttpRequest, service: str, environment: str) -> 
         if remaining <= 0:
             response = HttpResponse(status=304)
             break
+        WATCHERS.inc()
         try:
             await asyncio.wait_for(changed.wait(), remaining)
         except TimeoutError:
             continue
+        finally:
+            WATCHERS.dec()
     response["ETag"] = tag
     response["X-Signalbox-Index"] = tag.strip('"')
     response["Cache-Control"] = "no-store"

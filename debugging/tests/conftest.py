@@ -12,7 +12,10 @@ def instance(world: Any) -> Any:
     from catalog.models import Instance
 
     return Instance.objects.create(
-        service=world.service, environment=world.production, host="127.0.0.1", port=18001,
+        service=world.service,
+        environment=world.production,
+        host="127.0.0.1",
+        port=18001,
         zone="eu-west-1a",
     )
 

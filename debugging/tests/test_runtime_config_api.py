@@ -21,10 +21,14 @@ def _set(client: Any, *items: dict[str, Any], **extra: Any) -> Any:
 def test_each_change_is_a_new_version_with_one_event(api_as: Any, world: Any) -> None:
     owner = api_as("owner")
     # when
-    first = _set(owner, {"kind": "log_level", "key": "payments.client", "value": "debug"},
-                 {"kind": "flag", "key": "new_checkout", "value": True})
-    second = _set(owner, {"kind": "flag", "key": "new_checkout", "value": False},
-                  message="turn it off")
+    first = _set(
+        owner,
+        {"kind": "log_level", "key": "payments.client", "value": "debug"},
+        {"kind": "flag", "key": "new_checkout", "value": True},
+    )
+    second = _set(
+        owner, {"kind": "flag", "key": "new_checkout", "value": False}, message="turn it off"
+    )
     # then
     assert first.status_code == 200, first.json()
     assert first.json()["version"] == 1
@@ -73,8 +77,11 @@ def test_secrets_are_encrypted_and_never_echoed(api_as: Any) -> None:
 def test_revert_goes_back_to_an_earlier_version_in_one_call(api_as: Any) -> None:
     owner = api_as("owner")
     _set(owner, {"kind": "value", "key": "batch_size", "value": 50})
-    _set(owner, {"kind": "value", "key": "batch_size", "value": 500},
-         {"kind": "flag", "key": "risky", "value": True})
+    _set(
+        owner,
+        {"kind": "value", "key": "batch_size", "value": 500},
+        {"kind": "flag", "key": "risky", "value": True},
+    )
     # when
     reverted = owner.post(f"{CONFIG_URL}/revert", {"version": 1}, format="json")
     # then
@@ -118,10 +125,17 @@ def test_a_stale_expected_version_is_409(api_as: Any) -> None:
     assert answer.status_code == 409
 
 
-@pytest.mark.parametrize(("persona", "expected"), [
-    ("owner", 200), ("deployer", 403), ("viewer", 403), ("outsider", 403), ("anonymous", 401),
-    ("admin", 200),
-])
+@pytest.mark.parametrize(
+    ("persona", "expected"),
+    [
+        ("owner", 200),
+        ("deployer", 403),
+        ("viewer", 403),
+        ("outsider", 403),
+        ("anonymous", 401),
+        ("admin", 200),
+    ],
+)
 def test_only_the_owning_team_changes_it(api_as: Any, persona: str, expected: int) -> None:
     answer = _set(api_as(persona), {"kind": "value", "key": "a", "value": 1})
     assert answer.status_code == expected
