@@ -44,6 +44,14 @@ def _call(method: str, url: str, body: Any = None) -> outbound.Reply:
         raise ApplyFailed(f"{method} {url}: {exc}") from None
 
 
+# Python's names for the levels Spring Boot spells differently.
+SPRING_NAMES = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+
+
+def spring_level(level: str | None) -> str | None:
+    return SPRING_NAMES.get(level, level) if level is not None else None
+
+
 def logger_url(instance: Instance, name: str) -> str:
     return f"http://{instance.address}/actuator/loggers/{quote(name, safe='')}"
 
@@ -62,7 +70,7 @@ def actuator_level(instance: Instance, name: str) -> str | None:
 
 def actuator_set(instance: Instance, name: str, level: str | None) -> None:
     """POST {"configuredLevel": level}; None resets the logger to inherit, as Spring does."""
-    reply = _call("POST", logger_url(instance, name), {"configuredLevel": level})
+    reply = _call("POST", logger_url(instance, name), {"configuredLevel": spring_level(level)})
     if reply.status_code not in (200, 204):
         raise ApplyFailed(
             f"POST {logger_url(instance, name)} answered {reply.status_code}: "

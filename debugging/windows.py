@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from catalog.choices import LIVE_LIFECYCLES
@@ -239,9 +239,12 @@ def claim_reverts(now: Any = None) -> list[int]:
     with transaction.atomic():
         found = list(
             DebugWindow.objects.select_for_update(skip_locked=True)
-            .filter(state=WindowState.CLOSED, targets__revert=Revert.PENDING)
+            .filter(state=WindowState.CLOSED)
+            .filter(
+                Exists(DebugTarget.objects.filter(window=OuterRef("pk"), revert=Revert.PENDING))
+            )
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-            .distinct()
+            .order_by("closed_at")
             .values_list("pk", flat=True)[:100]
         )
         DebugWindow.objects.filter(pk__in=found).update(
@@ -277,7 +280,7 @@ def _revert_one(window: DebugWindow, target: DebugTarget) -> str:
         elif window.method == Delivery.ACTUATOR:
             appliers.actuator_set(instance, window.logger, target.previous_level)
             level = appliers.actuator_level(instance, window.logger)
-            same = level == target.previous_level
+            same = level == appliers.spring_level(target.previous_level)
             read = appliers.ReadBack(
                 same, level, "" if same else f"read back {level!r}, not {target.previous_level!r}"
             )

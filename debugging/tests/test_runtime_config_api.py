@@ -61,7 +61,9 @@ def test_secrets_are_encrypted_and_never_echoed(api_as: Any) -> None:
     assert "correct-horse" not in body and "battery-staple" not in body
     shown = changed.json()["entries"][0]["secret"]
     assert shown["set"] is True and shown["masked"].endswith("9876")
-    diff = Event.objects.filter(action=ConfigEvent.CHANGED).order_by("id").last().payload["diff"]
+    last = Event.objects.filter(action=ConfigEvent.CHANGED).order_by("id").last()
+    assert last is not None
+    diff = last.payload["diff"]
     assert diff["changed"] == [{"kind": "secret", "key": "db_password", "change": "changed"}]
     assert "battery" not in str(Event.objects.values_list("payload", flat=True))
     from django.db import connection
