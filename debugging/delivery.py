@@ -17,10 +17,13 @@ import random
 import re
 import time
 import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from prometheus_client import Gauge
 
@@ -33,6 +36,7 @@ from debugging.choices import WindowState
 from debugging.models import DebugWindow
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_WAIT_SECONDS = 60.0
 MAX_WAIT_SECONDS = 300.0
@@ -52,6 +56,25 @@ WATCHERS = Gauge(
     "Config long-polls this web process is holding now.",
     registry=REGISTRY,
 )
+
+
+# Django gives each ASGI request its own thread for sync_to_async, and each thread its own
+# PostgreSQL connection: 2,000 watchers re-authorizing at once would open 2,000 of them
+# ("too many clients", seen in bench/config_fanout). The watchers' few queries (token,
+# snapshot) run on this small pool instead: at most this many connections per process.
+DB_THREADS = 4
+_db = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="config-db")
+
+
+def _with_connection(fn: Callable[..., T], *args: Any) -> T:
+    close_old_connections()  # drop a connection the database closed or past CONN_MAX_AGE
+    return fn(*args)
+
+
+async def in_db(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(
+        _db, partial(_with_connection, fn, *args)
+    )
 
 
 class BadWait(ValueError):
@@ -145,13 +168,23 @@ class Topic:
         previous, self.changed = self.changed, asyncio.Event()
         previous.set()
 
+    def _fresh(self) -> Snapshot | None:
+        found = self.snapshot
+        if found is not None and time.monotonic() - found.loaded_at <= SNAPSHOT_MAX_AGE_SECONDS:
+            return found
+        return None
+
     async def current(self, service_id: int, environment_id: int) -> Snapshot:
+        # Without the lock while fresh: 2,000 woken watchers must not queue on it one by one.
+        found = self._fresh()
+        if found is not None:
+            return found
         async with self.loading:
             stale = self.snapshot is None or (
                 time.monotonic() - self.snapshot.loaded_at > SNAPSHOT_MAX_AGE_SECONDS
             )
             if stale:
-                self.snapshot = await sync_to_async(load_snapshot)(service_id, environment_id)
+                self.snapshot = await in_db(load_snapshot, service_id, environment_id)
             assert self.snapshot is not None
             return self.snapshot
 
@@ -302,7 +335,7 @@ async def authorize(
     found = _authorized.get(key)
     if found is not None and found[1] > now:
         return found[0]
-    decided = await sync_to_async(_authorize)(header, service, environment, instance)
+    decided = await in_db(_authorize, header, service, environment, instance)
     if isinstance(decided, Watch):
         if len(_authorized) > 50_000:  # bounded: forget everything rather than grow
             _authorized.clear()
