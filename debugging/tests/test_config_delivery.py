@@ -121,3 +121,10 @@ def _held(server: Any, count: int) -> bool:
         if line.startswith("signalbox_config_watchers "):
             return float(line.split()[1]) >= count
     return False
+
+
+def test_static_files_are_still_served_by_the_async_middleware(asgi_server: Any) -> None:
+    # StaticFilesMiddleware replaced WhiteNoise's sync-only one so long-polls stay async.
+    answer = httpx.get(asgi_server.url + "/static/css/dashboard.css")
+    assert answer.status_code == 200
+    assert "text/css" in answer.headers["content-type"]
