@@ -17,7 +17,7 @@ import random
 import re
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -162,8 +162,10 @@ class Topic:
         self.changed = asyncio.Event()
         self.snapshot: Snapshot | None = None
         self.loading = asyncio.Lock()
+        self.generation = 0  # bumped by every wake
 
     def wake(self) -> None:
+        self.generation += 1
         self.snapshot = None
         previous, self.changed = self.changed, asyncio.Event()
         previous.set()
@@ -180,13 +182,16 @@ class Topic:
         if found is not None:
             return found
         async with self.loading:
-            stale = self.snapshot is None or (
-                time.monotonic() - self.snapshot.loaded_at > SNAPSHOT_MAX_AGE_SECONDS
-            )
-            if stale:
-                self.snapshot = await in_db(load_snapshot, service_id, environment_id)
-            assert self.snapshot is not None
-            return self.snapshot
+            found = self._fresh()
+            if found is not None:
+                return found
+            generation = self.generation
+            loaded = await in_db(load_snapshot, service_id, environment_id)
+            # A wake while it loaded may mean it read the old rows: don't keep it (the
+            # woken caller loops and loads again).
+            if generation == self.generation:
+                self.snapshot = loaded
+            return loaded
 
 
 class Hub:
@@ -347,22 +352,20 @@ def _etags(header: str) -> set[str]:
     return {part.strip().removeprefix("W/") for part in header.split(",") if part.strip()}
 
 
-async def watch_config(request: HttpRequest, service: str, environment: str) -> HttpResponse:
-    """The instance-facing config: 200 with the document and its ETag, or, with a matching
-    If-None-Match, held until it changes (200) or `wait` (+ jitter) passes (304)."""
-    if request.method not in ("GET", "HEAD"):
-        return HttpResponseNotAllowed(["GET", "HEAD"])
+async def answer(
+    query: Mapping[str, str], headers: Mapping[str, str], service: str, environment: str
+) -> tuple[int, dict[str, str], bytes]:
+    """The long-poll itself, shared by the Django view and the ASGI fast path: status,
+    headers and body. `headers` are lower-cased names."""
     try:
-        wait = parse_wait(request.GET.get("wait"))
+        wait = parse_wait(query.get("wait"))
     except BadWait as exc:
-        return _error(400, str(exc), {"wait": [str(exc)]})
-    instance = request.GET.get("instance") or request.GET.get("index")
-    decided = await authorize(
-        request.headers.get("Authorization", ""), service, environment, instance
-    )
+        return _as_parts(_error(400, str(exc), {"wait": [str(exc)]}))
+    instance = query.get("instance") or query.get("index")
+    decided = await authorize(headers.get("authorization", ""), service, environment, instance)
     if isinstance(decided, HttpResponse):
-        return decided
-    known = _etags(request.headers.get("If-None-Match", ""))
+        return _as_parts(decided)
+    known = _etags(headers.get("if-none-match", ""))
     the_hub = hub()
     await the_hub.start()
     topic = the_hub.topic(config.channel(decided.service_id, decided.environment_id))
@@ -371,13 +374,13 @@ async def watch_config(request: HttpRequest, service: str, environment: str) -> 
         changed = topic.changed  # taken before reading, so a change meanwhile is not missed
         snapshot = await topic.current(decided.service_id, decided.environment_id)
         tag, body = snapshot.answer(decided.instance_id, decided.zone)
-        response: HttpResponse
+        status, content = 200, b""
         if tag not in known:
-            response = JsonResponse(body)
+            content = json.dumps(body).encode()
             break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            response = HttpResponse(status=304)
+            status = 304
             break
         WATCHERS.inc()
         try:
@@ -386,7 +389,25 @@ async def watch_config(request: HttpRequest, service: str, environment: str) -> 
             continue
         finally:
             WATCHERS.dec()
-    response["ETag"] = tag
-    response["X-Signalbox-Index"] = tag.strip('"')
-    response["Cache-Control"] = "no-store"
+    sent = {"ETag": tag, "X-Signalbox-Index": tag.strip('"'), "Cache-Control": "no-store"}
+    if status == 200:
+        sent["Content-Type"] = "application/json"
+    return status, sent, content
+
+
+def _as_parts(response: HttpResponse) -> tuple[int, dict[str, str], bytes]:
+    return response.status_code, dict(response.items()), response.content
+
+
+async def watch_config(request: HttpRequest, service: str, environment: str) -> HttpResponse:
+    """The instance-facing config: 200 with the document and its ETag, or, with a matching
+    If-None-Match, held until it changes (200) or `wait` (+ jitter) passes (304). Under
+    uvicorn, debugging.watch_asgi answers this URL in front of Django with the same code."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    status, sent, content = await answer(request.GET, headers, service, environment)
+    response = HttpResponse(content, status=status)
+    for name, value in sent.items():
+        response[name] = value
     return response
