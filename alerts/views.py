@@ -39,6 +39,7 @@ from catalog.choices import Scope
 from catalog.models import Team
 from catalog.permissions import Access
 from controlplane import changes
+from debugging import windows as debugging_windows
 
 STATE_TABS = [
     ("open", "Open"),
@@ -99,6 +100,7 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
             timeline=incident.timeline.all(),
             notifications=incident.notifications.select_related("channel").order_by("id"),
             can_act=access.can(Scope.DEPLOY, incident.team, incident.service),
+            debug_windows=debugging_windows.for_incident(incident.pk),
         ),
     )
 

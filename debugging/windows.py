@@ -343,3 +343,16 @@ def _queue(task: str, window_id: int) -> None:
     except Exception:
         # The row is the truth: the beat's pass picks up what was not queued.
         logger.exception("could not queue %s for debug window %s", task, window_id)
+
+
+def for_incident(incident_id: int) -> list[DebugWindow]:
+    """The windows that name an incident: by its id ("12", "#12") or its page's URL."""
+    refs = Q(incident_ref__in=[str(incident_id), f"#{incident_id}"]) | Q(
+        incident_ref__regex=rf"/incidents/{incident_id}/?$"
+    )
+    return list(
+        DebugWindow.objects.filter(refs)
+        .select_related("service", "environment", "instance")
+        .prefetch_related("targets")
+        .order_by("-opened_at")[:20]
+    )
