@@ -26,10 +26,10 @@ application = ProtocolTypeRouter(
         # Past SIGNALBOX_MAX_IN_FLIGHT requests a process answers 503 + Retry-After at once
         # (docs/operations.md); heartbeat pings then take a lean path in front of Django
         # (docs/health.md, Heartbeats).
-        # Config long-polls are held (not shed) and answered in front of Django
+        # Config long-polls are never shed and are answered in front of Django, too
         # (docs/debugging.md, Delivery).
-        "http": ConfigFastPath(
-            LoadShedding(PingFastPath(django_asgi_app), limit=settings.SIGNALBOX_MAX_IN_FLIGHT)
+        "http": LoadShedding(
+            PingFastPath(ConfigFastPath(django_asgi_app)), limit=settings.SIGNALBOX_MAX_IN_FLIGHT
         ),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter([path("ws/live/", LiveConsumer.as_asgi())]))
