@@ -39,6 +39,7 @@ from catalog.choices import Scope
 from catalog.models import Team
 from catalog.permissions import Access
 from controlplane import changes
+from debugging import windows as debugging_windows
 
 STATE_TABS = [
     ("open", "Open"),
@@ -105,6 +106,7 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
             dependents=incident.dependents.visible()
             .select_related("team", "service", "environment")
             .order_by("fired_at", "id"),
+            debug_windows=debugging_windows.for_incident(incident.pk),
         ),
     )
 

@@ -18,6 +18,7 @@ from django.urls import path  # noqa: E402
 
 from controlplane.live import LiveConsumer  # noqa: E402
 from controlplane.shedding import LoadShedding  # noqa: E402
+from debugging.watch_asgi import ConfigFastPath  # noqa: E402
 from health.ping_asgi import PingFastPath  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -25,8 +26,10 @@ application = ProtocolTypeRouter(
         # Past SIGNALBOX_MAX_IN_FLIGHT requests a process answers 503 + Retry-After at once
         # (docs/operations.md); heartbeat pings then take a lean path in front of Django
         # (docs/health.md, Heartbeats).
+        # Config long-polls are never shed and are answered in front of Django, too
+        # (docs/debugging.md, Delivery).
         "http": LoadShedding(
-            PingFastPath(django_asgi_app), limit=settings.SIGNALBOX_MAX_IN_FLIGHT
+            PingFastPath(ConfigFastPath(django_asgi_app)), limit=settings.SIGNALBOX_MAX_IN_FLIGHT
         ),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter([path("ws/live/", LiveConsumer.as_asgi())]))

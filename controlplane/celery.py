@@ -18,6 +18,7 @@ app.conf.task_routes = {
     "deployments.*": {"queue": "rollouts"},
     "alerts.*": {"queue": "notify"},
     "circuits.*": {"queue": "default"},
+    "debugging.*": {"queue": "default"},
     "scaling.*": {"queue": "rollouts"},
 }
 # Every beat entry expires: a clock tick nobody ran in time is skipped, not queued up.
@@ -30,6 +31,12 @@ app.conf.beat_schedule = {
     # Routers that lost a rollout's weights (HAProxy restarted) get them back within seconds.
     "reconcile-routers": {
         "task": "deployments.tasks.reconcile_routers",
+        "schedule": 2.0,
+        "options": {"expires": 2.0},
+    },
+    # Debug windows that ended are closed, reverted and read back (docs/debugging.md).
+    "debugging-tick": {
+        "task": "debugging.tasks.tick",
         "schedule": 2.0,
         "options": {"expires": 2.0},
     },

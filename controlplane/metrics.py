@@ -6,9 +6,11 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
 import redis
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
@@ -57,19 +59,40 @@ _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 class RequestMetricsMiddleware:
-    """Counts every request by its URL name (never the raw path: unbounded labels)."""
+    """Counts every request by its URL name (never the raw path: unbounded labels).
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    Async-capable: a sync-only middleware would push every request, held long-polls too,
+    through Django's one thread-sensitive worker thread."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
         started = time.perf_counter()
         response = self.get_response(request)
+        self._count(request, response, started)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = await self.get_response(request)
+        self._count(request, response, started)
+        return response  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _count(request: HttpRequest, response: HttpResponse, started: float) -> None:
         match = getattr(request, "resolver_match", None)
         view = match.view_name if match is not None and match.view_name else "unmatched"
         REQUESTS.labels(request.method or "", view, f"{response.status_code // 100}xx").inc()
         LATENCY.labels(view).observe(time.perf_counter() - started)
-        return response
 
 
 def read_queue_depths() -> None:

@@ -99,7 +99,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "controlplane.static_files.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "controlplane.metrics.RequestMetricsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -350,6 +350,10 @@ SIGNALBOX_CIRCUITS_HISTORY_DAYS = env_int("SIGNALBOX_CIRCUITS_HISTORY_DAYS", 14,
 SIGNALBOX_CIRCUITS_SCRAPE_INTERVAL = env_int("SIGNALBOX_CIRCUITS_SCRAPE_INTERVAL", 15, minimum=2)
 # Reports dated further ahead than this are refused: they would shadow every later report.
 SIGNALBOX_CIRCUITS_MAX_CLOCK_SKEW = env_int("SIGNALBOX_CIRCUITS_MAX_CLOCK_SKEW", 300, minimum=1)
+# The longest a debug window may stay open (seconds; docs/debugging.md).
+SIGNALBOX_DEBUG_WINDOW_MAX_SECONDS = env_int(
+    "SIGNALBOX_DEBUG_WINDOW_MAX_SECONDS", 4 * 3600, minimum=60
+)
 
 # Alerts (docs/alerts.md).
 SLACK_SIGNING_SECRET = env_secret("SLACK_SIGNING_SECRET") or ""

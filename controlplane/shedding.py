@@ -4,7 +4,8 @@ Past `SIGNALBOX_MAX_IN_FLIGHT` requests in progress, the next one is answered at
 503 and `Retry-After` instead of joining a queue that only grows until every request times
 out. /healthz and /readyz are never shed: a busy process is alive and ready, and an
 orchestrator that restarted it or took it out of rotation would only move its load onto
-the others. Websockets are not counted (a page holds one for as long as it is open).
+the others. Websockets are not counted (a page holds one for as long as it is open), nor
+are config long-polls (held on purpose).
 
 It runs in front of everything else in the web process (controlplane/asgi.py), so a shed
 request costs no Django, no database and no thread: what keeps it cheap when it matters.
@@ -32,6 +33,9 @@ Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 NEVER_SHED = frozenset({"/healthz", "/readyz"})
+# Long-polls are held on purpose (for up to 5 minutes) and cost a coroutine, not work:
+# counted like websockets, i.e. not at all (docs/debugging.md, the config long-poll).
+HELD_PREFIXES = ("/api/v1/config/",)
 # Seconds a shed client is asked to wait: long enough to let the queue drain (a full process
 # answers its in-flight requests in well under a second), short enough not to look down.
 RETRY_AFTER_SECONDS = 1
@@ -87,7 +91,12 @@ class LoadShedding:
         self._logged_at = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.limit or scope["type"] != "http" or scope["path"] in NEVER_SHED:
+        if (
+            not self.limit
+            or scope["type"] != "http"
+            or scope["path"] in NEVER_SHED
+            or scope["path"].startswith(HELD_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:

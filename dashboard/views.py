@@ -22,6 +22,7 @@ from dashboard import external, scaling_chart, sections
 from dashboard import search as site_search
 from dashboard import service as service_data
 from dashboard import team as team_data
+from debugging import views as debugging_views
 from deployments import actions
 from deployments.choices import Strategy
 from health import rollups
@@ -104,6 +105,7 @@ def service_page(request: HttpRequest, slug: str) -> HttpResponse:
         **sections.service_rollouts_context(service, history),
         **circuits,
         **sections.service_incidents_context(service),
+        **debugging_views.service_windows(service),
     }
     return render(request, "dashboard/service.html", context)
 

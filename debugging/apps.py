@@ -1,4 +1,4 @@
-"""Debugging's app config."""
+"""Debugging's app config: connects to catalog's signals."""
 
 from __future__ import annotations
 
@@ -7,3 +7,7 @@ from django.apps import AppConfig
 
 class DebuggingConfig(AppConfig):
     name = "debugging"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from debugging import receivers  # noqa: F401  (registration happens on import)

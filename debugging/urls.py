@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
+
+from debugging import views
 
 app_name = "debugging"
-urlpatterns: list[URLPattern] = []
+urlpatterns = [
+    path("config/<slug:service>/<slug:environment>", views.config_page, name="config"),
+    path(
+        "config/<slug:service>/<slug:environment>/revert/<int:number>", views.revert, name="revert"
+    ),
+    path("windows/<int:pk>/close", views.close_window, name="close-window"),
+]

@@ -1,5 +1,6 @@
-"""What every instance serves: /health, /, /version, /api/..., /metrics, /hystrix.stream
-and /_fault. One application for all instances; the local port says which one."""
+"""What every instance serves: /health, /, /version, /api/..., /metrics, /hystrix.stream,
+/actuator/loggers (fleet/actuator.py) and /_fault. One application for all instances; the
+local port says which one."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from fleet import actuator
 from fleet.errors import FleetError, error_response, read_json
 from fleet.exposition import PROMETHEUS_CONTENT_TYPE, hystrix_command, prometheus
 from fleet.faults import BAD_VERSION_LATENCY_MS, is_bad_version
@@ -39,6 +41,7 @@ def instance_app(fleet: Fleet) -> web.Application:
     app.router.add_get(FAULT_PATH, show_faults)
     app.router.add_post(FAULT_PATH, set_faults)
     app.router.add_route("*", "/api/{endpoint:.*}", work)
+    actuator.add_routes(app, lambda request: request[INSTANCE])
     return app
 
 

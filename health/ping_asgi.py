@@ -48,7 +48,7 @@ ANSWER_HEADER_MIDDLEWARE = (  # their process_response runs on the ping's answer
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 )
 PASSIVE_MIDDLEWARE = (  # nothing they do shows in a ping's answer, or we do it here
-    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files only
+    "controlplane.static_files.StaticFilesMiddleware",  # static files only (WhiteNoise)
     "controlplane.metrics.RequestMetricsMiddleware",  # counted here under the same labels
     "django.contrib.sessions.middleware.SessionMiddleware",  # the view reads no session
     "django.middleware.csrf.CsrfViewMiddleware",  # DRF views are csrf-exempt
