@@ -21,6 +21,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 log = logging.getLogger(__name__)
+# The SDK's exporter logs every retry of every instance's batch (dozens of lines a second
+# while the web process starts); _TeamTokenExporter says it once, in its own words.
+logging.getLogger("opentelemetry.exporter.otlp.common.http").setLevel(logging.CRITICAL)
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _INVALID_TRACE = "0" * 32
@@ -91,7 +94,7 @@ class _TeamTokenExporter:
             return SpanExportResult.FAILURE
         result = self._exporter().export(spans)
         if result is not SpanExportResult.SUCCESS:
-            self._warn(f"exporting spans to {self.url} failed (see the exporter's log)")
+            self._warn(f"exporting spans to {self.url} failed (is the web process up?)")
         else:
             self._warned = ""
         return result
