@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
+
+from django.db import transaction
+from redis.exceptions import RedisError
 
 from catalog.choices import Scope
 from catalog.models import ApiToken, Environment, ExternalDependency, Service
@@ -19,19 +23,45 @@ CATALOG_SECONDS = 30.0
 _MISS_RELOAD_SECONDS = 1.0
 
 
+logger = logging.getLogger(__name__)
+
+# Bumped (after commit) whenever a service, environment or external dependency changes in
+# any process; a web process whose cached catalog is of another generation reads it again,
+# so a re-created environment never leaves ids behind that the upsert would refuse.
+GENERATION_KEY = "signalbox:topology:catalog-generation"
+
+
 @dataclass(frozen=True)
 class _Catalog:
     services: dict[str, tuple[int, int]]  # slug -> (team id, service id)
     environments: dict[str, int]
     externals: frozenset[str]
     loaded_at: float
+    generation: bytes | None = None
+
+
+def catalog_changed(**_: object) -> None:
+    """Receiver of the catalog models' saves and deletes: every process reloads."""
+    transaction.on_commit(_bump)
+
+
+def _bump() -> None:
+    try:
+        redis_clients.client().incr(GENERATION_KEY)
+    except RedisError:  # a catalog change never fails for this; caches expire by age anyway
+        logger.warning("trace ingest: could not tell the web processes the catalog changed")
+
+
+def _generation() -> bytes | None:
+    value: bytes | None = redis_clients.client().get(GENERATION_KEY)  # type: ignore[assignment]
+    return value
 
 
 _catalog: _Catalog | None = None
 _lock = threading.Lock()
 
 
-def _load() -> _Catalog:
+def _load(generation: bytes | None) -> _Catalog:
     return _Catalog(
         services={
             slug: (team, pk)
@@ -40,6 +70,7 @@ def _load() -> _Catalog:
         environments=dict(Environment.objects.values_list("slug", "pk")),
         externals=frozenset(ExternalDependency.objects.values_list("slug", flat=True)),
         loaded_at=time.monotonic(),
+        generation=generation,
     )
 
 
@@ -48,13 +79,18 @@ def catalog(*, missing: bool = False) -> _Catalog:
     global _catalog
     now = time.monotonic()
     found = _catalog
-    stale = found is None or now - found.loaded_at > CATALOG_SECONDS
+    generation = _generation()
+    stale = (
+        found is None
+        or now - found.loaded_at > CATALOG_SECONDS
+        or found.generation != generation
+    )
     if missing and found is not None and now - found.loaded_at > _MISS_RELOAD_SECONDS:
         stale = True
     if stale:
         with _lock:
             if _catalog is found:
-                _catalog = _load()
+                _catalog = _load(generation)
             found = _catalog
     assert found is not None
     return found
