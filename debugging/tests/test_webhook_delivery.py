@@ -262,3 +262,25 @@ def test_a_revert_that_fails_once_then_succeeds_is_verified(
     assert windows.claim_reverts(timezone.now() + timedelta(seconds=3)) == [window_id]
     assert windows.revert(window_id)["verified"] == 1
     assert [b["action"] for b in hook.bodies()] == ["apply", "revert", "revert"]
+
+
+def test_the_beats_tick_retries_the_failed_apply_once_the_backoff_is_over(
+    api_as: Any, hook: Any, webhooked: Instance
+) -> None:
+    from controlplane.celery import app
+    from debugging import tasks
+
+    hook.fail(500)
+    window_id = _open(api_as("deployer")).json()["id"]
+    assert windows.apply(window_id) == 0
+    # Celery runs the queued task in-process here (no worker in unit tests); the tick is real.
+    app.conf.task_always_eager = True
+    try:
+        tasks.tick()  # inside the backoff: nothing sent
+        assert len(hook.requests) == 1
+        DebugTarget.objects.filter(window_id=window_id).update(next_apply_at=timezone.now())
+        tasks.tick()
+    finally:
+        app.conf.task_always_eager = False
+    assert len(hook.requests) == 2
+    assert DebugTarget.objects.get(window_id=window_id).applied_at is not None
