@@ -105,7 +105,9 @@ def service_page(request: HttpRequest, slug: str) -> HttpResponse:
         **sections.service_rollouts_context(service, history),
         **circuits,
         **sections.service_incidents_context(service),
-        **debugging_views.service_windows(service),
+        **debugging_views.service_windows(
+            service, request, can_deploy=can_deploy, environments=environments
+        ),
     }
     return render(request, "dashboard/service.html", context)
 

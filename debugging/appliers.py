@@ -4,7 +4,11 @@ levels each instance reports). Every outbound call goes through controlplane.out
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +22,10 @@ from debugging.models import AppliedLevels, DebugWindow
 logger = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 5.0
+
+# The webhook's headers: the same scheme as alert webhook channels (docs/debugging.md).
+SIGNATURE_HEADER = "X-Signalbox-Signature"
+TIMESTAMP_HEADER = "X-Signalbox-Timestamp"
 
 
 class ApplyFailed(Exception):
@@ -33,10 +41,25 @@ class ReadBack:
     detail: str
 
 
-def _call(method: str, url: str, body: Any = None) -> outbound.Reply:
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`, as alert webhooks sign."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+def _call(method: str, url: str, body: Any = None, *, secret: str = "") -> outbound.Reply:
+    headers = {"Accept": "application/json"}
+    content = None
+    if body is not None:
+        content = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        headers["Content-Type"] = "application/json"
+        if secret:
+            timestamp = str(int(time.time()))
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = sign(secret, timestamp, content)
     try:
         return outbound.request(
-            method, url, json=body, timeout=TIMEOUT_SECONDS, headers={"Accept": "application/json"}
+            method, url, content=content, timeout=TIMEOUT_SECONDS, headers=headers
         )
     except outbound.Refused as exc:
         raise ApplyFailed(f"refused by the outbound policy: {exc}") from None
@@ -79,9 +102,16 @@ def actuator_set(instance: Instance, name: str, level: str | None) -> None:
 
 
 def webhook_post(
-    url: str, window: DebugWindow, instance: Instance, level: str | None, action: str
+    url: str,
+    window: DebugWindow,
+    instance: Instance,
+    level: str | None,
+    action: str,
+    *,
+    secret: str = "",
 ) -> ReadBack:
-    """POST the change; the receiver proves it by answering {"level": <what it now has>}."""
+    """POST the change (signed when the service has a secret); the receiver proves it by
+    answering {"level": <what it now has>}."""
     body = {
         "action": action,
         "window": window.pk,
@@ -99,7 +129,7 @@ def webhook_post(
         "incident": window.incident_ref,
         "ends_at": window.ends_at.isoformat(),
     }
-    reply = _call("POST", url, body)
+    reply = _call("POST", url, body, secret=secret)
     if not reply.ok:
         raise ApplyFailed(f"webhook answered {reply.status_code}: {outbound.excerpt(reply.text)}")
     try:

@@ -68,6 +68,8 @@ class DeliverySetting(models.Model):
     service = models.OneToOneField(Service, on_delete=models.CASCADE, related_name="debug_delivery")
     method = models.CharField(max_length=16, choices=Delivery.choices, default=Delivery.CLIENT)
     webhook_url = models.URLField(max_length=500, blank=True)
+    # Signs each webhook call (X-Signalbox-Signature, HMAC-SHA256); never shown back in full.
+    webhook_secret = EncryptedTextField(blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.service.slug}: {self.method}"
@@ -110,6 +112,8 @@ class DebugWindow(models.Model):
     verify_until = models.DateTimeField(null=True, blank=True)
     # A worker reverting it holds this lease; past it another worker may take over.
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Revert passes that left a target pending; each waits longer (backoff) before the next.
+    revert_passes = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-opened_at"]
@@ -154,6 +158,9 @@ class DebugTarget(models.Model):
     previous_level = models.CharField(max_length=8, null=True, blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
     apply_error = models.CharField(max_length=500, blank=True)
+    # A failed apply is retried by the beat with backoff until the window ends.
+    apply_attempts = models.PositiveIntegerField(default=0)
+    next_apply_at = models.DateTimeField(null=True, blank=True)
     revert = models.CharField(max_length=12, choices=Revert.choices, default=Revert.PENDING)
     read_back = models.CharField(max_length=8, null=True, blank=True)
     revert_detail = models.CharField(max_length=500, blank=True)

@@ -9,8 +9,11 @@ from debugging import windows
 
 @shared_task(name="debugging.tasks.tick", ignore_result=True)
 def tick() -> int:
-    """Every 2 s: close the windows that ended, lease those with reverts to prove, queue each."""
+    """Every 2 s: close the windows that ended, queue the failed applies whose backoff is
+    over, lease the windows with reverts to prove, queue each."""
     windows.close_due()
+    for window_id in windows.claim_applies():
+        apply_window.delay(window_id)
     claimed = windows.claim_reverts()
     for window_id in claimed:
         revert_window.delay(window_id)

@@ -12,5 +12,7 @@ urlpatterns = [
     path(
         "config/<slug:service>/<slug:environment>/revert/<int:number>", views.revert, name="revert"
     ),
+    path("delivery/<slug:service>", views.set_delivery, name="set-delivery"),
+    path("windows/open/<slug:service>", views.open_window, name="open-window"),
     path("windows/<int:pk>/close", views.close_window, name="close-window"),
 ]

@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from catalog.choices import LIVE_LIFECYCLES
 from catalog.models import Environment, Instance, Service
+from controlplane import outbound
+from controlplane.crypto import mask
 from controlplane.events import Actor, publish
 from debugging import appliers, config
 from debugging.choices import DebugWindowEvent, Delivery, Revert, WindowState
@@ -27,6 +29,13 @@ logger = logging.getLogger(__name__)
 # level (it long-polls, so it hears at once; then one report). Past it: unverified.
 VERIFY_SECONDS = 60
 LEASE_SECONDS = 30
+# A failed apply or revert waits 2, 4, 8, ... s (at most this) before the beat retries it.
+BACKOFF_MAX_SECONDS = 60
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long to wait after the `attempts`-th failure before trying again."""
+    return timedelta(seconds=min(2 ** max(attempts, 1), BACKOFF_MAX_SECONDS))
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,68 @@ def max_duration() -> timedelta:
 def setting_of(service: Service) -> DeliverySetting:
     found = DeliverySetting.objects.filter(service=service).first()
     return found or DeliverySetting(service=service)
+
+
+SECRET_MIN_CHARS = 16
+
+
+def delivery_document(service: Service, setting: DeliverySetting) -> dict[str, Any]:
+    """What the API and the page show of a delivery setting: never the secret itself."""
+    return {
+        "service": service.slug,
+        "method": setting.method,
+        "webhook_url": setting.webhook_url,
+        "webhook_secret": {
+            "set": bool(setting.webhook_secret),
+            "masked": mask(setting.webhook_secret),
+        },
+    }
+
+
+def set_delivery(service: Service, data: dict[str, Any], *, actor: Actor) -> DeliverySetting:
+    """Change how a service takes debug windows: `method`, `webhook_url` (checked by the
+    outbound guard), `webhook_secret` (at least 16 characters; "" removes it; absent keeps
+    it). Raises config.Invalid naming each bad field; saved with one audited event."""
+    setting = setting_of(service)
+    method = data.get("method", setting.method)
+    url = data.get("webhook_url", setting.webhook_url)
+    secret = data.get("webhook_secret", setting.webhook_secret)
+    errors: dict[str, list[str]] = {}
+    if method not in Delivery.values:
+        errors["method"] = [f"must be one of {', '.join(Delivery.values)}"]
+    if not isinstance(url, str):
+        errors["webhook_url"] = ["must be a URL string"]
+    elif method == Delivery.WEBHOOK:
+        reason = outbound.refusal(url) if url else "required for the webhook method"
+        if reason:
+            errors["webhook_url"] = [reason]
+    if not isinstance(secret, str):
+        errors["webhook_secret"] = ["must be a string"]
+    elif secret and len(secret) < SECRET_MIN_CHARS:
+        errors["webhook_secret"] = [
+            f"use a signing secret of at least {SECRET_MIN_CHARS} characters"
+        ]
+    if errors:
+        raise config.Invalid(errors)
+    before = {"method": setting.method, "webhook_url": setting.webhook_url}
+    secret_changed = secret != setting.webhook_secret
+    setting.method, setting.webhook_url, setting.webhook_secret = method, url, secret
+    after = {"method": method, "webhook_url": url}
+    if before != after or secret_changed:
+        with transaction.atomic():
+            setting.save()
+            publish(
+                DebugWindowEvent.DELIVERY_CHANGED,
+                actor=actor,
+                subject=service,
+                message=f"{service.slug} takes debug windows by {method}",
+                payload={
+                    "before": before,
+                    "after": after,
+                    "webhook_secret": "changed" if secret_changed else "unchanged",
+                },
+            )
+    return setting
 
 
 def covered(window: DebugWindow) -> list[Instance]:
@@ -123,11 +194,31 @@ def apply(window_id: int) -> int:
     if window is None:
         return 0
     done = 0
-    for target in window.targets.filter(applied_at__isnull=True, apply_error="").select_related(
-        "instance"
-    ):
+    # next_apply_at is set while a failed target waits for its retry (claim_applies clears it).
+    for target in window.targets.filter(
+        applied_at__isnull=True, next_apply_at__isnull=True
+    ).select_related("instance"):
         done += _apply_one(window, target)
     return done
+
+
+def claim_applies(now: Any = None) -> list[int]:
+    """The open windows with a failed apply whose backoff is over (SKIP LOCKED): their
+    targets are marked due (next_apply_at cleared) and the window ids returned to queue."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            DebugTarget.objects.select_for_update(skip_locked=True)
+            .filter(
+                applied_at__isnull=True,
+                next_apply_at__lte=now,
+                window__state=WindowState.OPEN,
+                window__ends_at__gt=now,
+            )
+            .values_list("pk", "window_id")[:500]
+        )
+        DebugTarget.objects.filter(pk__in=[pk for pk, _ in due]).update(next_apply_at=None)
+    return sorted({window_id for _, window_id in due})
 
 
 def _apply_one(window: DebugWindow, target: DebugTarget) -> int:
@@ -137,9 +228,16 @@ def _apply_one(window: DebugWindow, target: DebugTarget) -> int:
             target.previous_level = appliers.actuator_level(instance, window.logger)
             appliers.actuator_set(instance, window.logger, window.level)
         elif window.method == Delivery.WEBHOOK:
-            url = setting_of(window.service).webhook_url
+            setting = setting_of(window.service)
             target.previous_level = None
-            read = appliers.webhook_post(url, window, instance, window.level, "apply")
+            read = appliers.webhook_post(
+                setting.webhook_url,
+                window,
+                instance,
+                window.level,
+                "apply",
+                secret=setting.webhook_secret,
+            )
             if not read.verified:
                 raise appliers.ApplyFailed(read.detail)
         else:
@@ -148,18 +246,36 @@ def _apply_one(window: DebugWindow, target: DebugTarget) -> int:
             current = config.document(config.current(window.service, window.environment))
             target.previous_level = current["log_levels"].get(window.logger)
     except appliers.ApplyFailed as exc:
+        # Retried by the beat (claim_applies) after a backoff, for as long as the window is
+        # open; a retry that would come after its end is not made.
         target.apply_error = str(exc)[:500]
-        target.save(update_fields=["previous_level", "apply_error"])
+        target.apply_attempts += 1
+        retry_at = timezone.now() + backoff(target.apply_attempts)
+        target.next_apply_at = retry_at if retry_at < window.ends_at else window.ends_at
+        target.save(
+            update_fields=["previous_level", "apply_error", "apply_attempts", "next_apply_at"]
+        )
+        will_retry = retry_at < window.ends_at
         publish(
             DebugWindowEvent.APPLY_FAILED,
             subject=window,
             environment=window.environment,
-            message=f"debug window {window.pk} not applied to {instance}: {exc}",
-            payload={"window": window.pk, "instance": instance.pk, "error": str(exc)[:500]},
+            message=f"debug window {window.pk} not applied to {instance} "
+            f"(attempt {target.apply_attempts}): {exc}"
+            + (f"; retrying at {retry_at:%H:%M:%S}" if will_retry else "; not retried"),
+            payload={
+                "window": window.pk,
+                "instance": instance.pk,
+                "error": str(exc)[:500],
+                "attempt": target.apply_attempts,
+                "retry_at": retry_at.isoformat() if will_retry else None,
+            },
         )
         return 0
     target.applied_at = timezone.now()
-    target.save(update_fields=["previous_level", "applied_at"])
+    target.apply_error = ""
+    target.next_apply_at = None
+    target.save(update_fields=["previous_level", "applied_at", "apply_error", "next_apply_at"])
     publish(
         DebugWindowEvent.APPLIED,
         subject=window,
@@ -267,7 +383,18 @@ def revert(window_id: int) -> dict[str, int]:
         return counts
     for target in window.targets.filter(revert=Revert.PENDING).select_related("instance"):
         counts[_revert_one(window, target)] += 1
-    DebugWindow.objects.filter(pk=window.pk).update(lease_until=None)
+    if counts["pending"]:
+        # Back off: the lease keeps the next pass away for 2, 4, 8, ... s, never past the
+        # give-up time (verify_until), when what is still unproved is recorded unverified.
+        passes = window.revert_passes + 1
+        wait_until = timezone.now() + backoff(passes)
+        if window.verify_until is not None and wait_until > window.verify_until:
+            wait_until = window.verify_until
+        DebugWindow.objects.filter(pk=window.pk).update(
+            lease_until=wait_until, revert_passes=passes
+        )
+    else:
+        DebugWindow.objects.filter(pk=window.pk).update(lease_until=None)
     return counts
 
 
@@ -285,12 +412,14 @@ def _revert_one(window: DebugWindow, target: DebugTarget) -> str:
                 same, level, "" if same else f"read back {level!r}, not {target.previous_level!r}"
             )
         elif window.method == Delivery.WEBHOOK:
+            setting = setting_of(window.service)
             read = appliers.webhook_post(
-                setting_of(window.service).webhook_url,
+                setting.webhook_url,
                 window,
                 instance,
                 target.previous_level,
                 "revert",
+                secret=setting.webhook_secret,
             )
         else:
             expected = config.document(config.current(window.service, window.environment))[

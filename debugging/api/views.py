@@ -16,11 +16,9 @@ from rest_framework.views import APIView
 from catalog.choices import Scope
 from catalog.models import Environment, Instance, Service, Team
 from catalog.permissions import Access, ScopeRule
-from controlplane import outbound
 from controlplane.api import ConflictError, Pagination, refuse_unknown_parameters
-from controlplane.events import publish
 from debugging import config, windows
-from debugging.choices import DebugWindowEvent, Delivery, WindowState
+from debugging.choices import WindowState
 from debugging.models import AppliedLevels, ConfigVersion, DebugWindow
 
 
@@ -186,7 +184,8 @@ class RuntimeConfigRevertView(APIView):
 
 class DeliveryView(APIView):
     """GET/PATCH how a service takes debug windows: `{"method": "client"|"actuator"|"webhook",
-    "webhook_url"}` (the URL checked by the outbound guard)."""
+    "webhook_url", "webhook_secret"}` (the URL checked by the outbound guard; the secret is
+    write-only and read back masked)."""
 
     permission_classes = [ScopeRule]
     scopes = {"GET": Scope.READ, "PATCH": Scope.WRITE}
@@ -197,44 +196,17 @@ class DeliveryView(APIView):
 
     def get(self, request: Request, service: str) -> Response:
         found = get_object_or_404(Service, slug=service)
-        setting = windows.setting_of(found)
-        return Response(
-            {"service": found.slug, "method": setting.method, "webhook_url": setting.webhook_url}
-        )
+        return Response(windows.delivery_document(found, windows.setting_of(found)))
 
     def patch(self, request: Request, service: str) -> Response:
         found = get_object_or_404(Service.objects.select_related("team"), slug=service)
         _require(request, Scope.WRITE, found)
         data = request.data if isinstance(request.data, dict) else {}
-        setting = windows.setting_of(found)
-        method = data.get("method", setting.method)
-        url = data.get("webhook_url", setting.webhook_url)
-        if method not in Delivery.values:
-            raise exceptions.ValidationError(
-                {"method": [f"must be one of {', '.join(Delivery.values)}"]}
-            )
-        if not isinstance(url, str):
-            raise exceptions.ValidationError({"webhook_url": ["must be a URL string"]})
-        if method == Delivery.WEBHOOK:
-            reason = outbound.refusal(url) if url else "required for the webhook method"
-            if reason:
-                raise exceptions.ValidationError({"webhook_url": [reason]})
-        before = {"method": setting.method, "webhook_url": setting.webhook_url}
-        setting.method, setting.webhook_url = method, url
-        after = {"method": method, "webhook_url": url}
-        if before != after:
-            from django.db import transaction
-
-            with transaction.atomic():
-                setting.save()
-                publish(
-                    DebugWindowEvent.DELIVERY_CHANGED,
-                    actor=Access.of(request),
-                    subject=found,
-                    message=f"{found.slug} takes debug windows by {method}",
-                    payload={"before": before, "after": after},
-                )
-        return Response({"service": found.slug, **after})
+        try:
+            setting = windows.set_delivery(found, data, actor=Access.of(request))
+        except config.Invalid as exc:
+            raise _invalid(exc) from None
+        return Response(windows.delivery_document(found, setting))
 
 
 def window_document(window: DebugWindow) -> dict[str, Any]:

@@ -89,3 +89,60 @@ def demo_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFlee
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@dataclass
+class Hook:
+    """A real HTTP webhook receiver on a loopback port (http.server in a thread). It records
+    each request's headers and raw body and answers from a plan: a status to send, else 200
+    with `{"level": <the level it was asked for>}`, as a receiver that took it does."""
+
+    server: Any
+    requests: list[tuple[dict[str, str], bytes]]
+    plan: list[int]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def fail(self, *statuses: int) -> None:
+        self.plan.extend(statuses)
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.requests]
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    requests: list[tuple[dict[str, str], bytes]] = []
+    plan: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            requests.append((dict(self.headers.items()), body))
+            if plan:
+                status, answer = plan.pop(0), b"receiver broke"
+            else:
+                status, answer = 200, json.dumps({"level": json.loads(body)["level"]}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Hook(server, requests, plan)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

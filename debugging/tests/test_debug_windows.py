@@ -213,3 +213,25 @@ def test_it_closes_early_once_and_only_for_the_team(api_as: Any, world: Any) -> 
 def test_outsiders_cannot_open_one(api_as: Any) -> None:
     assert _open(api_as("outsider")).status_code == 403
     assert _open(api_as("viewer")).status_code == 403
+
+
+def test_an_unreachable_instance_gets_the_window_when_the_beat_retries(
+    api_as: Any, on_fleet: Any, demo_fleet: Any
+) -> None:
+    instance, spec = on_fleet
+    # given: the instance is not answering at its address when the window opens
+    Instance.objects.filter(pk=instance.pk).update(port=1)
+    window_id = _open(api_as("deployer"), logger="payments.retry").json()["id"]
+    assert windows.apply(window_id) == 0
+    target = DebugTarget.objects.get(window_id=window_id)
+    assert "127.0.0.1:1" in target.apply_error and target.next_apply_at is not None
+    # when: it is back, and the beat's pass after the backoff retries
+    Instance.objects.filter(pk=instance.pk).update(port=spec["port"])
+    assert windows.claim_applies() == []
+    assert windows.claim_applies(timezone.now() + timedelta(seconds=3)) == [window_id]
+    assert windows.apply(window_id) == 1
+    # then: the fleet instance's logger is at DEBUG, and it is reverted at the end
+    assert demo_fleet.logger(spec, "payments.retry")["configuredLevel"] == "DEBUG"
+    _end(window_id)
+    assert demo_fleet.logger(spec, "payments.retry")["configuredLevel"] is None
+    assert DebugTarget.objects.get(window_id=window_id).revert == Revert.VERIFIED
