@@ -1,4 +1,4 @@
-"""Debugging's app config: connects to catalog's signals."""
+"""Debugging's app config: connects to catalog's signals, adds RuntimeConfig to catalog files."""
 
 from __future__ import annotations
 
@@ -10,4 +10,6 @@ class DebuggingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from debugging import receivers  # noqa: F401  (registration happens on import)
+        from debugging import catalog_kind, receivers  # noqa: F401  (receivers register on import)
+
+        catalog_kind.register()

@@ -12,10 +12,12 @@ from django.db.models import ProtectedError, RestrictedError
 
 from catalog.catalog_yaml.authorize import authorize
 from catalog.catalog_yaml.entities import read_entities
+from catalog.catalog_yaml.extensions import Context, ExtraInvalid, ExtraKind, extra_kind_of
 from catalog.catalog_yaml.kinds import MODEL_OF, Action, Kind
 from catalog.catalog_yaml.plan import Change, Planner
 from catalog.catalog_yaml.problems import CatalogConflict, CatalogInvalid, Location, Problem
-from catalog.catalog_yaml.reading import parse
+from catalog.catalog_yaml.reading import Document, parse
+from catalog.catalog_yaml.schema import schema_problems
 from catalog.catalog_yaml.snapshot import CatalogSnapshot
 from catalog.catalog_yaml.sources import Source
 from catalog.choices import SERVICE_EVENTS, TEAM_EVENTS, CatalogEvent
@@ -74,14 +76,19 @@ def import_catalog(
     dry_run: bool = False,
     actor: Any = None,
     access: Access | None = None,
+    resolve_secrets: bool = False,
 ) -> ImportResult:
     """Check every document, then apply all of them in one transaction, or nothing.
 
     Raises CatalogInvalid listing every problem, CatalogForbidden when `access` is given
     and lacks write access to a team the import changes, or CatalogConflict when a
-    concurrent write got in the way.
+    concurrent write got in the way. `resolve_secrets` lets documents of registered kinds
+    read secret references (environment variables, files): only for the operator's own
+    `manage.py catalog import`, never for files posted to the API.
     """
-    documents, problems, complete = parse(sources)
+    parsed, problems, complete = parse(sources)
+    documents = [d for d in parsed if extra_kind_of(d.body) is None]
+    extras = [d for d in parsed if extra_kind_of(d.body) is not None]
     warnings: list[Problem] = []
     entities = read_entities(documents, problems, warnings)
     try:
@@ -93,6 +100,8 @@ def import_catalog(
             )
             changes = planner.plan()
             problems += planner.problems
+            context = Context(planner.will_exist, resolve_secrets)
+            changes += _plan_extras(extras, context, problems)
             if problems:
                 raise CatalogInvalid(_in_file_order(problems, sources))
             if access is not None:
@@ -106,6 +115,57 @@ def import_catalog(
             f"the catalog changed while importing; nothing was written, try again ({exc})"
         ) from exc
     return result
+
+
+def _plan_extras(
+    documents: list[Document], context: Context, problems: list[Problem]
+) -> list[Change]:
+    """Check each document of a registered kind and plan its change; problems go to `problems`."""
+    changes: list[Change] = []
+    seen: dict[tuple[str, str], Location] = {}
+    for document in documents:
+        extra = extra_kind_of(document.body)
+        assert extra is not None
+        body = document.body
+        named = _extra_label(extra, body)
+        where = document.where
+        if named:
+            where = Location(where.file, where.index, extra.name, named)
+        found = schema_problems(document, body, where)
+        if found:
+            problems += found
+            continue
+        earlier = seen.setdefault((extra.name, named), where)
+        if earlier is not where:
+            problems.append(
+                document.problem(where, "metadata", f"{extra.name}/{named} is also at {earlier}")
+            )
+            continue
+        try:
+            planned = extra.validator(body, context)
+        except ExtraInvalid as exc:
+            problems += [document.problem(where, k, v) for k, v in exc.fields.items()]
+            continue
+        change = Change(
+            cast(Kind, extra.name),
+            planned.name,
+            planned.action,
+            fields=planned.fields,
+            teams=planned.teams if planned.action != Action.UNCHANGED else [],
+            # A config of a service this import creates: creating it already needs its team.
+            needs_admin=False,
+            service=planned.service,
+        )
+        change.extra = (extra, planned)
+        changes.append(change)
+    return changes
+
+
+def _extra_label(extra: ExtraKind, body: Any) -> str:
+    try:
+        return extra.label(body)
+    except (KeyError, TypeError, AttributeError):
+        return ""
 
 
 def _in_file_order(problems: list[Problem], sources: Sequence[Source]) -> list[Problem]:
@@ -127,7 +187,11 @@ class Applier:
     def apply(self, result: ImportResult, sources: Sequence[Source]) -> None:
         order = list(Kind)
         writes = sorted(
-            (c for c in result.changes if c.action in (Action.CREATED, Action.UPDATED)),
+            (
+                c
+                for c in result.changes
+                if c.action in (Action.CREATED, Action.UPDATED) and c.extra is None
+            ),
             key=lambda c: order.index(c.kind),
         )
         for change in writes:
@@ -145,6 +209,11 @@ class Applier:
         )
         for change in writes:
             self._entity_event(change)
+        # Registered kinds (RuntimeConfig) once the services and environments they name exist.
+        for change in result.changes:
+            if change.extra is not None and change.action != Action.UNCHANGED:
+                extra, planned = change.extra
+                extra.applier(planned, self.actor)
         for change in result.changes:
             if change.action == Action.DELETED:
                 self._delete(change)

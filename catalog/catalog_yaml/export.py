@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from catalog.catalog_yaml.extensions import EXTRA_KINDS
 from catalog.catalog_yaml.kinds import API_VERSION, ATTRS, EXTERNAL_REF, SERVICE_REF, Kind
 from catalog.catalog_yaml.schema import schema_url
 from catalog.catalog_yaml.snapshot import CatalogSnapshot
@@ -21,12 +22,15 @@ def export_header() -> str:
 
 
 def export_documents() -> list[dict[str, Any]]:
-    """The whole catalog as documents: teams, environments, external dependencies, services."""
+    """The whole catalog as documents: teams, environments, external dependencies, services,
+    then the kinds other apps register (such as RuntimeConfig)."""
     catalog = CatalogSnapshot.load(lock=False)
     documents: list[dict[str, Any]] = []
     for kind in Kind:
         for obj in catalog.existing(kind).values():
             documents.append(_document(kind, obj, catalog))
+    for extra in EXTRA_KINDS.values():
+        documents.extend(extra.exporter())
     return documents
 
 

@@ -31,6 +31,8 @@ class Change:
     service: Service | None = None
     entity: Entity | None = None
     obj: models.Model | None = None
+    # A registered kind's change: (ExtraKind, Planned); `kind` is then its name, not a Kind.
+    extra: Any = None
 
     @property
     def label(self) -> str:
@@ -69,6 +71,10 @@ class Planner:
         if not self.problems:
             self._warn_about_cycles()
         return changes
+
+    def will_exist(self, kind: Kind, slug: str) -> bool:
+        """Whether `kind/slug` exists once this import is applied."""
+        return self._will_exist(kind, slug)
 
     def _will_exist(self, kind: Kind, slug: str) -> bool:
         if slug in self.declared[kind]:

@@ -17,10 +17,12 @@ from rest_framework.test import APIClient
 
 from catalog.catalog_yaml import CatalogInvalid, Kind, Problem, Source, import_catalog
 from catalog.catalog_yaml.export import export_catalog
+from catalog.catalog_yaml.extensions import EXTRA_KINDS
 from catalog.catalog_yaml.kinds import ATTRS, MODEL_OF
 from catalog.catalog_yaml.schema import (
     REF_FORMAT,
     SCHEMA,
+    SCHEMA_KINDS,
     VALIDATOR_FOR,
     VALIDATOR_FOR_ANY,
     CatalogValidator,
@@ -108,7 +110,8 @@ def test_it_agrees_with_the_models_and_the_import() -> None:
         re.compile(slug_validator.regex).pattern,
         slug_validator.message,
     )
-    assert SCHEMA["properties"]["kind"]["enum"] == list(Kind)
+    assert SCHEMA["properties"]["kind"]["enum"] == [*Kind, *EXTRA_KINDS]
+    assert [*Kind, *EXTRA_KINDS] == SCHEMA_KINDS
     assert DEFS["teamSpec"]["properties"]["members"]["additionalProperties"]["enum"] == Role.values
     assert DEFS["serviceSpec"]["properties"]["tier"]["enum"] == [*Tier.values, None]
     source = DEFS["externalDependencySpec"]["properties"]["statusSource"]

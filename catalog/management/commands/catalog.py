@@ -55,7 +55,11 @@ class Command(BaseCommand):
             readable = sum(1 for source in sources if not source.error)
             self.stdout.write(f"Reading {readable} file(s)" + (" (dry run)" if dry_run else ""))
             result = import_catalog(
-                sources, prune=prune, dry_run=dry_run, actor="manage.py catalog import"
+                sources,
+                prune=prune,
+                dry_run=dry_run,
+                actor="manage.py catalog import",
+                resolve_secrets=True,
             )
         except CatalogInvalid as exc:
             for problem in exc.problems:

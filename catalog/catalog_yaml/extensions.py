@@ -1,0 +1,90 @@
+"""Kinds other apps add to catalog files (catalog may not import them, so they register here).
+
+An app registers a kind in its AppConfig.ready() with `register_kind(name, exporter,
+validator, applier)`:
+
+- `exporter()` returns its documents (apiVersion, kind, metadata, spec) for an export;
+- `validator(body, context)` checks one document (the schema has already passed it) inside
+  the import's transaction, after the catalog's own plan; it returns a `Planned` (what would
+  change) or raises `ExtraInvalid` naming the fields at fault;
+- `applier(planned, actor)` writes it, in the same transaction, after the catalog's own
+  kinds, so a service or environment created by the same import exists by then.
+
+A problem in any document of any kind means nothing at all is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog.catalog_yaml.kinds import Action, Kind
+from catalog.models import Service, Team
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a validator may ask about the import it is part of."""
+
+    will_exist: Callable[[Kind, str], bool]  # in the files, or in the catalog and not pruned
+    # Whether secret references (fromEnv, fromFile) may be read: only where the operator
+    # runs the import (manage.py), never for a file posted to the API.
+    resolve_secrets: bool
+
+
+@dataclass
+class Planned:
+    """What importing one extra document does: its name, action, changed fields, payload."""
+
+    name: str
+    action: Action
+    fields: list[str] = field(default_factory=list)
+    teams: list[Team] = field(default_factory=list)  # existing teams the caller must write to
+    service: Service | None = None
+    value: Any = None  # whatever the applier needs
+
+
+class ExtraInvalid(Exception):
+    """A document of an extra kind is wrong: field path -> message."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
+        self.fields = fields
+
+
+Exporter = Callable[[], list[dict[str, Any]]]
+Validator = Callable[[dict[str, Any], Context], Planned]
+ExtraApplier = Callable[[Planned, Any], None]
+
+
+@dataclass(frozen=True)
+class ExtraKind:
+    name: str
+    exporter: Exporter
+    validator: Validator
+    applier: ExtraApplier
+    label: Callable[[dict[str, Any]], str]  # the document's name in problems, from metadata
+
+
+EXTRA_KINDS: dict[str, ExtraKind] = {}
+
+
+def register_kind(
+    name: str,
+    exporter: Exporter,
+    validator: Validator,
+    applier: ExtraApplier,
+    *,
+    label: Callable[[dict[str, Any]], str],
+) -> None:
+    """Add a kind of document (its schema must be in catalog.schema.json)."""
+    if name in list(Kind):
+        raise ValueError(f"{name} is one of the catalog's own kinds")
+    EXTRA_KINDS[name] = ExtraKind(name, exporter, validator, applier, label)
+
+
+def extra_kind_of(body: Any) -> ExtraKind | None:
+    if isinstance(body, dict) and isinstance(body.get("kind"), str):
+        return EXTRA_KINDS.get(body["kind"])
+    return None
