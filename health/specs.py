@@ -57,7 +57,7 @@ def instance_url(origin: URL, path: str) -> URL | None:
     would name another scheme, host or port (a network-path reference such as `//host/`)."""
     try:
         url = origin.join(URL(path))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, IndexError):  # yarl 1.25 raises IndexError on '//[::1]@'
         return None
     same = (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
     return url if same else None

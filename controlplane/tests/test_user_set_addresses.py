@@ -27,13 +27,14 @@ FETCHED = {
     ("PrometheusMetricRequest", "url"),
     ("WebhookMetricRequest", "url"),
     ("GroupRequest", "driver_config"),  # a scaling group's control_url or endpoint_url
+    ("ExternalDependencyRequest", "status_page_url"),  # polled (statuspage source)
+    ("ExternalDependencyRequest", "probe_url"),  # probed (probe source)
 }
 # Links shown to people, or names that identify an instance: never requested by Signalbox.
 LINKS_ONLY = {
     ("ReportedMetricRequest", "host"),  # which instance a reported metric is about
     ("ServiceRequest", "repository_url"),
     ("ServiceRequest", "runbook_url"),
-    ("ExternalDependencyRequest", "status_page_url"),
 }
 METADATA = "169.254.169.254"
 
@@ -151,6 +152,26 @@ SAVES = {
         },
         "driver_config.control_url",
     ),
+    ("ExternalDependencyRequest", "status_page_url"): (
+        "/api/v1/external-dependencies",
+        {
+            "slug": "vendor",
+            "name": "Vendor",
+            "status_source": "statuspage",
+            "status_page_url": f"http://{METADATA}/",
+        },
+        "status_page_url",
+    ),
+    ("ExternalDependencyRequest", "probe_url"): (
+        "/api/v1/external-dependencies",
+        {
+            "slug": "vendor",
+            "name": "Vendor",
+            "status_source": "probe",
+            "probe_url": f"http://{METADATA}/ping",
+        },
+        "probe_url",
+    ),
 }
 
 
@@ -160,7 +181,8 @@ def test_every_fetched_address_refuses_the_metadata_service_when_saved(
     api_as: Any, routed: Any, field: tuple[str, str]
 ) -> None:
     path, body, named = SAVES[field]
-    answer = api_as("owner").post(path, body, format="json")
+    persona = "admin" if field[0] == "ExternalDependencyRequest" else "owner"  # admins' catalog
+    answer = api_as(persona).post(path, body, format="json")
     assert answer.status_code == 400, answer.json()
     reasons = answer.json()["error"]["fields"][named]
     assert any("refused" in reason for reason in reasons), reasons

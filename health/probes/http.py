@@ -67,11 +67,15 @@ async def probe_http(
                 ) as response:
                     location = response.headers.get("Location")
                     if response.status in REDIRECT_STATUSES and location:
-                        target = url.join(URL(location))
-                        if _same_origin(target, origin) and hop < MAX_REDIRECTS:
+                        target = instance_url(url, location)
+                        if (
+                            target is not None
+                            and _same_origin(target, origin)
+                            and hop < MAX_REDIRECTS
+                        ):
                             url = target
                             continue
-                        refused_redirect = str(target)
+                        refused_redirect = str(target) if target is not None else location
                     body = b""
                     if spec.method != HttpMethod.HEAD:
                         body = await response.content.read(MAX_BODY_BYTES)

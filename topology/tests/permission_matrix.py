@@ -8,3 +8,8 @@ PERMISSION_MATRIX = [
     # Trace ingest counters (topology/ingest/api.py): every reader.
     Row("trace-ingest-stats", "GET", read()),
 ]
+PERMISSION_MATRIX += [
+    # The dependency map (topology/api/views.py): every reader.
+    Row("topology-graph", "GET", read()),
+    Row("topology-blast-radius", "GET", read(), query="service=checkout"),
+]
