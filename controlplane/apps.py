@@ -7,3 +7,8 @@ from django.apps import AppConfig
 
 class ControlplaneConfig(AppConfig):
     name = "controlplane"
+
+    def ready(self) -> None:
+        from controlplane import lookups
+
+        lookups.register()

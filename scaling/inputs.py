@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import DateTimeField, F, FloatField, Func, QuerySet, Value
 
 from catalog.choices import LIVE_LIFECYCLES, Lifecycle
 from catalog.models import Instance
@@ -19,7 +19,7 @@ from deployments.drivers import driver_for
 from deployments.drivers.base import DriverError, Target
 from deployments.models import Rollout, TrafficRoute
 from health.choices import CheckStatus
-from health.services import instance_latencies, instance_status
+from health.services import instance_checks, instance_latencies
 from scaling.choices import (
     CELERY_ACTIVE,
     CELERY_QUEUED,
@@ -35,23 +35,32 @@ from scaling.policy import MetricInput, Reading
 POOL_LIFECYCLES = tuple(lc for lc in LIVE_LIFECYCLES if lc != Lifecycle.DRAINING)
 
 
-POOL_FIELDS = (
-    "id", "service_id", "environment_id", "host", "port", "version", "zone", "lifecycle",
-    "registered_at",
-)
+@dataclass(frozen=True, slots=True)
+class Member:
+    """An instance as a decision reads it (3,000 a batch at 1,000 groups: plain values, not
+    model instances)."""
+
+    pk: int
+    host: str
+    port: int
+    version: str
+    registered_at: datetime
+
+
+MEMBER_FIELDS = ("service_id", "environment_id", "id", "host", "port", "version", "registered_at")
 
 
 @dataclass
 class Pool:
     """The instances a tick reads, and why it is the set it is."""
 
-    instances: list[Instance]
+    instances: list[Member]
     ready: set[int]
     rollout: Rollout | None = None
     note: str = ""
     readings: dict[int, dict[str, float]] = field(default_factory=dict)
-    # Each reading's time, for the metrics' windows (instance -> name -> at).
-    read_at: dict[int, dict[str, datetime]] = field(default_factory=dict)
+    # Each reading's age in seconds at the tick, for the metrics' windows (instance -> name).
+    ages: dict[int, dict[str, float]] = field(default_factory=dict)
     # Live members, the canary's included (the pool may be the stable version only).
     members: int = 0
     # Filled for the whole batch at once when a metric tracks probe latency.
@@ -60,6 +69,37 @@ class Pool:
     @property
     def ids(self) -> list[int]:
         return [i.pk for i in self.instances]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """A `ScalingMetric` read as plain values: the decision loop reads 5,000 of them a
+    tick at 1,000 groups, and building model instances for them was a third of its time."""
+
+    source: str
+    name: str
+    target: float | None
+    steps: Any
+    window_seconds: int
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.source)
+
+
+SPEC_FIELDS = ("group_id", "source", "name", "target", "steps", "window_seconds")
+
+
+def metric_specs(group_ids: list[int]) -> dict[int, list[MetricSpec]]:
+    """Each group's metrics, in their order (one query for the batch)."""
+    specs: dict[int, list[MetricSpec]] = {pk: [] for pk in group_ids}
+    for group_id, *values in (
+        ScalingMetric.objects.filter(group_id__any=group_ids)
+        .order_by("group_id", "id")
+        .values_list(*SPEC_FIELDS)
+    ):
+        specs[group_id].append(MetricSpec(*values))
+    return specs
 
 
 def active_rollout(group: ScalingGroup) -> Rollout | None:
@@ -90,36 +130,43 @@ def pool(group: ScalingGroup, now: datetime) -> Pool:
     return pools([group], now)[group.pk]
 
 
-def pools(groups: list[ScalingGroup], now: datetime) -> dict[int, Pool]:
+def pools(
+    groups: list[ScalingGroup],
+    now: datetime,
+    specs: dict[int, list[MetricSpec]] | None = None,
+) -> dict[int, Pool]:
     """Every group's pool in a fixed number of queries, however many groups there are.
 
     One decision loop decides hundreds of groups per beat (bench/scaling: 1,000 groups);
-    loading each group's pool on its own cost 17 round trips a group."""
+    loading each group's pool on its own cost 17 round trips a group. `specs` are the
+    groups' metrics when the caller has read them already."""
     if not groups:
         return {}
+    if specs is None:
+        specs = metric_specs([g.pk for g in groups])
     pairs = {(g.service_id, g.environment_id): g for g in groups}
     leaving = set(
-        Termination.objects.filter(group__in=groups, state__in=TERMINATION_OPEN).values_list(
-            "instance_id", flat=True
-        )
+        Termination.objects.filter(
+            group_id__any=[g.pk for g in groups], state__in=TERMINATION_OPEN
+        ).values_list("instance_id", flat=True)
     )
-    alive: dict[tuple[int, int], list[Instance]] = {pair: [] for pair in pairs}
-    for instance in (
+    alive: dict[tuple[int, int], list[Member]] = {pair: [] for pair in pairs}
+    for service_id, environment_id, *values in (
         Instance.objects.filter(
-            service_id__in={s for s, _ in pairs},
-            environment_id__in={e for _, e in pairs},
+            service_id__any=list({s for s, _ in pairs}),
+            environment_id__any=list({e for _, e in pairs}),
             lifecycle__in=POOL_LIFECYCLES,
         )
-        # What a decision reads (the rest stays unloaded: 3,000 rows a batch at 1,000 groups).
-        .only(*POOL_FIELDS)
         .order_by("registered_at", "pk")
+        .values_list(*MEMBER_FIELDS)
     ):
-        key = (instance.service_id, instance.environment_id)
-        if key in alive and instance.pk not in leaving:
-            alive[key].append(instance)
+        key = (service_id, environment_id)
+        if key in alive and values[0] not in leaving:
+            alive[key].append(Member(*values))
     rollouts: dict[tuple[int, int], Rollout] = {}
     for rollout in Rollout.objects.active().filter(
-        service_id__in={s for s, _ in pairs}, environment_id__in={e for _, e in pairs}
+        service_id__any=list({s for s, _ in pairs}),
+        environment_id__any=list({e for _, e in pairs}),
     ):
         rollouts.setdefault((rollout.service_id, rollout.environment_id), rollout)
     found: dict[int, Pool] = {}
@@ -137,9 +184,8 @@ def pools(groups: list[ScalingGroup], now: datetime) -> dict[int, Pool]:
             instances = stable
         found[group.pk] = Pool(instances, set(), active, note, members=members)
     ids = [i.pk for p in found.values() for i in p.instances]
-    statuses = instance_status(ids)
-    if any(m.source == Source.LATENCY for g in groups for m in g.metrics.all()):
-        latencies = instance_latencies(ids)
+    statuses, latencies = instance_checks(ids)
+    if any(m.source == Source.LATENCY for g in groups for m in specs.get(g.pk, ())):
         for p in found.values():
             p.latencies = latencies
     owner = {i.pk: p for p in found.values() for i in p.instances}
@@ -152,17 +198,26 @@ def pools(groups: list[ScalingGroup], now: datetime) -> dict[int, Pool]:
             if statuses.get(i.pk) in (CheckStatus.PASS, CheckStatus.WARN)
             and i.registered_at <= settled
         }
-    for name, instance_id, value, at in InstanceMetric.objects.filter(
-        instance_id__in=ids
-    ).values_list("name", "instance_id", "value", "at"):
+    # Each reading's age in seconds, computed by the database: 15,000 readings a batch at
+    # 1,000 groups, and parsing their timestamps was a tenth of the loop's time.
+    age = Func(
+        Value(now, output_field=DateTimeField()) - F("at"),
+        template="EXTRACT(EPOCH FROM %(expressions)s)",
+        output_field=FloatField(),
+    )
+    for name, instance_id, value, seconds in (
+        InstanceMetric.objects.filter(instance_id__any=ids)
+        .annotate(age=age)
+        .values_list("name", "instance_id", "value", "age")
+    ):
         p = owner[instance_id]
         p.readings.setdefault(instance_id, {})[name] = value
-        p.read_at.setdefault(instance_id, {})[name] = at
+        p.ages.setdefault(instance_id, {})[name] = seconds
     return found
 
 
 def metric_input(
-    metric: ScalingMetric, found: Pool, group: ScalingGroup, now: datetime
+    metric: MetricSpec, found: Pool, group: ScalingGroup, now: datetime
 ) -> MetricInput:
     """The readings `metric` tracks, per instance or as the group's total."""
     target = float(metric.target or 0)
@@ -202,15 +257,15 @@ def metric_input(
     )
 
 
-def _fresh_values(metric: ScalingMetric, found: Pool, now: datetime) -> dict[int, dict[str, float]]:
+def _fresh_values(metric: MetricSpec, found: Pool, now: datetime) -> dict[int, dict[str, float]]:
     """The pool's readings no older than the metric's window."""
-    since = now - timedelta(seconds=metric.window_seconds)
+    window = metric.window_seconds
     fresh: dict[int, dict[str, float]] = {}
     for instance_id, values in found.readings.items():
-        times = found.read_at.get(instance_id, {})
+        ages = found.ages.get(instance_id, {})
         for name, value in values.items():
-            at = times.get(name)
-            if at is not None and at >= since:
+            seconds = ages.get(name)
+            if seconds is not None and seconds <= window:
                 fresh.setdefault(instance_id, {})[name] = value
     return fresh
 

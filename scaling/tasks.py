@@ -18,10 +18,9 @@ KEEP_DECISIONS = timedelta(days=30)
 
 @shared_task(name="scaling.tasks.decide_due", ignore_result=True)
 def decide_due() -> int:
-    """Every second: decide the count of every group whose sync period came round."""
-    ids = autoscaler.claim_due()
-    autoscaler.tick_many(ids)
-    return len(ids)
+    """Every second: decide the count of the groups whose sync period came round (up to a
+    batch of `autoscaler.CLAIM_BATCH`, locked and decided in one transaction)."""
+    return len(autoscaler.decide_due())
 
 
 @shared_task(name="scaling.tasks.converge_due", ignore_result=True)

@@ -113,7 +113,8 @@ def _print(report: dict[str, Any]) -> None:
         print(
             f"   (d) {row['groups']} groups x {row['metrics']} metrics: one tick of the loop "
             f"(every group decided once) p50 {row['tick_p50_s']} s, p99 {row['tick_p99_s']} s "
-            f"over {row['rounds']} ticks ({row['per_group_ms']} ms a group), "
+            f"over {row['rounds']} ticks ({row['per_group_ms']} ms a group; the loop's own "
+            f"CPU p50 {row['tick_cpu_p50_s']} s), "
             f"{row['queries_per_tick']} queries per tick, {row['queries_per_batch']} per claim "
             f"batch (p50 {row['batch_p50_ms']} ms, p99 {row['batch_p99_ms']} ms); one worker "
             f"busy {row['worker_share_at_15s_sync']:.1%} of a 15 s sync period"

@@ -169,6 +169,45 @@ def test_two_workers_never_claim_one_group(group: ScalingGroup) -> None:
     assert group.lease_until is not None
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_skips_a_group_another_worker_is_deciding(
+    world: Any, group: ScalingGroup
+) -> None:
+    import threading
+
+    from django.db import connection, transaction
+
+    from scaling import tasks
+
+    instance(world, 1, 90)
+    instance(world, 2, 90)
+    seen: list[int] = []
+
+    def second_worker() -> None:
+        try:
+            seen.append(tasks.decide_due())
+        finally:
+            connection.close()
+
+    # given a worker halfway through deciding the group (its row locked, as decide_due holds it)
+    with transaction.atomic():
+        ScalingGroup.objects.select_for_update().get(pk=group.pk)
+        other = threading.Thread(target=second_worker)
+        other.start()
+        other.join(timeout=30)
+    # then the other worker's beat passed it by instead of deciding it twice or waiting
+    assert seen == [0]
+    assert not Decision.objects.exists()
+    # and once free, one beat decides it (busy: scaled up) and the next finds nothing due
+    ticks = autoscaler.decide_due()
+    assert [t.group_id for t in ticks] == [group.pk] and ticks[0].changed
+    assert autoscaler.decide_due() == []
+    group.refresh_from_db()
+    assert group.desired == 3 and group.lease_until is None
+    assert group.next_due_at > timezone.now() + timedelta(seconds=group.sync_seconds - 5)
+    assert Decision.objects.filter(group=group).count() == 1
+
+
 def test_a_changed_count_is_acted_on_at_the_next_beat_not_the_idle_look(
     world: Any, group: ScalingGroup
 ) -> None:
