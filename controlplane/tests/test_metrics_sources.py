@@ -21,7 +21,7 @@ from catalog.models import Instance, Service
 from controlplane import metrics
 from controlplane.tests.conftest import RedisServer
 from deployments.choices import RolloutState
-from deployments.models import Rollout
+from deployments.models import Rollout, RolloutStep
 from health import scheduler, services
 from health.choices import CheckStatus, ServiceStatus
 from health.models import InstanceCheck, ServiceHealth
@@ -87,17 +87,18 @@ def test_each_service_shows_its_health_in_each_environment(
     # when Prometheus scrapes
     samples = scrape(client)
     # then one series per service and environment, naming its state and team
-    assert sorted(series(samples, "signalbox_service_health"), key=str) == sorted(
-        [
+    health = series(samples, "signalbox_service_health")
+    assert {frozenset(labels.items()) for labels in health} == {
+        frozenset(labels.items())
+        for labels in [
             {"team": "payments", "service": "checkout", "environment": "production",
              "status": "down"},
             {"team": "payments", "service": "checkout", "environment": "staging",
              "status": "healthy"},
             {"team": "search", "service": "indexer", "environment": "production",
              "status": "unknown"},
-        ],
-        key=str,
-    )  # fmt: skip
+        ]
+    }  # fmt: skip
     checks = {"environment": "production"}
     assert value(samples, "signalbox_instance_checks", **checks, status="fail") == 2
     assert value(samples, "signalbox_instance_checks", **checks, status="pass") == 1
@@ -173,8 +174,15 @@ def test_rollouts_by_state_and_how_late_their_next_step_is(
 ) -> None:
     now = timezone.now()
     # given a rollout whose next step has been due for two minutes, and two finished ones
-    rollout(world, RolloutState.PROGRESSING, next_action_at=now - timedelta(minutes=2))
-    rollout(world, RolloutState.ROLLED_BACK)
+    active = rollout(world, RolloutState.PROGRESSING, next_action_at=now - timedelta(minutes=2))
+    RolloutStep.objects.create(rollout=active, index=0, kind="set_weight", started_at=now)
+    RolloutStep.objects.create(
+        rollout=active, index=1, kind="pause", started_at=now - timedelta(minutes=5)
+    )
+    finished = rollout(world, RolloutState.ROLLED_BACK)
+    RolloutStep.objects.create(
+        rollout=finished, index=0, kind="pause", started_at=now - timedelta(hours=5)
+    )  # a finished rollout's unfinished step is no one's current step
     rollout(world, RolloutState.SUCCEEDED)
     samples = scrape(client)
     production = {"environment": "production"}
@@ -182,6 +190,7 @@ def test_rollouts_by_state_and_how_late_their_next_step_is(
     assert value(samples, "signalbox_rollouts", **production, state="rolled_back") == 1
     assert value(samples, "signalbox_rollouts", **production, state="paused") == 0
     assert 120 <= value(samples, "signalbox_rollout_step_lag_seconds") < 180
+    assert 300 <= value(samples, "signalbox_rollout_step_age_seconds") < 360
     # when it runs its step, nothing is late any more
     Rollout.objects.filter(state=RolloutState.PROGRESSING).update(
         next_action_at=now + timedelta(seconds=30)
