@@ -11,4 +11,6 @@ class AlertsConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the team receiver and registers the live fragments.
-        from alerts import live, signals  # noqa: F401
+        from alerts import live, metrics, signals  # noqa: F401
+
+        metrics.register()  # its part of /metrics

@@ -1,4 +1,5 @@
-"""The Deployments app (its live renderers in live.py are found by the spine on first use)."""
+"""The Deployments app (its live renderers in live.py are found by the spine on first use;
+its part of /metrics is registered when the app is ready)."""
 
 from __future__ import annotations
 
@@ -9,3 +10,8 @@ class DeploymentsConfig(AppConfig):
     name = "deployments"
     verbose_name = "Deployments"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from deployments import metrics
+
+        metrics.register()

@@ -10,4 +10,6 @@ class HealthConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from health import live, receivers  # noqa: F401  (registration happens on import)
+        from health import live, metrics, receivers  # noqa: F401  (live registers on import)
+
+        metrics.register()  # its part of /metrics

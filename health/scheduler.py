@@ -27,6 +27,7 @@ from controlplane.events import publish
 from health import derive
 from health.choices import CheckStatus, HealthEvent, TransitionLevel
 from health.maintenance import MaintenanceCalendar
+from health.metrics import record_probes
 from health.models import CheckSpec, InstanceCheck, Transition
 from health.probes import ProbeResult
 from health.probes.runtime import runtime
@@ -143,6 +144,11 @@ def run_batch(ids: list[int], lease: datetime | None = None) -> BatchReport:
     report.probed = len(rows)
     report.lateness = [(r.started - r.due).total_seconds() for r in rows if r.started is not None]
     written, transitions = _write(rows)
+    record_probes(
+        (r.spec.kind, r.result.status, r.result.latency_ms, (r.started - r.due).total_seconds())
+        for r in rows
+        if r.result is not None and r.started is not None
+    )
     report.written = written
     report.transitions = transitions
     return report

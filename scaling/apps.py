@@ -10,4 +10,6 @@ class ScalingConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers scaling's wanted router state with deployments' drift pass.
-        from scaling import router_wants  # noqa: F401
+        from scaling import metrics, router_wants  # noqa: F401
+
+        metrics.register()  # its part of /metrics

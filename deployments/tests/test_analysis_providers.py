@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
 from django.utils import timezone
 
 from catalog.models import Instance, Service
+from controlplane.tests.prometheus import Prometheus, running_prometheus
 from deployments.analysis import PROVIDERS, Context
 from deployments.choices import Verdict
 from deployments.drivers.base import Target
@@ -137,54 +134,25 @@ def test_an_unreachable_hook_fails(rollout: Rollout) -> None:
 
 # --- Prometheus ---------------------------------------------------------------------------------
 
-PROMETHEUS = shutil.which("prometheus")
-
-
 @pytest.fixture(scope="module")
 def prometheus(
     shared_endpoint: Endpoint, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     endpoint = shared_endpoint
-    tmp_path = tmp_path_factory.mktemp("prometheus")
-    if PROMETHEUS is None:
-        pytest.skip("prometheus is not installed (apt-get install -y prometheus)")
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
+    config = (
         "global:\n  scrape_interval: 1s\n"
         "scrape_configs:\n  - job_name: checkout\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{endpoint.port}']\n"
     )
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_value(url, "checkout_error_ratio", endpoint.error_ratio)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
+    with running_prometheus(config, tmp_path_factory.mktemp("prometheus")) as server:
+        wait_for_value(server.url, "checkout_error_ratio", endpoint.error_ratio)
+        yield server.url
 
 
 def wait_for_value(url: str, query: str, value: float, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = httpx.get(f"{url}/api/v1/query", params={"query": query}).json()["data"]
-            if result["result"] and float(result["result"][0]["value"][1]) == value:
-                return
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"prometheus never showed {query} = {value}")
+    Prometheus(url).wait_for(
+        query, lambda result: bool(result) and float(result[0]["value"][1]) == value, timeout
+    )
 
 
 def prom_metric(url: str, query: str, condition: str = "< 0.05") -> dict[str, Any]:
