@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from alerts.models import Channel, Incident, Route, Rule, Silence, SlackIdentity
+from alerts.models import Channel, Incident, Route, Rule, Silence, SlackIdentity, Subscription
 
 
 @admin.register(SlackIdentity)
@@ -28,8 +28,20 @@ class IncidentAdmin(admin.ModelAdmin[Incident]):
 
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin[Channel]):
-    list_display = ["name", "team", "kind", "enabled"]
+    list_display = ["name", "team", "kind", "secret_redacted", "enabled"]
     exclude = ["secret"]  # set through the API or the team's alert settings, never shown
+    readonly_fields = ["secret_redacted"]
+
+    @admin.display(description="secret")
+    def secret_redacted(self, channel: Channel) -> str:
+        # Apprise URLs as Apprise redacts them (tokens elided); other secrets masked.
+        return channel.masked_secret
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin[Subscription]):
+    list_display = ["team", "channel", "events", "service", "environment", "enabled"]
+    list_filter = ["enabled"]
 
 
 admin.site.register(Route)
