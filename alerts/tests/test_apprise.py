@@ -341,3 +341,35 @@ def test_send_test_through_apprise_reports_the_answer(
 def test_apprise_problem_names_an_unparsable_url() -> None:
     assert apprise_urls.problem(f"opsgenie://{OPSGENIE_KEY}") == ""
     assert "cannot parse" in apprise_urls.problem("tgram://")
+
+
+def test_the_admin_takes_an_apprise_url_checks_it_and_never_shows_it(world: Any) -> None:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(world.admin)
+    form = {
+        "team": world.team.pk,
+        "name": "teams",
+        "kind": "apprise",
+        "url": "",
+        "config": "{}",
+        "enabled": "on",
+    }
+    refused = client.post("/admin/alerts/channel/add/", {**form, "new_secret": "tgram://"})
+    assert refused.status_code == 200  # the form again, with the reason
+    assert "Apprise cannot parse" in refused.content.decode()
+    assert not Channel.objects.filter(name="teams").exists()
+    url = f"workflows://teams.example/{WORKFLOW}/{SIGNATURE}/"
+    saved = client.post("/admin/alerts/channel/add/", {**form, "new_secret": url})
+    assert saved.status_code == 302
+    stored = Channel.objects.get(name="teams")
+    assert stored.secret == url
+    page = client.get(f"/admin/alerts/channel/{stored.pk}/change/").content.decode()
+    assert SIGNATURE not in page and WORKFLOW not in page
+    assert "workflow://teams.example/" in page  # as Apprise redacts it
+    # saving again without typing the secret keeps it
+    kept = client.post(f"/admin/alerts/channel/{stored.pk}/change/", {**form, "name": "msteams"})
+    assert kept.status_code == 302
+    stored.refresh_from_db()
+    assert (stored.name, stored.secret) == ("msteams", url)
