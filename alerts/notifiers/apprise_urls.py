@@ -12,6 +12,7 @@ notifiers. Apprise's own retries are off; the outbox retries, with backoff.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +44,10 @@ NOTIFY_TYPE = {
     Severity.INFO: apprise.NotifyType.INFO,
 }
 ERROR_LIMIT = 500
+# Apprise logs request URLs, payloads and socket errors (tokens in all of them: Teams'
+# signature, a bot token) at DEBUG and INFO: its logger stays at WARNING whatever the root
+# level, so no log line carries a channel's secret.
+logging.getLogger(apprise.LOGGER_NAME).setLevel(logging.WARNING)
 
 
 def schema_of(url: str) -> str:
@@ -256,6 +261,21 @@ _current = threading.local()
 _plain_send: Callable[..., requests.Response] = requests.sessions.Session.send
 
 
+def _connection_error(request: requests.PreparedRequest, exc: BaseException) -> str:
+    """What failed, without the URL: requests' messages carry its path and query, where
+    many services keep their tokens (Teams' signature, a bot token)."""
+    host = urlsplit(str(request.url)).hostname or "the service"
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if type(seen).__module__ == "builtins" or isinstance(seen, socket.gaierror):
+            return f"{type(exc).__name__} to {host}: {type(seen).__name__}: {seen}"
+        after = seen.__cause__ or seen.__context__ or getattr(seen, "reason", None)
+        seen = after if isinstance(after, BaseException) else None
+    return f"{type(exc).__name__} to {host}"
+
+
 @contextmanager
 def _recording() -> Iterator[_Log]:
     _install_requests_guard()
@@ -298,7 +318,7 @@ def _send_logged(
         if refused is not None:
             log.failures.append((None, str(refused), False))
         else:
-            log.failures.append((None, f"{type(exc).__name__}: {exc}", True))
+            log.failures.append((None, _connection_error(request, exc), True))
         raise
     code = response.status_code
     log.statuses.append(code)
