@@ -373,3 +373,32 @@ def test_the_admin_takes_an_apprise_url_checks_it_and_never_shows_it(world: Any)
     assert kept.status_code == 302
     stored.refresh_from_db()
     assert (stored.name, stored.secret) == ("msteams", url)
+
+
+def test_a_service_that_does_not_answer_is_retried_and_the_error_keeps_the_url_out(
+    world: Any,
+) -> None:
+    # given a Teams workflow on a port where nothing listens
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    page(world, channel(world, f"workflows://localhost:{port}/{WORKFLOW}/{SIGNATURE}/"))
+    fire(world)
+    deliver_all(rounds=1)
+    row = Notification.objects.get()
+    # then it waits for another try, saying what failed but not the signed URL
+    assert (row.state, row.attempts) == (DeliveryState.PENDING, 1)
+    assert "ConnectionRefusedError" in row.last_error
+    assert "localhost" in row.last_error
+    assert SIGNATURE not in row.last_error and WORKFLOW not in row.last_error
+
+
+def test_changing_the_url_to_one_apprise_cannot_parse_is_refused(api_as: Any, world: Any) -> None:
+    target = channel(world, f"opsgenie://{OPSGENIE_KEY}")
+    answer = api_as("owner").patch(
+        f"/api/v1/alerts/channels/{target.pk}", {"secret": "opsgenie://"}, format="json"
+    )
+    assert answer.status_code == 400
+    assert "secret" in json.dumps(answer.json())
+    target.refresh_from_db()
+    assert target.secret == f"opsgenie://{OPSGENIE_KEY}"
