@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from alerts.choices import ChannelKind, DeliveryState, NotificationAction
 from alerts.models import Channel, DeliveryAttempt, Notification
-from alerts.notifiers import Result, send
+from alerts.notifiers import Result, apprise_urls, send
 from alerts.notifiers.pagerduty import ROUTING_KEY_RE
 from controlplane import outbound
 
@@ -40,6 +40,13 @@ def check(
             errors["url"] = ["give the URL to POST to"]
         if secret and len(secret) < 16:
             errors["secret"] = ["use a signing secret of at least 16 characters"]
+    elif kind == ChannelKind.APPRISE:
+        if not secret and not has_secret:
+            errors["secret"] = ["give the Apprise URL (https://appriseit.com/services/)"]
+        elif secret:
+            reason = apprise_urls.problem(secret) or apprise_urls.host_refusal(secret)
+            if reason:
+                errors["secret"] = [reason]
     elif kind == ChannelKind.EMAIL:
         to = config.get("to")
         if not isinstance(to, list) or not to or not all(_is_email(a) for a in to):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from controlplane.events import EventNames
+from deployments.choices import RolloutEvent
 from health.choices import ExternalEvent
 
 
@@ -63,6 +64,8 @@ class ChannelKind(models.TextChoices):
     PAGERDUTY = "pagerduty", "PagerDuty Events API v2"
     WEBHOOK = "webhook", "Webhook (signed JSON)"
     EMAIL = "email", "Email"
+    # Microsoft Teams, Opsgenie, Discord, Telegram, ntfy, ... by an Apprise URL.
+    APPRISE = "apprise", "Apprise URL (Teams, Opsgenie, Discord, Telegram, ~100 more)"
 
 
 class NotificationAction(models.TextChoices):
@@ -72,6 +75,47 @@ class NotificationAction(models.TextChoices):
     # "Your service is affected by <root>": one heads-up per root and team, never a page.
     AFFECTED = "affected", "Affected by a dependency"
     TEST = "test", "Test"
+    # A rollout event a subscription asked for: news, not an incident.
+    ROLLOUT = "rollout", "Rollout event"
+
+
+class RolloutNotice(models.TextChoices):
+    """The rollout events a subscription can choose (Argo Rollouts' notification triggers)."""
+
+    STARTED = "started", "Started"
+    PAUSED = "paused", "Paused"
+    RESUMED = "resumed", "Resumed"
+    PROMOTED = "promoted", "Promoted"
+    SUCCEEDED = "succeeded", "Succeeded"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    ABORTED = "aborted", "Aborted"
+    FAILED = "failed", "Failed"
+
+
+# The deployments event each notice is told on (deployments/choices.py declares them).
+ROLLOUT_NOTICES = {
+    RolloutEvent.CREATED: RolloutNotice.STARTED,
+    RolloutEvent.PAUSED: RolloutNotice.PAUSED,
+    RolloutEvent.RESUMED: RolloutNotice.RESUMED,
+    RolloutEvent.PROMOTED: RolloutNotice.PROMOTED,
+    RolloutEvent.SUCCEEDED: RolloutNotice.SUCCEEDED,
+    RolloutEvent.ROLLED_BACK: RolloutNotice.ROLLED_BACK,
+    RolloutEvent.ABORTED: RolloutNotice.ABORTED,
+    RolloutEvent.FAILED: RolloutNotice.FAILED,
+}
+# Notices that mean something went wrong: formatted as warnings.
+BAD_NOTICES = (
+    RolloutNotice.PAUSED,
+    RolloutNotice.ROLLED_BACK,
+    RolloutNotice.ABORTED,
+    RolloutNotice.FAILED,
+)
+DEFAULT_NOTICES = [
+    RolloutNotice.STARTED,
+    RolloutNotice.PAUSED,
+    RolloutNotice.SUCCEEDED,
+    RolloutNotice.ROLLED_BACK,
+]
 
 
 class DeliveryState(models.TextChoices):
@@ -155,6 +199,14 @@ class AlertRouteEvent(EventNames):
     DELETED = "alert_route.deleted"
 
 
+class AlertSubscriptionEvent(EventNames):
+    FAMILY = "alert_subscription."
+    CREATED = "alert_subscription.created"
+    UPDATED = "alert_subscription.updated"
+    DELETED = "alert_subscription.deleted"
+
+
 RULE_EVENTS = AlertRuleEvent.resource("alert rule")
 CHANNEL_EVENTS = AlertChannelEvent.resource("alert channel")
 ROUTE_EVENTS = AlertRouteEvent.resource("alert route")
+SUBSCRIPTION_EVENTS = AlertSubscriptionEvent.resource("alert subscription")

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from alerts import subscriptions
 from alerts.choices import IncidentState, Severity, TimelineKind
 from alerts.incidents import notify
 from alerts.models import EvaluatedEvent, Incident, Route, Rule
@@ -24,6 +25,8 @@ CATCH_UP_HORIZON = timedelta(hours=1)
 # Give the spine's own hand-off this long before the sweep steps in.
 CATCH_UP_GRACE = timedelta(seconds=5)
 BATCH = 200
+# What alerting reads: the actions rules listen to, and the rollout events subscriptions ask for.
+HANDLED_ACTIONS = LISTENED_ACTIONS | subscriptions.ACTIONS
 
 
 def evaluate_event(event_id: int) -> bool:
@@ -31,7 +34,7 @@ def evaluate_event(event_id: int) -> bool:
     event = (
         Event.objects.select_related("team", "service", "environment").filter(pk=event_id).first()
     )
-    if event is None or event.action not in LISTENED_ACTIONS:
+    if event is None or event.action not in HANDLED_ACTIONS:
         return False
     kinds = kinds_listening(event.action)
     if event.team_id is None:
@@ -56,6 +59,7 @@ def evaluate_event(event_id: int) -> bool:
         for rule in rules.order_by("id"):
             if kind_of(rule).concerns(rule, event):
                 kind_of(rule).on_event(rule, event)
+        subscriptions.on_event(event)
     return True
 
 
@@ -64,7 +68,7 @@ def catch_up(now: datetime | None = None) -> int:
     now = now or timezone.now()
     missed = (
         Event.objects.filter(
-            action__in=LISTENED_ACTIONS,
+            action__in=HANDLED_ACTIONS,
             created_at__gte=now - CATCH_UP_HORIZON,
             created_at__lte=now - CATCH_UP_GRACE,
         )

@@ -294,12 +294,13 @@ def _matcher_holds(matcher: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 class Channel(models.Model):
-    """Where notifications go: a Slack webhook, a PagerDuty service, a webhook or mailboxes."""
+    """Where notifications go: Slack, PagerDuty, a webhook, mailboxes or an Apprise URL."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="alert_channels")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=16, choices=ChannelKind.choices)
-    # Slack: the webhook URL; PagerDuty: the routing key; webhook: the signing secret.
+    # Slack: the webhook URL; PagerDuty: the routing key; webhook: the signing secret;
+    # Apprise: the whole Apprise URL (it carries the service's tokens).
     secret = EncryptedTextField(blank=True)
     # Webhook: the target; PagerDuty: the Events API URL ("" for the default).
     url = models.URLField(max_length=500, blank=True)
@@ -322,6 +323,10 @@ class Channel(models.Model):
 
     @property
     def masked_secret(self) -> str:
+        if self.kind == ChannelKind.APPRISE:
+            from alerts.notifiers.apprise_urls import redacted
+
+            return redacted(self.secret or "")
         return mask(self.secret or "")
 
 
@@ -355,8 +360,61 @@ class Route(models.Model):
         return self.team
 
 
+class Subscription(models.Model):
+    """Tells a channel about a team's rollouts (not incidents), as Argo Rollouts'
+    notifications do: chosen events, of one service or all, in one environment or all."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="alert_subscriptions")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="subscriptions")
+    # RolloutNotice values, e.g. ["started", "paused", "succeeded", "rolled_back"].
+    events = models.JSONField(default=list)
+    service = models.ForeignKey(
+        "catalog.Service",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="alert_subscriptions",
+        help_text="Empty: every service of the team.",
+    )
+    environment = models.ForeignKey(
+        "catalog.Environment",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="alert_subscriptions",
+        help_text="Empty: every environment.",
+    )
+    production_only = models.BooleanField(
+        default=False, help_text="Only environments marked as production."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team__slug", "channel__name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}: rollouts -> {self.channel.name}"
+
+    def owning_team(self) -> Team:
+        return self.team
+
+    def wants(self, notice: str, service_id: int | None, environment: Environment | None) -> bool:
+        """Whether this event (a notice about a rollout of that service there) is asked for."""
+        if not self.enabled or notice not in self.events:
+            return False
+        if self.service_id is not None and self.service_id != service_id:
+            return False
+        if self.production_only and (environment is None or not environment.is_production):
+            return False
+        return self.environment_id is None or (
+            environment is not None and self.environment_id == environment.pk
+        )
+
+
 class Notification(models.Model):
-    """The outbox: one message to one channel, written in the incident's transaction."""
+    """The outbox: one message to one channel, written in the incident's (or event's)
+    transaction."""
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="notifications")
     incidents = models.ManyToManyField(Incident, blank=True, related_name="notifications")
@@ -378,9 +436,21 @@ class Notification(models.Model):
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # A rollout notice: the spine event it tells of, and what it says, kept as written so
+    # delivery never depends on rows that may change or go.
+    event_id = models.BigIntegerField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # However many subscriptions match, a channel hears of an event once.
+            models.UniqueConstraint(
+                fields=["channel", "event_id"],
+                condition=Q(event_id__isnull=False),
+                name="notification_one_per_channel_event",
+            )
+        ]
         indexes = [
             models.Index(
                 fields=["next_attempt_at"],

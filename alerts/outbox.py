@@ -29,13 +29,13 @@ from alerts.choices import (
     TimelineKind,
 )
 from alerts.models import Channel, DeliveryAttempt, Incident, Notification, Route, TimelineEntry
-from alerts.notifiers import Result, send
+from alerts.notifiers import Result, apprise_urls, rollouts, send
 
 logger = logging.getLogger(__name__)
 
 DELIVER_TASK = "alerts.tasks.deliver"
 # Channels that show an acknowledgement; an email for each ack would be noise.
-ACK_KINDS = (ChannelKind.PAGERDUTY, ChannelKind.SLACK, ChannelKind.WEBHOOK)
+ACK_KINDS = (ChannelKind.PAGERDUTY, ChannelKind.SLACK, ChannelKind.WEBHOOK, ChannelKind.APPRISE)
 
 
 def queue_trigger(incident: Incident, route: Route) -> Notification:
@@ -155,9 +155,7 @@ def queue_follow_up(incident: Incident, action: str) -> list[Notification]:
             # Resolved inside the group wait: take it out of the message instead of sending
             # a trigger and a resolve back to back.
             withdraw(incident, unsent)
-        if not heard or (
-            action == NotificationAction.ACKNOWLEDGE and channel.kind not in ACK_KINDS
-        ):
+        if not heard or not hears(channel, action):
             continue
         follow_up = Notification.objects.create(
             channel=channel, action=action, depends_on=heard[-1], next_attempt_at=timezone.now()
@@ -179,6 +177,13 @@ def queue_follow_up(incident: Incident, action: str) -> list[Notification]:
             .order_by("id"),
         )
     return queued
+
+
+def hears(channel: Channel, action: str) -> bool:
+    """Whether a channel that heard the trigger hears this acknowledge or resolve."""
+    if channel.kind == ChannelKind.APPRISE and not apprise_urls.follows_up(channel, action):
+        return False
+    return action != NotificationAction.ACKNOWLEDGE or channel.kind in ACK_KINDS
 
 
 def withdraw(incident: Incident, rows: Iterable[Notification]) -> None:
@@ -298,14 +303,18 @@ def send_claimed(notification_id: int, worker: str) -> None:
             "id"
         )
     )
-    if notification.action != NotificationAction.TEST and not incidents:
+    rollout = notification.action == NotificationAction.ROLLOUT
+    if notification.action != NotificationAction.TEST and not rollout and not incidents:
         Notification.objects.filter(pk=notification.pk, leased_by=worker).update(
             state=DeliveryState.CANCELLED
         )
         return
     started = time.monotonic()
     try:
-        result = send(notification.channel, notification.action, incidents, notification.pk)
+        if rollout:
+            result = rollouts.send(notification.channel, notification.details, notification.pk)
+        else:
+            result = send(notification.channel, notification.action, incidents, notification.pk)
     except Exception as exc:  # a bug in a notifier must not wedge the row forever
         logger.exception("notifier crashed on notification %s", notification.pk)
         result = Result(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")

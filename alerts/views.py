@@ -224,8 +224,8 @@ class ChannelForm(forms.Form):
     secret = forms.CharField(
         required=False,
         widget=forms.PasswordInput,
-        help_text="Slack webhook URL, PagerDuty routing key or webhook "
-        "signing secret; never shown again.",
+        help_text="Slack webhook URL, PagerDuty routing key, webhook signing secret or "
+        "Apprise URL (workflows://, opsgenie://, tgram://, ...); never shown again.",
     )
     url = forms.URLField(required=False, max_length=500, assume_scheme="https")
     to = forms.CharField(required=False, help_text="Email: addresses separated by commas.")

@@ -11,9 +11,10 @@ later that calls a user-set address use one policy (docs/configuration.md, Outbo
   address that was checked (no DNS-rebinding window between check and connect);
 - every redirect that is followed is checked again, as a new request.
 
-Three ways in, one policy: `request()` (a whole HTTP exchange, for notifiers and analysis
-providers), `GuardedResolver` + `check_host()` (for aiohttp sessions: probes and scrapes)
-and `resolve()`/`aresolve()` (for raw sockets: TCP, TLS and gRPC probes). `refusal()`
+Four ways in, one policy: `request()` (a whole HTTP exchange, for notifiers and analysis
+providers), `GuardedResolver` + `check_host()` (for aiohttp sessions: probes and scrapes),
+`resolve()`/`aresolve()` (for raw sockets: TCP, TLS and gRPC probes) and
+`guarded_connections()` (for libraries that connect by themselves: Apprise). `refusal()`
 answers "may this URL be saved?" for serializers.
 """
 
@@ -24,7 +25,9 @@ import ipaddress
 import json as jsonlib
 import re
 import socket
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -394,3 +397,64 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """A bounded, one-line, printable excerpt of an answer, safe to store and show."""
     flat = _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# -- every connection of a third-party library ---------------------------------------------
+
+_guarded = threading.local()
+_plain_connect = socket.socket.connect
+_plain_connect_ex = socket.socket.connect_ex
+
+
+@contextmanager
+def guarded_connections() -> Iterator[None]:
+    """While active, every socket this thread connects passes the policy.
+
+    For libraries that make their own connections (Apprise's plugins: requests, smtplib,
+    ...): `socket.socket.connect` and `connect_ex` are wrapped once per process and check
+    the address about to be connected, resolving a name first, so the socket connects
+    only to an address that was checked. Only TCP/IP sockets may connect (no Unix
+    sockets). Other threads are untouched; work the library hands to its own threads is
+    not covered, so callers run it in this one."""
+    _install_socket_guard()
+    previous = getattr(_guarded, "on", False)
+    _guarded.on = True
+    try:
+        yield
+    finally:
+        _guarded.on = previous
+
+
+def connections_guarded() -> bool:
+    return bool(getattr(_guarded, "on", False))
+
+
+def _install_socket_guard() -> None:
+    if getattr(socket.socket.connect, "_signalbox_guard", False):
+        return
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        if connections_guarded():
+            address = _checked_sockaddr(sock, address)
+        _plain_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: Any) -> int:
+        if connections_guarded():
+            address = _checked_sockaddr(sock, address)
+        return _plain_connect_ex(sock, address)
+
+    connect._signalbox_guard = True  # type: ignore[attr-defined]
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
+
+
+def _checked_sockaddr(sock: socket.socket, address: Any) -> Any:
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        raise Refused("refused: only TCP/IP connections may go to a user-set address")
+    host, port = str(address[0]), int(address[1])
+    checked = resolve(host, port)
+    wanted = 6 if sock.family == socket.AF_INET6 else 4
+    for candidate in checked:
+        if ipaddress.ip_address(candidate.split("%", 1)[0]).version == wanted:
+            return (candidate, port, *tuple(address[2:]))
+    raise OSError(f"{host} has no IPv{wanted} address")

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 
 from alerts.choices import ChannelKind, IncidentState, RuleKind, Severity
-from alerts.models import Channel, Incident, Route, Rule, Silence
+from alerts.models import Channel, Incident, Route, Rule, Silence, Subscription
 from catalog.models import Environment, Service, Team
 from controlplane.api import slug_filter
 
@@ -77,3 +77,16 @@ class RouteFilter(filters.FilterSet):
     class Meta:
         model = Route
         fields = ["team", "severity", "channel", "enabled"]
+
+
+class SubscriptionFilter(filters.FilterSet):
+    team = slug_filter(Team.objects.all(), "team", "Owner team slug.")
+    channel = filters.ModelChoiceFilter(
+        queryset=Channel.objects.all(), help_text="Subscriptions of this channel (its id)."
+    )
+    service = slug_filter(Service.objects.all(), "service", "Service slug.")
+    enabled = filters.BooleanFilter()
+
+    class Meta:
+        model = Subscription
+        fields = ["team", "channel", "service", "enabled"]

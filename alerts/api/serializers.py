@@ -9,8 +9,8 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from alerts import channels
-from alerts.choices import IncidentState
-from alerts.models import Channel, Incident, Route, Rule, Silence, TimelineEntry
+from alerts.choices import DEFAULT_NOTICES, IncidentState, RolloutNotice
+from alerts.models import Channel, Incident, Route, Rule, Silence, Subscription, TimelineEntry
 from alerts.rules import KINDS
 from alerts.silences import clean_matchers
 from catalog.api.serializers import CatalogSerializer
@@ -239,7 +239,9 @@ class ChannelSerializer(TeamOwnedSerializer):
         required=False,
         allow_blank=True,
         help_text="Slack: the incoming webhook URL; PagerDuty: the 32-character routing key; "
-        "webhook: the HMAC signing secret. Never returned; see secret_masked.",
+        "webhook: the HMAC signing secret; apprise: the Apprise URL (workflows://..., "
+        "opsgenie://..., tgram://...). Never returned; see secret_masked (Apprise URLs "
+        "shown as Apprise redacts them).",
     )
     secret_masked = serializers.CharField(source="masked_secret", read_only=True)
 
@@ -315,4 +317,58 @@ class RouteSerializer(TeamOwnedSerializer):
             return {
                 "channel": "this team already routes that severity to that channel at that level"
             }
+        return {}
+
+
+class SubscriptionSerializer(TeamOwnedSerializer):
+    channel = serializers.PrimaryKeyRelatedField(queryset=Channel.objects.all())
+    events = serializers.ListField(
+        child=serializers.CharField(),
+        default=lambda: [str(n) for n in DEFAULT_NOTICES],
+        help_text="Rollout events to tell: " + ", ".join(RolloutNotice.values) + ".",
+    )
+    service = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Service.objects.all(), required=False, allow_null=True
+    )
+    environment = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Environment.objects.all(), required=False, allow_null=True
+    )
+
+    class Meta:
+        model = Subscription
+        fields = [
+            "id",
+            "team",
+            "channel",
+            "events",
+            "service",
+            "environment",
+            "production_only",
+            "enabled",
+            "created_at",
+        ]
+        read_only_fields = ["created_at"]
+        immutable = ["team"]
+
+    def validate_events(self, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(RolloutNotice.values))
+        if unknown:
+            raise serializers.ValidationError(
+                f"unknown: {', '.join(unknown)}; choose from {', '.join(RolloutNotice.values)}"
+            )
+        if not value:
+            raise serializers.ValidationError("choose at least one rollout event")
+        return [n for n in RolloutNotice.values if n in value]  # one each, in a fixed order
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        team = self.team_of(attrs)
+        channel = attrs.get("channel") or self.instance.channel  # type: ignore[union-attr]
+        if channel.team_id != team.pk:
+            raise serializers.ValidationError({"channel": [f"{channel} is not {team}'s channel"]})
+        service = attrs.get("service", getattr(self.instance, "service", None))
+        if service is not None and service.team_id != team.pk:
+            raise serializers.ValidationError({"service": [f"{service} is not {team}'s service"]})
+        return attrs
+
+    def duplicate_of(self, attrs: dict[str, Any]) -> dict[str, str]:
         return {}

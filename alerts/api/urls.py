@@ -12,4 +12,5 @@ router.register("alerts/silences", views.SilenceViewSet, basename="alert-silence
 router.register("alerts/rules", views.RuleViewSet, basename="alert-rule")
 router.register("alerts/channels", views.ChannelViewSet, basename="alert-channel")
 router.register("alerts/routes", views.RouteViewSet, basename="alert-route")
+router.register("alerts/subscriptions", views.SubscriptionViewSet, basename="alert-subscription")
 urlpatterns = router.urls

@@ -19,10 +19,11 @@ from alerts.api.filters import (
     RouteFilter,
     RuleFilter,
     SilenceFilter,
+    SubscriptionFilter,
 )
-from alerts.choices import CHANNEL_EVENTS, ROUTE_EVENTS, RULE_EVENTS
+from alerts.choices import CHANNEL_EVENTS, ROUTE_EVENTS, RULE_EVENTS, SUBSCRIPTION_EVENTS
 from alerts.incidents import acknowledge, resolve
-from alerts.models import Channel, Incident, Route, Rule, Silence
+from alerts.models import Channel, Incident, Route, Rule, Silence, Subscription
 from catalog.api.base import ID_LOOKUP, READ_WRITE, ScopedViewSet, team_in_body
 from catalog.choices import Scope
 from catalog.models import Service, Team
@@ -203,3 +204,21 @@ class RouteViewSet(TeamOwnedViewSet):
     scopes = READ_WRITE
     filterset_class = RouteFilter
     events = ROUTE_EVENTS
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List rollout-event subscriptions"),
+    retrieve=extend_schema(summary="Show a subscription"),
+    create=extend_schema(summary="Tell a channel about rollout events of the team's services"),
+    partial_update=extend_schema(summary="Change a subscription"),
+    destroy=extend_schema(summary="Delete a subscription"),
+)
+class SubscriptionViewSet(TeamOwnedViewSet):
+    """Which channel hears of a team's rollouts (started, paused, succeeded, rolled back...),
+    as news rather than incidents. Team owners manage them."""
+
+    queryset = Subscription.objects.select_related("team", "channel", "service", "environment")
+    serializer_class = s.SubscriptionSerializer
+    scopes = READ_WRITE
+    filterset_class = SubscriptionFilter
+    events = SUBSCRIPTION_EVENTS

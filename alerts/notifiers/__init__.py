@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from alerts.choices import ChannelKind, NotificationAction
 from alerts.models import Channel, Incident
-from alerts.notifiers import email, pagerduty, slack, webhook
+from alerts.notifiers import apprise_urls, email, pagerduty, slack, webhook
 from alerts.notifiers.base import Result
 
 Sender = Callable[[Channel, str, list[Incident], int], Result]
@@ -15,6 +15,7 @@ SENDERS: dict[str, Sender] = {
     ChannelKind.PAGERDUTY: pagerduty.send,
     ChannelKind.WEBHOOK: webhook.send,
     ChannelKind.EMAIL: email.send,
+    ChannelKind.APPRISE: apprise_urls.send,
 }
 
 

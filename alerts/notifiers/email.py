@@ -59,6 +59,11 @@ def send(channel: Channel, action: str, incidents: list[Incident], delivery: int
         headers={"X-Signalbox-Delivery": str(delivery)},
         connection=get_connection(timeout=settings.ALERTS_HTTP_TIMEOUT_SECONDS),
     )
+    return deliver(message)
+
+
+def deliver(message: EmailMessage) -> Result:
+    """Send; SMTP's own answer says whether trying again can help."""
     try:
         message.send()
     except smtplib.SMTPRecipientsRefused as exc:

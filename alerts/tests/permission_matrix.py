@@ -8,7 +8,7 @@ from typing import Any
 from django.utils import timezone
 
 from alerts.choices import ChannelKind, IncidentState, RuleKind, Severity
-from alerts.models import Channel, Incident, Route, Rule, Silence
+from alerts.models import Channel, Incident, Route, Rule, Silence, Subscription
 from catalog.tests.matrix import Case, Row, allow, read
 
 # Who may acknowledge, resolve and silence payments' incidents: its deployers and owners,
@@ -72,6 +72,13 @@ def a_route(case: Case) -> None:
     a_channel(case)
     case.made["route"] = Route.objects.create(
         team=case.world.team, severity=Severity.PAGE, channel=case.made["channel"]
+    )
+
+
+def a_subscription(case: Case) -> None:
+    a_channel(case)
+    case.made["subscription"] = Subscription.objects.create(
+        team=case.world.team, channel=case.made["channel"], events=["started"]
     )
 
 
@@ -197,5 +204,35 @@ PERMISSION_MATRIX = [
         allow(*TEAM_WRITERS, status=204),
         kwargs=pk_of("route"),
         setup=a_route,
+    ),
+    Row("alert-subscription-list", "GET", read()),
+    Row(
+        "alert-subscription-list",
+        "POST",
+        allow(*TEAM_WRITERS, status=201),
+        setup=a_channel,
+        body=lambda c: {"team": "payments", "channel": c.made["channel"].pk},
+    ),
+    Row(
+        "alert-subscription-detail",
+        "GET",
+        read(),
+        kwargs=pk_of("subscription"),
+        setup=a_subscription,
+    ),
+    Row(
+        "alert-subscription-detail",
+        "PATCH",
+        allow(*TEAM_WRITERS),
+        kwargs=pk_of("subscription"),
+        setup=a_subscription,
+        body=lambda c: {"events": ["started", "succeeded"]},
+    ),
+    Row(
+        "alert-subscription-detail",
+        "DELETE",
+        allow(*TEAM_WRITERS, status=204),
+        kwargs=pk_of("subscription"),
+        setup=a_subscription,
     ),
 ]

@@ -32,6 +32,8 @@ SLACK_URL = "https://hooks.slack.com/services/T0SECRET/B0SECRET/XSecretSlackToke
 PAGERDUTY_KEY = "R0UTINGKEYSECRET0123456789abcdef"
 WEBHOOK_SECRET = "whsec-Signing-Secret-0123456789-xyz"
 AWS_CREDENTIALS = "AKIASECRETKEYID00001:awsSecretAccess/Key+0123456789abcdef"
+# An Apprise URL (Teams workflow): its workflow id and signature are the secret parts.
+APPRISE_URL = "workflows://127.0.0.1:9/WorkflowSecretId0042/SigSecretPart0123456789/"
 PIECES = [
     "T0SECRET/B0SECRET",
     "XSecretSlackToken",
@@ -39,6 +41,8 @@ PIECES = [
     WEBHOOK_SECRET[:20],
     "AKIASECRETKEYID",
     "awsSecretAccess",
+    "WorkflowSecretId",
+    "SigSecretPart",
 ]
 MAX_PAGES = 400
 SKIPPED = ("/logout", "/admin/logout", "/static/", "/admin/jsi18n")
@@ -65,6 +69,7 @@ def secrets(world: Any) -> list[str]:
         secret=WEBHOOK_SECRET,
         url="http://127.0.0.1:9/hook",
     )
+    Channel.objects.create(team=team, name="teams", kind=ChannelKind.APPRISE, secret=APPRISE_URL)
     TrafficRouter.objects.create(
         name="alb",
         kind=RouterKind.AWS_ALB,

@@ -19,7 +19,7 @@ URLISH = re.compile(r"(^|_)(url|host|endpoint|address|hook|uri)($|_)")
 # (request component, property): Signalbox connects to it.
 FETCHED = {
     ("ChannelRequest", "url"),
-    ("ChannelRequest", "secret"),  # a Slack channel's secret is its webhook URL
+    ("ChannelRequest", "secret"),  # Slack: its webhook URL; Apprise: its Apprise URL
     ("InstanceRequest", "host"),
     ("InstanceAddressRequest", "host"),
     ("RegistrationRequest", "host"),
