@@ -198,6 +198,20 @@ def test_it_refuses_to_render_without_required_values(missing: str, message: str
         render(**values)
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"worker.concurrency": "0"}, "worker.concurrency: Must be greater than or equal to 1"),
+        ({"config.csrfTrustedOrigins[0]": "example.com"}, "csrfTrustedOrigins.0: Does not match"),
+        ({"ingress.nginx.bodySize": "8MB"}, "ingress.nginx.bodySize: Does not match"),
+    ],
+)
+def test_it_refuses_values_of_the_wrong_shape(value: dict[str, str], message: str) -> None:
+    # values.schema.json answers before anything is rendered, naming the value
+    with pytest.raises(RenderError, match=re.escape(message)):
+        render(COMPOSE_VALUES, **value)
+
+
 def test_beat_runs_exactly_once(production: list[dict[str, Any]]) -> None:
     beat = component(production, "Deployment", "beat")
     # one replica, and never two at once during a rollout
