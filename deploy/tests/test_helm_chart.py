@@ -169,6 +169,9 @@ def test_key_files_are_where_compose_mounts_its_secrets(composed: list[dict[str,
         assert named == files, name
         assert secret_volume["secretName"] == "signalbox"
         assert mounts["secrets"]["readOnly"] is True
+        # readable by the pod's group only (the image's user is in it), writable by nobody
+        assert secret_volume["defaultMode"] == 0o440
+        assert pod_spec(workload)["securityContext"]["fsGroup"] == 999
 
 
 def test_it_never_holds_a_secret(production: list[dict[str, Any]]) -> None:

@@ -107,7 +107,9 @@ The environment of every process, in docker-compose.yml's order and with its nam
 - name: secrets
   secret:
     secretName: {{ include "signalbox.secretName" . | quote }}
-    defaultMode: 288  # 0440: the pod's group (fsGroup) reads, nobody writes
+    # 0440 (the pod's fsGroup reads, nobody writes); 0444 without an fsGroup, whose files
+    # would be root's and unreadable by the image's user otherwise.
+    defaultMode: {{ ternary 288 292 (hasKey .Values.podSecurityContext "fsGroup") }}
     items:
       - {key: {{ .Values.secrets.keys.secretKey | quote }}, path: signalbox_secret_key}
       - {key: {{ .Values.secrets.keys.encryptionKey | quote }}, path: signalbox_encryption_key}
