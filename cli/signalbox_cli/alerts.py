@@ -195,6 +195,8 @@ def parse_when(text: str, option: str) -> datetime:
 
 def _silence_add(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     matchers = [parse_matcher(text) for text in args.matchers]
+    if not args.comment.strip():
+        raise Usage("--comment must say why (a ticket, a reason)")
     starts = parse_when(args.start, "--start") if args.start else datetime.now(UTC)
     ends = parse_when(args.end, "--end") if args.end else starts + parse_duration(args.duration)
     body: dict[str, Any] = {
