@@ -36,6 +36,10 @@ FOLLOW_CODES = (
     UNREACHABLE,
     INTERRUPTED,
 )
+MOVING = {
+    "launch": ("launching", "waiting_healthy"),
+    "termination": ("draining", "confirming", "awaiting_ready", "stopping"),
+}
 WAITING = (
     "With --wait, network errors, timeouts, 5xx and 429 answers are retried with exponential "
     "backoff and jitter until --timeout."
@@ -373,7 +377,10 @@ def _follow(
                     print(f"{_now()}   {text}", file=out)
                     failed = failed or (kind == "launch" and row["state"] == "failed")
         first_look, first = first, False
-        if not first_look and done(group):
+        # The counts can say "settled" while a termination is still stopping: done only
+        # once no launch or termination is still on its way.
+        moving = any(row["state"] in MOVING[kind] for kind, rows in looks for row in rows)
+        if not first_look and not moving and done(group):
             print(f"{_now()} {line(group)}", file=out)
             return FAILED if failed else OK
         if clock() >= deadline:
