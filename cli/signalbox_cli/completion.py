@@ -192,10 +192,13 @@ _signalbox() {
         fi
     done < <(__signalbox_candidates "$cur" "${COMP_WORDS[@]:1:COMP_CWORD-1}")
     if [ -n "$files" ]; then
-        COMPREPLY+=($(compgen -f -- "$cur"))
+        compopt -o filenames 2>/dev/null  # directories get their slash
+        while IFS= read -r word; do
+            COMPREPLY+=("$word")
+        done < <(compgen -f -- "$cur")
     fi
 }
-complete -o default -o bashdefault -F _signalbox signalbox
+complete -F _signalbox signalbox
 """
 
 _ZSH = r"""
