@@ -134,7 +134,24 @@ def test_bash_completes_from_the_parser_tree() -> None:
     assert "cli" in complete("signalbox", "catalog", "diff", "cl")  # PATH: file names
 
 
-def test_zsh_and_fish_complete_from_the_parser_tree() -> None:
+# An interactive zsh on a pty: load compinit and the script, type `signalbox silence ` and
+# TAB, and read the screen until the listing shows (or 20 s pass).
+ZPTY = r"""
+zmodload zsh/zpty
+zpty z 'zsh -f -i'
+zpty -w z 'PS1="> "; autoload -U compinit; compinit -u -D; source SCRIPT; signalbox() { }'
+zpty -w -n z $'signalbox silence \t'
+local screen="" part
+integer deadline=$(( SECONDS + 20 ))
+while (( SECONDS < deadline )) && [[ "$screen" != *"end silences now"* ]]; do
+    if zpty -r -t z part; then screen+="$part"; else sleep 0.1; fi
+done
+print -r -- "$screen"
+zpty -d z
+"""
+
+
+def test_zsh_and_fish_complete_from_the_parser_tree(tmp_path: Path) -> None:
     if not (shutil.which("zsh") and shutil.which("fish")):
         pytest.skip("zsh or fish is not installed here (apt-get install zsh fish)")
     zsh = _script("zsh")
@@ -152,6 +169,18 @@ def test_zsh_and_fish_complete_from_the_parser_tree() -> None:
         "rollout\nscale\nsilence\nincident\ncatalog\ncompletion\n",
         "scale set\n",
     ]
+    # and TAB in an interactive zsh (on a pty, through zsh's own zpty), with compinit
+    script_file = tmp_path / "_signalbox"
+    script_file.write_text(zsh)
+    tabbed = subprocess.run(
+        ["zsh", "-f", "-c", ZPTY.replace("SCRIPT", str(script_file))],
+        capture_output=True,
+        timeout=60,
+    )
+    screen = tabbed.stdout.decode(errors="replace")
+    assert tabbed.returncode == 0, (screen[-2000:], tabbed.stderr)
+    assert "add     -- silence matching incidents of a team" in screen
+    assert "expire  -- end silences now" in screen
     # fish's own completion engine, given the script
     fish = _script("fish")
 
