@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 OK, ROLLED_BACK, USAGE, ABORTED, FAILED, TIMED_OUT, REFUSED, UNREACHABLE = 0, 1, 2, 3, 4, 5, 6, 7
+# `catalog diff`: the files differ from the catalog (as `diff` and `kubectl diff` exit 1).
+DIFFERENT = 1
 INTERRUPTED = 130
 
 

@@ -8,59 +8,149 @@ A group is named by its service and environment, as on the dashboard and in Slac
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
-from .client import Client, with_query
-from .exits import FAILED, OK, TIMED_OUT, Usage
+from . import helptext
+from .client import Client, GaveUp, patiently, with_query
+from .exits import (
+    FAILED,
+    INTERRUPTED,
+    OK,
+    REFUSED,
+    TIMED_OUT,
+    UNREACHABLE,
+    USAGE,
+    Usage,
+)
+from .output import add_chunk_size, add_output, chunk_size, dump
+
+FOLLOW_CODES = (
+    OK,
+    USAGE,
+    (FAILED, "a launch failed on the way (the group goes on replacing it)"),
+    (TIMED_OUT, "not settled when --timeout ran out (the group carries on)"),
+    REFUSED,
+    UNREACHABLE,
+    INTERRUPTED,
+)
+MOVING = {
+    "launch": ("launching", "waiting_healthy"),
+    "termination": ("draining", "confirming", "awaiting_ready", "stopping"),
+}
+WAITING = (
+    "With --wait, network errors, timeouts, 5xx and 429 answers are retried with exponential "
+    "backoff and jitter until --timeout."
+)
 
 Handler = Callable[[Client, argparse.Namespace, TextIO], int]
 
 
 def add_parser(topics: Any) -> None:
-    scale = topics.add_parser("scale", help="show, set, pause and restart scaling groups")
-    commands = scale.add_subparsers(dest="command", required=True)
+    scale = helptext.topic(
+        topics,
+        "scale",
+        "show, set, pause and restart scaling groups",
+        "A scaling group keeps a service's instance count in one environment between its "
+        "min and max, from its metrics. Groups are named by service and environment, as on "
+        "the dashboard and in Slack. Reading needs `read`; acting needs `deploy` on the "
+        "service's team.",
+    )
+    commands = scale.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    listing = commands.add_parser("list", help="list scaling groups")
-    listing.add_argument("--service")
-    listing.add_argument("--env", dest="environment")
-    listing.add_argument("--team")
+    listing = helptext.command(
+        commands,
+        "list",
+        "list scaling groups (every page)",
+        "List scaling groups you can see, following every page; filters combine.",
+        ["signalbox scale list", "signalbox scale list --team search -o json"],
+    )
+    listing.add_argument("--service", help="the service's slug")
+    listing.add_argument("--env", dest="environment", help="the environment's slug")
+    listing.add_argument("--team", help="the owning team's slug")
+    add_chunk_size(listing)
+    add_output(listing)
 
-    show = commands.add_parser("show", help="a group: bounds, metrics, instances, last decision")
+    show = helptext.command(
+        commands,
+        "show",
+        "a group: bounds, metrics, instances, last decision",
+        "Show a group: its bounds, what runs now (in service, launching, draining), "
+        "autoscaling on or paused and why, each metric with its target or steps, and the "
+        "last decision with the arithmetic that made it.",
+        [
+            "signalbox scale show search production",
+            "signalbox scale show search production -o yaml",
+        ],
+    )
     _group(show)
-    show.add_argument("--json", action="store_true", help="print the API's JSON")
+    add_output(show, legacy_json=True)
 
-    setting = commands.add_parser(
-        "set", help="set the instance count by hand (autoscaling pauses until resumed)"
+    setting = helptext.command(
+        commands,
+        "set",
+        "set the instance count by hand (autoscaling pauses until resumed)",
+        "Set the count by hand, within the group's min and max; autoscaling pauses (or its "
+        "next tick would undo you) until `resume`. With --wait it follows each launch and "
+        "each termination (with its drain report) until that many instances are in service.",
+        ['signalbox scale set search production 4 --reason "launch day" --wait'],
+        FOLLOW_CODES,
+        WAITING,
     )
     _group(setting)
     setting.add_argument("count", help="the number of instances, within the group's min and max")
     setting.add_argument("--reason", default="", help="recorded with your name")
     _waiting(setting, "until that many instances are in service and none is launching or leaving")
 
-    pause = commands.add_parser("pause", help="pause autoscaling (the count stays)")
+    pause = helptext.command(
+        commands,
+        "pause",
+        "pause autoscaling (the count stays)",
+        "Pause autoscaling: the count stays where it is until `resume`.",
+        ['signalbox scale pause search production --reason "load test"'],
+    )
     _group(pause)
     pause.add_argument("--reason", default="", help="shown on the group's page")
 
-    resume = commands.add_parser("resume", help="resume autoscaling")
+    resume = helptext.command(
+        commands,
+        "resume",
+        "resume autoscaling",
+        "Resume autoscaling from the group's metrics.",
+        ["signalbox scale resume search production"],
+    )
     _group(resume)
 
-    restart = commands.add_parser(
+    restart = helptext.command(
+        commands,
         "restart",
-        help="rolling restart: replace every instance one by one, health-gated and drained",
+        "rolling restart: replace every instance one by one, health-gated and drained",
+        "Replace every instance one by one through the same health-gated launch and verified "
+        "drain as scaling; --wait returns when the last old instance has gone.",
+        ["signalbox scale restart search production --wait --timeout 1800"],
+        FOLLOW_CODES,
+        WAITING,
     )
     _group(restart)
     restart.add_argument("--reason", default="", help="recorded with your name")
     _waiting(restart, "until every instance has been replaced")
 
-    history = commands.add_parser(
-        "history", help="decisions, launches and terminations (drain reports), newest first"
+    history = helptext.command(
+        commands,
+        "history",
+        "decisions, launches and terminations (drain reports), newest first",
+        "What the group did, newest first: decisions (with their arithmetic), launches and "
+        "terminations (with their drain reports).",
+        [
+            "signalbox scale history search production --limit 50",
+            "signalbox scale history search production -o json",
+        ],
     )
     _group(history)
     history.add_argument("--limit", type=int, default=20, help="lines of each kind (max 100)")
+    add_output(history)
 
 
 def _group(command: argparse.ArgumentParser) -> None:
@@ -71,10 +161,18 @@ def _group(command: argparse.ArgumentParser) -> None:
 def _waiting(command: argparse.ArgumentParser, what: str) -> None:
     command.add_argument("--wait", action="store_true", help=f"follow the group {what}")
     command.add_argument(
-        "--timeout", type=float, default=1800.0, help="with --wait: give up after this (exit 5)"
+        "--timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="with --wait: give up after this long (exit 5, or 7 if Signalbox is unreachable then)",
     )
     command.add_argument(
-        "--poll", type=float, default=2.0, help="with --wait: seconds between looks"
+        "--poll",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="with --wait: seconds between looks",
     )
 
 
@@ -96,25 +194,25 @@ def find_group(client: Client, service: str, environment: str) -> dict[str, Any]
 
 
 def _list(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    page = client.get(
-        with_query(
-            "scaling/groups", service=args.service, environment=args.environment, team=args.team
-        )
+    path = with_query(
+        "scaling/groups", service=args.service, environment=args.environment, team=args.team
     )
-    for group in page["results"]:
+    groups = list(client.pages(path, chunk_size(args)))
+    if args.output != "table":
+        dump(groups, args.output, out)
+        return OK
+    for group in groups:
         print(line(group), file=out)
-    if not page["results"]:
+    if not groups:
         print("no scaling groups", file=out)
-    elif page.get("next"):
-        print(f"... {page['count']} in all; narrow with --service, --env or --team", file=out)
     return OK
 
 
 def _show(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     group = find_group(client, args.service, args.environment)
     decisions = client.get(f"scaling/groups/{group['id']}/decisions?page_size=1")["results"]
-    if args.json:
-        print(json.dumps({**group, "last_decision": (decisions or [None])[0]}, indent=2), file=out)
+    if args.output != "table":
+        dump({**group, "last_decision": (decisions or [None])[0]}, args.output, out)
         return OK
     print(line(group), file=out)
     print(
@@ -181,11 +279,18 @@ def _history(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     group = find_group(client, args.service, args.environment)
     rows: list[tuple[str, str]] = []
     base = f"scaling/groups/{group['id']}"
-    for decision in client.get(f"{base}/decisions?page_size={args.limit}")["results"]:
+    decisions = client.get(f"{base}/decisions?page_size={args.limit}")["results"]
+    launches = client.get(f"{base}/launches?page_size={args.limit}")["results"]
+    terminations = client.get(f"{base}/terminations?page_size={args.limit}")["results"]
+    if args.output != "table":
+        history = {"decisions": decisions, "launches": launches, "terminations": terminations}
+        dump({"group": group, **history}, args.output, out)
+        return OK
+    for decision in decisions:
         rows.append((decision["at"], "\n    ".join(_decision_lines(decision))))
-    for launch in client.get(f"{base}/launches?page_size={args.limit}")["results"]:
+    for launch in launches:
         rows.append((launch["started_at"], _launch_line(launch)))
-    for termination in client.get(f"{base}/terminations?page_size={args.limit}")["results"]:
+    for termination in terminations:
         rows.append((termination["started_at"], _termination_line(termination)))
     if not rows:
         print(f"{_name(group)}: nothing has happened yet", file=out)
@@ -230,17 +335,38 @@ def _follow(
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Print each launch and termination as it moves, until `done(group)`; exit 4 if a launch
-    failed on the way (the group carries on replacing it), 5 at the timeout."""
+    failed on the way (the group carries on replacing it), 5 at the timeout, 7 when Signalbox
+    stayed unreachable (retried with backoff) until the timeout."""
     deadline = clock() + args.timeout
     base = f"scaling/groups/{group['id']}"
+    err: TextIO = args.err
+
+    def say(message: str) -> None:
+        print(f"{_now()} signalbox: {message}", file=err, flush=True)
+
+    def get(path: str) -> Any:
+        timeout = max(1.0, min(30.0, deadline - clock()))
+        return patiently(
+            lambda: client.get(path, timeout=timeout), deadline=deadline, say=say, clock=clock
+        )
+
     seen: dict[str, str] = {}
     failed = False
     first = True
     while True:
-        for kind, rows in (
-            ("launch", client.get(f"{base}/launches?page_size=20")["results"]),
-            ("termination", client.get(f"{base}/terminations?page_size=20")["results"]),
-        ):
+        try:
+            looks = [
+                ("launch", get(f"{base}/launches?page_size=20")["results"]),
+                ("termination", get(f"{base}/terminations?page_size=20")["results"]),
+            ]
+        except GaveUp as exc:
+            print(
+                f"signalbox: {exc}\nsignalbox: {_name(group)} carries on without you "
+                f"(signalbox scale show {_name(group, ' ')})",
+                file=err,
+            )
+            return UNREACHABLE
+        for kind, rows in looks:
             for row in reversed(rows):
                 key = f"{kind}:{row['id']}"
                 text = _launch_line(row) if kind == "launch" else _termination_line(row)
@@ -251,7 +377,10 @@ def _follow(
                     print(f"{_now()}   {text}", file=out)
                     failed = failed or (kind == "launch" and row["state"] == "failed")
         first_look, first = first, False
-        if not first_look and done(group):
+        # The counts can say "settled" while a termination is still stopping: done only
+        # once no launch or termination is still on its way.
+        moving = any(row["state"] in MOVING[kind] for kind, rows in looks for row in rows)
+        if not first_look and not moving and done(group):
             print(f"{_now()} {line(group)}", file=out)
             return FAILED if failed else OK
         if clock() >= deadline:
@@ -262,7 +391,15 @@ def _follow(
             )
             return TIMED_OUT
         time.sleep(0 if first_look else args.poll)
-        group = client.get(base)
+        try:
+            group = get(base)
+        except GaveUp as exc:
+            print(
+                f"signalbox: {exc}\nsignalbox: {_name(group)} carries on without you "
+                f"(signalbox scale show {_name(group, ' ')})",
+                file=err,
+            )
+            return UNREACHABLE
 
 
 # -- lines ---------------------------------------------------------------------------------------

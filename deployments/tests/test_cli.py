@@ -62,7 +62,8 @@ def test_it_exits_0_on_success_and_steers_rollouts(
     code, out, _ = run_cli(ci, "rollout", "status", rollout_id)
     assert code == 0 and "succeeded" in out
     code, out, _ = run_cli(ci, "rollout", "list", "--service", "checkout")
-    assert code == 0 and out.count("\n") == 3
+    assert code == 0 and out.count("\n") == 4  # the header and three rollouts
+    assert out.splitlines()[0].split()[:3] == ["ID", "SERVICE", "ENV"]
 
 
 @live

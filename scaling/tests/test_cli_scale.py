@@ -6,10 +6,12 @@ and real drains to the end."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 import pytest
+import yaml
 from django.db import connection
 
 from catalog.models import ApiToken
@@ -128,6 +130,16 @@ def test_show_pause_resume_restart_and_the_errors_people_make(
     assert code == 0
     assert "metric cpu: target 60 (over 60s)" in out
     assert "last decision:" in out and "cpu: ceil(2 * 31 / 60) = 2" in out
+    # for scripts: the API's objects, as JSON or YAML
+    code, out, _ = run_cli(env, "scale", "show", "checkout", "production", "-o", "json")
+    shown = json.loads(out)
+    assert code == 0 and (shown["id"], shown["desired"]) == (group.pk, 2)
+    assert shown["last_decision"]["steps"][0] == "cpu: ceil(2 * 31 / 60) = 2"
+    code, out, _ = run_cli(env, "scale", "list", "--chunk-size", "1", "-o", "yaml")
+    assert code == 0 and [g["id"] for g in yaml.safe_load(out)] == [group.pk]
+    code, out, _ = run_cli(env, "scale", "history", "checkout", "production", "-o", "json")
+    history = json.loads(out)
+    assert code == 0 and len(history["decisions"]) == 1 and history["launches"] == []
 
     code, out, _ = run_cli(env, "scale", "pause", "checkout", "production", "--reason", "sale")
     assert code == 0 and out.strip().endswith("paused (sale)")
