@@ -27,39 +27,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script (python bench/metrics_scrape.py)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import common
+
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 3
 
 
+
+
 def setup_django() -> None:
-    os.environ["DATABASE_URL"] = os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/signalbox_bench_metrics"
-    )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-    os.environ["SIGNALBOX_EVENT_CONSUMERS"] = ""
-    sys.path.insert(0, str(ROOT))
-    import psycopg
-
-    from controlplane.env import database_from_url
-
-    db = database_from_url(os.environ["DATABASE_URL"])
-    with psycopg.connect(
-        host=str(db["HOST"]), port=str(db["PORT"] or 5432), user=str(db["USER"]),
-        password=str(db["PASSWORD"]), dbname="postgres", autocommit=True,
-    ) as conn:  # fmt: skip
-        if not conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]
-        ).fetchone():
-            print(f"== creating database {db['NAME']}", flush=True)
-            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    print("== migrating", flush=True)
-    call_command("migrate", verbosity=0)
-    call_command("flush", interactive=False, verbosity=0)
+    """Its own database (created and migrated if missing), never the development one."""
+    common.setup_django("postgres://postgres@127.0.0.1:5432/signalbox_bench_metrics", flush=True)
 
 
 class Fleet:

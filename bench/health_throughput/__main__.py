@@ -32,44 +32,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import common
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES_PER = 20  # instances per service
 FLEET_PROCESSES = 2
 HISTORY_TABLES = ("health_rollup", "health_transition", "controlplane_event")
 
 
+
+
 def setup_django() -> None:
-    os.environ["DATABASE_URL"] = os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/signalbox_bench"
-    )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-    os.environ["SIGNALBOX_EVENT_CONSUMERS"] = ""
-    sys.path.insert(0, str(ROOT))
-    import psycopg
-    from django.core.exceptions import ImproperlyConfigured
-
-    from controlplane.env import database_from_url
-
-    db = database_from_url(os.environ["DATABASE_URL"])
-    try:
-        conn = psycopg.connect(
-            host=str(db["HOST"]), port=str(db["PORT"] or 5432), user=str(db["USER"]),
-            password=str(db["PASSWORD"]), dbname="postgres", autocommit=True,
-        )  # fmt: skip
-    except psycopg.OperationalError as exc:
-        raise ImproperlyConfigured(f"PostgreSQL is not reachable: {exc}") from exc
-    with conn:
-        if not conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]
-        ).fetchone():
-            print(f"== creating database {db['NAME']}", flush=True)
-            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    """Its own database (created and migrated if missing), never the development one."""
+    common.setup_django("postgres://postgres@127.0.0.1:5432/signalbox_bench")
 
 
 def raise_fd_limit() -> None:

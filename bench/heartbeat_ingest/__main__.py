@@ -25,7 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import common
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def setup_django() -> None:
+    """Its own database (created and migrated if missing), never the development one."""
+    common.setup_django("postgres://postgres@127.0.0.1:5432/signalbox_bench")
 
 
 def free_port() -> int:
@@ -49,32 +56,6 @@ def process_cpu_seconds(root_pid: int) -> float:
     return total
 
 
-def setup_django() -> None:
-    """Its own database (created and migrated if missing), never the development one."""
-    os.environ["DATABASE_URL"] = os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/signalbox_bench"
-    )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-    os.environ["SIGNALBOX_EVENT_CONSUMERS"] = ""
-    import psycopg
-
-    from controlplane.env import database_from_url
-
-    db = database_from_url(os.environ["DATABASE_URL"])
-    with psycopg.connect(
-        host=str(db["HOST"]), port=str(db["PORT"] or 5432), user=str(db["USER"]),
-        password=str(db["PASSWORD"]), dbname="postgres", autocommit=True,
-    ) as conn:  # fmt: skip
-        if not conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]
-        ).fetchone():
-            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def prepare(count: int) -> list[str]:
