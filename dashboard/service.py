@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,6 +22,7 @@ from dashboard.home import open_incidents
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Rollout, TrafficRoute
 from health.models import InstanceCheck, ServiceHealth, VendorStatus
+from scaling.models import Decision
 
 INSTANCE_ROWS = 60
 DEPLOY_HISTORY_ROWS = 10  # as deployments.views.SERVICE_HISTORY_ROWS: its pushes show as many
@@ -139,6 +140,43 @@ def deploy_markers(history: list[Rollout], environment: Environment | None) -> l
         for r in history
         if r.environment_id == environment.pk
     ]
+
+
+def chart_markers(
+    service: Service, environment: Environment | None, history: list[Rollout]
+) -> list[dict[str, Any]]:
+    """Everything the health charts mark on their time axis in this environment: each
+    rollout (kind "deploy"), each change of the instance count (kind "scale") and each
+    incident of the service (kind "incident"), over the longest chart range; two queries
+    besides the rollouts the page has read already."""
+    if environment is None:
+        return []
+    since = timezone.now() - timedelta(days=MARKER_DAYS)
+    markers = [{"kind": "deploy", **m} for m in deploy_markers(history, environment)]
+    for decision_id, at, current, desired in (
+        Decision.objects.filter(
+            group__service=service, group__environment=environment, at__gte=since
+        )
+        .exclude(desired=F("current"))
+        .order_by("-at")
+        .values_list("pk", "at", "current", "desired")[:MARKER_ROWS]
+    ):
+        markers.append({
+            "kind": "scale", "id": decision_id, "at": at.timestamp(), "until": None,
+            "label": f"{current}\u2192{desired}", "state": "up" if desired > current else "down",
+        })  # fmt: skip
+    for incident_id, at, until, state in (
+        Incident.objects.filter(service=service, environment=environment, fire_at__gte=since)
+        .exclude(fired_at__isnull=True)
+        .order_by("-fire_at")
+        .values_list("pk", "fire_at", "resolved_at", "state")[:MARKER_ROWS]
+    ):
+        markers.append({
+            "kind": "incident", "id": incident_id, "at": at.timestamp(),
+            "until": until.timestamp() if until else None, "label": f"#{incident_id}",
+            "state": state,
+        })  # fmt: skip
+    return sorted(markers, key=lambda m: m["at"])
 
 
 def owned_circuits(service: Service) -> list[OwnedCircuit]:

@@ -90,7 +90,7 @@ def service_page(request: HttpRequest, slug: str) -> HttpResponse:
         "versions": service_data.versions_by_environment(service),
         "deploy_history": history[: service_data.DEPLOY_HISTORY_ROWS],
         "deploy_service": service,
-        "markers": markers,
+        "markers": service_data.chart_markers(service, environment, history),
         "scaling": scaling_chart.for_service(service, environment, markers),
         "uptime": rollups.uptime(service.pk, environment.pk) if environment else {},
         "dependencies": service_data.dependencies(

@@ -19,8 +19,9 @@ from health.choices import CheckStatus, ServiceStatus
 from health.models import InstanceCheck, ServiceHealth
 
 pytestmark = pytest.mark.django_db
-MAX_QUERIES = 25  # +2: the debug windows section (windows, their targets); +3: its forms
-# (the owner check, the delivery setting for owners, the instances to open a window on)
+MAX_QUERIES = 27  # +2: the debug windows section (windows, their targets); +3: its forms
+# (the owner check, the delivery setting for owners, the instances to open a window on);
+# +2: the charts' scale and incident markers
 
 
 def page_as(user: Any, path: str) -> str:
@@ -89,6 +90,39 @@ def test_it_shows_what_on_call_needs_about_the_service(world: Any, checkout: Any
     # runbook and repository
     assert "https://wiki.example.com/runbooks/checkout" in page
     assert "https://git.example.com/commerce/checkout" in page
+
+
+def test_the_charts_mark_deploys_scaling_and_incidents(world: Any, checkout: Any) -> None:
+    import json
+    import re
+
+    from scaling.models import Decision, ScalingGroup
+
+    group = ScalingGroup.objects.create(
+        service=checkout, environment=world.production, driver="process",
+        driver_config={"control_url": "http://127.0.0.1:7900"}, min_instances=1,
+        max_instances=5, desired=3,
+    )  # fmt: skip
+    Decision.objects.create(group=group, current=2, desired=3)
+    Decision.objects.create(group=group, current=3, desired=3, held_by="no data")  # no change
+    other = ScalingGroup.objects.create(
+        service=checkout, environment=world.staging, driver="process",
+        driver_config={"control_url": "http://127.0.0.1:7900"}, min_instances=1,
+        max_instances=5, desired=2,
+    )  # fmt: skip
+    Decision.objects.create(group=other, current=1, desired=2)  # another environment's
+    page = page_as(world.viewer, "/catalog/services/checkout/?env=production")
+    found = re.search(r'<script id="deploy-markers" type="application/json">(.*?)</script>', page)
+    assert found is not None
+    markers = json.loads(found.group(1))
+    kinds = sorted(m["kind"] for m in markers)
+    # the rollout under way, the one count change in production, the firing incident
+    assert kinds == ["deploy", "incident", "scale"]
+    scale = next(m for m in markers if m["kind"] == "scale")
+    assert scale["label"] == "2\N{RIGHTWARDS ARROW}3" and scale["state"] == "up"
+    fired = next(m for m in markers if m["kind"] == "incident")
+    assert fired["label"].startswith("#") and fired["until"] is None
+    assert "deploys, scaling and incidents marked" in page
 
 
 def test_a_viewer_is_told_who_may_deploy(world: Any, checkout: Any) -> None:

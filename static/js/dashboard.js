@@ -1,5 +1,5 @@
 // The dashboard's pages (home, team, service): the problem count in the tab title, and the
-// service page's latency and uptime charts with deploy markers. See docs/dashboard.md.
+// service page's latency and uptime charts with deploy, scale and incident markers. See docs/dashboard.md.
 (function () {
   "use strict";
 
@@ -15,10 +15,14 @@
   document.addEventListener("htmx:oobAfterSwap", syncTitle);
   document.addEventListener("signalbox:resynced", syncTitle);
 
-  // -- charts: the health history API's series, drawn with uPlot, with a dashed line where
-  // each rollout of this environment started (its version written beside it).
+  // -- charts: the health history API's series, drawn with uPlot, with what happened marked
+  // on the time axis: a dashed line where each rollout of this environment started (its
+  // version beside it), a dotted one where the instance count changed ("2→3"), and each
+  // incident as a shaded span from when it fired until it was resolved ("#12").
   var RANGE_SECONDS = { "1h": 3600, "24h": 86400, "7d": 604800, "30d": 2592000 };
   var MARKER_COLOURS = { succeeded: "#2e7d32", rolled_back: "#c62828", failed: "#c62828", aborted: "#c62828" };
+  var KIND_COLOURS = { scale: "#6a1b9a", incident: "#c62828" };
+  var KIND_DASHES = { deploy: [4, 3], scale: [1, 3], incident: [] };
 
   function markerPlugin(markers) {
     return {
@@ -27,20 +31,30 @@
           var ctx = u.ctx, dpr = window.devicePixelRatio || 1;
           var min = u.scales.x.min, max = u.scales.x.max;
           ctx.save();
-          ctx.setLineDash([4 * dpr, 3 * dpr]);
           ctx.lineWidth = dpr;
           ctx.font = 11 * dpr + "px sans-serif";
-          markers.forEach(function (m) {
-            if (m.at < min || m.at > max) { return; }
-            var x = Math.round(u.valToPos(m.at, "x", true));
-            var colour = MARKER_COLOURS[m.state] || "#1565c0";
+          markers.forEach(function (m, n) {
+            var kind = m.kind || "deploy";
+            var until = kind === "incident" ? (m.until || max) : m.at;
+            if (until < min || m.at > max) { return; }
+            var x = Math.round(u.valToPos(Math.max(m.at, min), "x", true));
+            var colour = KIND_COLOURS[kind] || MARKER_COLOURS[m.state] || "#1565c0";
             ctx.strokeStyle = colour;
             ctx.fillStyle = colour;
+            if (kind === "incident") {
+              var x2 = Math.round(u.valToPos(Math.min(until, max), "x", true));
+              ctx.globalAlpha = 0.12;
+              ctx.fillRect(x, u.bbox.top, Math.max(x2 - x, dpr), u.bbox.height);
+              ctx.globalAlpha = 1;
+            }
+            ctx.setLineDash((KIND_DASHES[kind] || []).map(function (d) { return d * dpr; }));
             ctx.beginPath();
             ctx.moveTo(x, u.bbox.top);
             ctx.lineTo(x, u.bbox.top + u.bbox.height);
             ctx.stroke();
-            ctx.fillText(m.version, x + 3 * dpr, u.bbox.top + 12 * dpr);
+            // labels stagger by kind so a deploy and its scale-up at one moment both read
+            var row = { deploy: 1, scale: 2, incident: 3 }[kind] || 1;
+            ctx.fillText(m.version || m.label || "", x + 3 * dpr, u.bbox.top + 12 * row * dpr);
           });
           ctx.restore();
         }]

@@ -1,0 +1,54 @@
+"""The service page's charts in Debian's chromium: drawn from the rollups, with deploy,
+scaling and incident markers, and no script error."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from django.utils import timezone
+
+from controlplane.tests.browser import ARTIFACTS, log_in
+from dashboard.tests.conftest import incident, rollout
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_the_charts_draw_with_their_markers(world: Any, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    from health import rollups
+    from scaling.models import Decision, ScalingGroup
+
+    service, env = world.service, world.production
+    now = timezone.now()
+    buckets = {}
+    for minutes in range(0, 90, 5):
+        bucket = rollups.Bucket()
+        for n in range(20):
+            bucket.add("fail" if minutes == 30 and n < 10 else "pass", 40.0 + minutes)
+        buckets[(service.pk, env.pk, rollups.minute_of(now - timedelta(minutes=minutes)))] = bucket
+    rollups.upsert(buckets)
+    rollout(world, service, to_version="1.5.0")
+    group = ScalingGroup.objects.create(
+        service=service, environment=env, driver="process",
+        driver_config={"control_url": "http://127.0.0.1:7900"}, min_instances=1,
+        max_instances=5, desired=3,
+    )  # fmt: skip
+    Decision.objects.create(group=group, current=2, desired=3, at=now - timedelta(minutes=40))
+    incident(world, service, "checkout is down")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    log_in(page, "viewer", "pw-viewer")
+    page.goto(f"/catalog/services/{service.slug}/?env=production")
+    charts = page.locator(".sb-service-charts [data-chart]")
+    expect(charts.first.locator("canvas")).to_be_visible()
+    expect(charts.nth(1).locator("canvas")).to_be_visible()
+    expect(page.locator(".sb-chart-legend")).to_contain_text("the instance count changed")
+    assert errors == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(".sb-service-charts").screenshot(path=str(ARTIFACTS / "service-charts.png"))
