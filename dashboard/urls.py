@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboard import team_views, views
+from dashboard import heartbeats, team_views, views
 
 app_name = "dashboard"
 urlpatterns = [
@@ -69,6 +69,37 @@ urlpatterns = [
     path("invitations/<str:token>/", team_views.accept_invitation, name="invitation"),
     path("catalog/services/<slug:slug>/", views.service_page, name="service"),
     path("catalog/services/<slug:slug>/deploy", views.deploy, name="service-deploy"),
+    path("catalog/services/<slug:slug>/heartbeats/", heartbeats.heartbeat_list, name="heartbeats"),
+    path(
+        "catalog/services/<slug:slug>/heartbeats/new",
+        heartbeats.heartbeat_create,
+        name="heartbeat-create",
+    ),
+    path(
+        "catalog/services/<slug:slug>/heartbeats/<int:pk>/",
+        heartbeats.heartbeat_page,
+        name="heartbeat",
+    ),
+    path(
+        "catalog/services/<slug:slug>/heartbeats/<int:pk>/edit",
+        heartbeats.heartbeat_edit,
+        name="heartbeat-edit",
+    ),
+    path(
+        "catalog/services/<slug:slug>/heartbeats/<int:pk>/pause",
+        heartbeats.heartbeat_pause,
+        name="heartbeat-pause",
+    ),
+    path(
+        "catalog/services/<slug:slug>/heartbeats/<int:pk>/resume",
+        heartbeats.heartbeat_resume,
+        name="heartbeat-resume",
+    ),
+    path(
+        "catalog/services/<slug:slug>/heartbeats/<int:pk>/delete",
+        heartbeats.heartbeat_delete,
+        name="heartbeat-delete",
+    ),
     path("dependencies/", views.external_list, name="external-dependencies"),
     path("dependencies/<slug:slug>/", views.external_page, name="external-dependency"),
 ]
