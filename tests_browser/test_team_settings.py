@@ -207,3 +207,49 @@ def test_a_viewer_sees_the_settings_without_controls(world: Any, page: Page) -> 
     expect(page.locator("#team-channels")).to_contain_text("ops")
     assert page.locator("#team-tokens").count() == 0
     assert page.get_by_role("button", name=re.compile("Invite|Remove|Send a test|Add")).count() == 0
+
+
+def test_an_owner_adds_a_heartbeat_runs_its_crontab_line_and_sees_the_ping(
+    world: Any, page: Page, asgi_server: Any
+) -> None:
+    import shutil
+    import subprocess
+
+    from health.models import Heartbeat
+
+    log_in(page, "owner", "pw-owner")
+    page.goto("/catalog/services/checkout/")
+    page.get_by_role("link", name="Heartbeats").click()
+    page.get_by_text("Add a heartbeat…").click()
+    page.get_by_label("Name").fill("nightly-backup")
+    page.get_by_label("Schedule").select_option("cron")
+    page.get_by_label("Cron expression").fill("every night")
+    page.get_by_role("button", name="Add heartbeat").click()
+    expect(page.locator("#id_hb-cron_error")).to_contain_text("5-field cron expression")
+    page.get_by_label("Cron expression").fill("0 3 * * *")
+    page.get_by_role("button", name="Add heartbeat").click()
+    expect(page.get_by_role("heading", name=re.compile("nightly-backup"))).to_be_visible()
+    heartbeat = Heartbeat.objects.get(name="nightly-backup")
+    # the crontab line, as shown, run by sh (the base URL is the test server's, the job fails)
+    line = page.locator("#snippet-crontab").inner_text()
+    assert line.startswith("0 3 * * * ")
+    command = line.removeprefix("0 3 * * * ").replace(
+        "/usr/local/bin/your-job", "sh -c 'echo disk full; exit 4'"
+    )
+    command = re.sub(r"https?://[^/]+/api/", f"{asgi_server.url}/api/", command)
+    assert shutil.which("curl")
+    subprocess.run(["sh", "-c", command], check=True, timeout=20)
+    page.reload()
+    expect(page.locator("#last-ping")).to_contain_text("Exit code4")
+    expect(page.locator("#last-log")).to_contain_text("disk full")
+    expect(page.locator("#heartbeat-status")).to_contain_text("failed with exit code 4")
+    # pause, then resume, with the buttons
+    page.get_by_role("button", name="Pause").click()
+    expect(page.get_by_role("button", name="Resume")).to_be_visible()
+    heartbeat.refresh_from_db()
+    assert heartbeat.status == "paused"
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_role("button", name="Pause")).to_be_visible()
+    # and the page reads on a phone
+    page.set_viewport_size(PHONE)
+    no_sideways_scroll(page)
