@@ -281,6 +281,8 @@ SIGNALBOX_EVENT_CONSUMERS: list[str] = env_list(
     "SIGNALBOX_EVENT_CONSUMERS", ["alerts.tasks.evaluate"]
 )
 SIGNALBOX_EVENT_RETENTION_DAYS = env_int("SIGNALBOX_EVENT_RETENTION_DAYS", 90, minimum=1)
+# How long a team invitation's emailed link works (docs/dashboard.md, Team page).
+SIGNALBOX_INVITATION_HOURS = env_int("SIGNALBOX_INVITATION_HOURS", 72, minimum=1)
 
 # Outbound calls to user-set addresses (controlplane/outbound.py, docs/configuration.md):
 # metadata and link-local are always refused; loopback and private networks only where

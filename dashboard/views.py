@@ -8,7 +8,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -21,7 +20,7 @@ from controlplane.timeline import Cursor, EventFilters, event_page, page_link
 from dashboard import external, scaling_chart, sections
 from dashboard import search as site_search
 from dashboard import service as service_data
-from dashboard import team as team_data
+from dashboard import team_page as team_page_data
 from debugging import views as debugging_views
 from deployments import actions
 from deployments.choices import Strategy
@@ -54,17 +53,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def team_page(request: HttpRequest, slug: str) -> HttpResponse:
     """A team's services and their health, and its rollouts, incidents and circuits."""
     team = get_object_or_404(Team, slug=slug)
-    page = Paginator(team.services.order_by("slug"), team_data.SERVICES_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
-    context = {
-        **sections.team_services_context(team, list(page.object_list)),
-        **sections.team_sections_context(team),
-        "page": page,
-        "events": team_data.recent_events(team),
-        "acting_teams": _acting_teams(request),
-        "can_configure": Access.of(request).can(Scope.WRITE, team),
-    }
+    context = team_page_data.page_context(request, team, _acting_teams(request))
     return render(request, "dashboard/team.html", context)
 
 

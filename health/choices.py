@@ -145,6 +145,8 @@ class HeartbeatEvent(EventNames):
     LATE = "heartbeat.late"
     FAILED = "heartbeat.failed"
     RECOVERED = "heartbeat.recovered"
+    PAUSED = "heartbeat.paused"  # by a person: silence is not news until it pings again
+    RESUMED = "heartbeat.resumed"
 
 
 class MaintenanceEvent(EventNames):

@@ -175,6 +175,52 @@ def _announce(heartbeat: Heartbeat, previous: str) -> None:
     )
 
 
+def pause(heartbeat: Heartbeat, *, actor: Any) -> bool:
+    """Pause a heartbeat (its silence no longer counts, as in Healthchecks.io) until it is
+    resumed or its next ping; False when it already was. One audited event."""
+    with transaction.atomic():
+        locked = Heartbeat.objects.select_for_update().get(pk=heartbeat.pk)
+        if locked.status == HeartbeatStatus.PAUSED:
+            return False
+        previous = locked.status
+        locked.status, locked.down_reason, locked.deadline = HeartbeatStatus.PAUSED, "", None
+        locked.save(update_fields=["status", "down_reason", "deadline"])
+        publish(
+            HeartbeatEvent.PAUSED,
+            actor=actor,
+            subject=heartbeat,
+            service=heartbeat.service,
+            environment=heartbeat.environment,
+            message=f"heartbeat {heartbeat} paused",
+            payload={"from": previous, "to": HeartbeatStatus.PAUSED},
+        )
+    heartbeat.status, heartbeat.down_reason, heartbeat.deadline = locked.status, "", None
+    return True
+
+
+def resume(heartbeat: Heartbeat, *, actor: Any) -> bool:
+    """Resume a paused heartbeat: new again, due a period (or its next cron time) plus grace
+    from now. False when it was not paused."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Heartbeat.objects.select_for_update().get(pk=heartbeat.pk)
+        if locked.status != HeartbeatStatus.PAUSED:
+            return False
+        locked.status, locked.deadline = HeartbeatStatus.NEW, locked.deadline_after(now)
+        locked.save(update_fields=["status", "deadline"])
+        publish(
+            HeartbeatEvent.RESUMED,
+            actor=actor,
+            subject=heartbeat,
+            service=heartbeat.service,
+            environment=heartbeat.environment,
+            message=f"heartbeat {heartbeat} resumed",
+            payload={"from": HeartbeatStatus.PAUSED, "to": HeartbeatStatus.NEW},
+        )
+    heartbeat.status, heartbeat.deadline = locked.status, locked.deadline
+    return True
+
+
 def mark_late(now: datetime | None = None, limit: int = 1000) -> int:
     """Heartbeats past their deadline go down (heartbeat.late); returns how many."""
     now = now or timezone.now()

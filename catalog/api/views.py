@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from catalog import signals
+from catalog import members, signals, tokens
 from catalog.api import filters as catalog_filters
 from catalog.api import serializers as s
 from catalog.api.base import (
@@ -34,7 +34,6 @@ from catalog.choices import (
     TEAM_EVENTS,
     Lifecycle,
     Scope,
-    TokenEvent,
 )
 from catalog.models import (
     ApiToken,
@@ -46,8 +45,8 @@ from catalog.models import (
     Team,
 )
 from catalog.permissions import ADMIN, Access
-from controlplane.api import ConflictError, KnownQueryParameters
-from controlplane.events import publish
+from controlplane.api import KnownQueryParameters
+from controlplane.viewsets import actor_of
 
 
 @extend_schema_view(
@@ -91,24 +90,11 @@ class MembershipViewSet(ScopedViewSet):
         return team_in_body(request)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        membership = serializer.instance
-        assert isinstance(membership, Membership)
-        new_role = serializer.validated_data.get("role", membership.role)
-        if new_role != membership.role and membership.is_last_owner():
-            raise ConflictError(
-                f"{membership.user} is the last owner of {membership.team}; "
-                "make someone else owner first"
-            )
-        super().perform_update(serializer)
+        members.change_role(serializer, actor=actor_of(self.request))
 
     def perform_destroy(self, instance: Model) -> None:
         assert isinstance(instance, Membership)
-        if instance.is_last_owner():
-            raise ConflictError(
-                f"{instance.user} is the last owner of {instance.team}; "
-                "make someone else owner first"
-            )
-        super().perform_destroy(instance)
+        members.remove(instance, actor=actor_of(self.request))
 
 
 @extend_schema_view(
@@ -336,15 +322,7 @@ class TokenViewSet(ScopedViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = s.TokenIssueSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with transaction.atomic():
-            token, plain = serializer.issue(created_by=request.user)
-            publish(
-                TokenEvent.ISSUED,
-                actor=Access.of(request),
-                subject=token,
-                message=f"token {token} issued with {', '.join(token.scopes)}",
-                payload={"scopes": token.scopes},
-            )
+        token, plain = tokens.issue(serializer, actor=Access.of(request), created_by=request.user)
         answer = s.IssuedTokenSerializer(token, context={"plain": plain}).data
         return Response(answer, status=status.HTTP_201_CREATED)
 
@@ -364,13 +342,4 @@ class TokenViewSet(ScopedViewSet):
         return Response(s.TokenSerializer(token).data)
 
     def _revoke(self, token: ApiToken) -> None:
-        if token.revoked_at is not None:
-            return  # revoking twice changes nothing and says nothing
-        with transaction.atomic():
-            token.revoke()
-            publish(
-                TokenEvent.REVOKED,
-                actor=Access.of(self.request),
-                subject=token,
-                message=f"token {token} revoked",
-            )
+        tokens.revoke(token, actor=Access.of(self.request))

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from alerts.choices import IncidentState, RuleKind, Severity
 from alerts.models import Incident, Rule
+from alerts.tests.conftest import receiver, smtp  # noqa: F401 (the real HTTP and SMTP receivers)
 from catalog.models import Instance, Service, Team
 from circuits.choices import SEVERITY, AggregateState
 from circuits.models import Circuit

@@ -20,6 +20,7 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import exceptions, generics, mixins, viewsets
+from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -356,6 +357,28 @@ class HeartbeatViewSet(ScopedViewSet):
 
     def conflict_message(self, serializer: BaseSerializer[Any]) -> str:
         return "this service already has a heartbeat with that name in that environment"
+
+    @extend_schema(
+        request=None,
+        responses={200: s.HeartbeatSerializer},
+        summary="Pause a heartbeat: silence stops counting until it is resumed or pinged",
+    )
+    @action(detail=True, methods=["post"], scopes={"POST": Scope.WRITE})
+    def pause(self, request: Request, pk: str) -> Response:
+        heartbeat = self.get_object()
+        heartbeats.pause(heartbeat, actor=actor_of(request))
+        return Response(s.HeartbeatSerializer(heartbeat).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: s.HeartbeatSerializer},
+        summary="Resume a paused heartbeat (due a period plus grace from now)",
+    )
+    @action(detail=True, methods=["post"], scopes={"POST": Scope.WRITE})
+    def resume(self, request: Request, pk: str) -> Response:
+        heartbeat = self.get_object()
+        heartbeats.resume(heartbeat, actor=actor_of(request))
+        return Response(s.HeartbeatSerializer(heartbeat).data)
 
 
 @extend_schema_view(

@@ -10,6 +10,7 @@ from django.utils import timezone
 from catalog.models import Instance
 from catalog.tests.matrix import PERSONAS, Case, Row, allow, read
 from health import services
+from health.choices import HeartbeatStatus
 from health.models import Heartbeat, MaintenanceWindow
 
 # The owner team of checkout (payments) writes: its owners, platform admins, and a
@@ -34,6 +35,15 @@ def a_spec(case: Case) -> None:
 def a_heartbeat(case: Case) -> None:
     case.made["heartbeat"] = Heartbeat.objects.create(
         name="nightly", service=case.world.service, period_seconds=3600
+    )
+
+
+def a_paused_heartbeat(case: Case) -> None:
+    case.made["heartbeat"] = Heartbeat.objects.create(
+        name="nightly",
+        service=case.world.service,
+        period_seconds=3600,
+        status=HeartbeatStatus.PAUSED,
     )
 
 
@@ -133,6 +143,20 @@ PERMISSION_MATRIX = [
         allow(*TEAM_WRITERS, status=204),
         kwargs=pk_of("heartbeat"),
         setup=a_heartbeat,
+    ),
+    Row(
+        "heartbeat-pause",
+        "POST",
+        allow(*TEAM_WRITERS),
+        kwargs=pk_of("heartbeat"),
+        setup=a_heartbeat,
+    ),
+    Row(
+        "heartbeat-resume",
+        "POST",
+        allow(*TEAM_WRITERS),
+        kwargs=pk_of("heartbeat"),
+        setup=a_paused_heartbeat,
     ),
     Row("heartbeat-ping", "POST", EVERYONE, kwargs=key_of, setup=a_heartbeat),
     Row("heartbeat-ping-start", "POST", EVERYONE, kwargs=key_of, setup=a_heartbeat),
