@@ -92,6 +92,28 @@ class Backend(OIDCAuthenticationBackend):
 
     get_settings = staticmethod(_setting)
 
+    def __init__(self) -> None:
+        # mozilla-django-oidc reads the endpoints here, and Django makes a backend for every
+        # login, local passwords too: asking the provider now would make a provider outage
+        # break the break-glass login. They are read when an SSO callback needs them.
+        self.UserModel = get_user_model()
+        self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
+        self.OIDC_RP_CLIENT_SECRET = settings.OIDC_RP_CLIENT_SECRET
+        self.OIDC_RP_SIGN_ALGO = settings.OIDC_RP_SIGN_ALGO
+        self.OIDC_RP_IDP_SIGN_KEY = None
+
+    @property
+    def OIDC_OP_TOKEN_ENDPOINT(self) -> str:
+        return str(_setting("OIDC_OP_TOKEN_ENDPOINT"))
+
+    @property
+    def OIDC_OP_USER_ENDPOINT(self) -> str:
+        return str(_setting("OIDC_OP_USER_ENDPOINT"))
+
+    @property
+    def OIDC_OP_JWKS_ENDPOINT(self) -> str:
+        return str(_setting("OIDC_OP_JWKS_ENDPOINT"))
+
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
         payload: dict[str, Any] = super().verify_token(token, **kwargs)
         issuer = provider_metadata().get("issuer", "").rstrip("/")
