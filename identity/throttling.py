@@ -1,8 +1,9 @@
 """API throttling per caller: each API token (and each signed-in person) has its own budget.
 
 Keyed on the token, never on the address: a fleet behind one NAT gateway shares an address,
-not a token. A fixed window counted in Redis (atomic INCR), so every web process shares one
-count; past the budget DRF answers 429 with Retry-After, the seconds left in the window.
+not a token. A fixed window counted in Redis (atomic INCR, through controlplane.redis and
+its timeouts), so every web process shares one count; past the budget DRF answers 429 with
+Retry-After, the seconds left in the window.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from catalog.models import ApiToken
+from controlplane import redis
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def rates() -> dict[str, str]:
 
 
 def cache_key(scope: str, ident: str, window: int) -> str:
-    return f"throttle:{scope}:{ident}:{window}"
+    return f"signalbox:throttle:{scope}:{ident}:{window}"
 
 
 def _caller(request: Request) -> tuple[str, str] | None:
@@ -94,9 +95,9 @@ def _caller(request: Request) -> tuple[str, str] | None:
 
 
 def _increment(key: str, period: int) -> int:
-    cache.add(key, 0, timeout=period + 1)
-    try:
-        return int(cache.incr(key))
-    except ValueError:  # the window's key expired between add and incr
-        cache.set(key, 1, timeout=period + 1)
-        return 1
+    # The key names its window, so it only has to outlive it.
+    with redis.client().pipeline() as pipe:
+        pipe.incr(key)
+        pipe.expire(key, period + 1)
+        count, _ = pipe.execute()
+    return int(count)

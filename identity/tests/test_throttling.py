@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
 from catalog.choices import Scope
+from controlplane import redis
 from identity import throttling
 from identity.throttling import cache_key, parse_rate
 
@@ -22,8 +23,8 @@ def rates(settings: Any, world: Any) -> Any:
     """rates(token=..., user=...) sets the API rates for this test; the personas' counts
     start from zero (their ids repeat from one test database to the next)."""
     now = time.time()
-    cache.delete_many(
-        [
+    redis.client().delete(
+        *[
             cache_key("user", str(person.pk), int(now // period) + step)
             for person in (world.owner, world.deployer, world.viewer, world.outsider)
             for period in (1, 60, 3600, 86400)
@@ -95,3 +96,17 @@ def test_rates_read_as_operators_write_them() -> None:
     assert parse_rate("x", "20/s") == (20, 1)
     assert parse_rate("x", "10000/hour") == (10000, 3600)
     assert parse_rate("x", "OFF") is None
+
+
+def test_the_api_keeps_answering_when_redis_is_away(
+    world: Any, token_client: Any, rates: Any, settings: Any
+) -> None:
+    # given a Redis nobody listens on, and a rate the calls would exceed
+    rates(token="1/min")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    settings.REDIS_URL = f"redis://127.0.0.1:{closed}/0"
+    client, _ = token_client(world.team, [Scope.READ])
+    # when / then: unthrottled rather than down
+    assert [client.get("/api/v1/teams").status_code for _ in range(3)] == [200, 200, 200]
