@@ -280,6 +280,9 @@ AXES_LOCKOUT_CALLABLE = "identity.lockout.locked_out"
 AXES_CLIENT_IP_CALLABLE = "identity.client_ip.client_ip"
 AXES_USERNAME_FORM_FIELD = "username"
 AXES_VERBOSE = False
+# Axes would also keep a row per successful login, forever; sign-ins that change something
+# (SSO links, role changes, lockouts) are events in the audit log instead.
+AXES_DISABLE_ACCESS_LOG = True
 # Proxies in front of Signalbox that append the client's address to X-Forwarded-For. 0:
 # the header is ignored (anyone can send it), the peer's address is the client's.
 SIGNALBOX_TRUSTED_PROXY_COUNT = env_int("SIGNALBOX_TRUSTED_PROXY_COUNT", 0, minimum=0)
