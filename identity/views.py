@@ -31,6 +31,10 @@ class PasswordResetView(auth_views.PasswordResetView):
     subject_template_name = "registration/password_reset_subject.txt"
     success_url = reverse_lazy("password_reset_done")
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        return {**context, "sso_enabled": settings.SIGNALBOX_OIDC_ENABLED}
+
     def form_valid(self, form: Any) -> HttpResponse:
         # Links use the configured address, not the request's Host header.
         self.extra_email_context = {"base_url": settings.SIGNALBOX_BASE_URL.rstrip("/")}
