@@ -256,6 +256,11 @@ if SIGNALBOX_LOCAL_LOGIN not in {"everyone", "admins"}:
     raise ImproperlyConfigured(
         f"SIGNALBOX_LOCAL_LOGIN={SIGNALBOX_LOCAL_LOGIN!r}; use everyone or admins"
     )
+if SIGNALBOX_LOCAL_LOGIN == "admins" and not SIGNALBOX_OIDC_ENABLED:
+    raise ImproperlyConfigured(
+        "SIGNALBOX_LOCAL_LOGIN=admins leaves only platform admins a way in while single "
+        "sign-on is off; set SIGNALBOX_OIDC_ISSUER (docs/authentication.md) or use everyone"
+    )
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login
