@@ -248,6 +248,8 @@ SIGNALBOX_OIDC_GROUPS_CLAIM = env_str("SIGNALBOX_OIDC_GROUPS_CLAIM", "groups")
 # "group=team:role" entries (comma-separated, or one per line), "group=platform:admin" for
 # platform admins; applied at every SSO login (identity/group_roles.py).
 SIGNALBOX_OIDC_GROUP_ROLES = env_secret("SIGNALBOX_OIDC_GROUP_ROLES") or ""
+# An SSO session ends after this long: the next login asks the provider (and the mapping) again.
+SIGNALBOX_OIDC_SESSION_HOURS = env_int("SIGNALBOX_OIDC_SESSION_HOURS", 12, minimum=1)
 # Link a first SSO login to an existing local account with the same, verified, email.
 SIGNALBOX_OIDC_LINK_BY_EMAIL = env_bool("SIGNALBOX_OIDC_LINK_BY_EMAIL", False)
 # Who may sign in with a local password: everyone, or only platform admins (break-glass).

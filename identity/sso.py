@@ -251,6 +251,12 @@ class CallbackView(OIDCAuthenticationCallbackView):
             logger.warning("single sign-on callback refused: %s", exc)
             return self.login_failure()
 
+    def login_success(self) -> HttpResponse:
+        response: HttpResponse = super().login_success()
+        # The provider decides again (disabled people, changed groups) at least this often.
+        self.request.session.set_expiry(settings.SIGNALBOX_OIDC_SESSION_HOURS * 3600)
+        return response
+
     def login_failure(self) -> HttpResponse:
         reason = getattr(self.request, "sso_refusal", "") or (
             "Single sign-on did not complete. Try again, or ask a platform admin."

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -50,6 +51,8 @@ def test_sso_signs_in_with_the_mapped_team_role(
     # then she lands on the dashboard, signed in, a deployer of payments
     page.wait_for_url(sso_server.url + "/")
     assert page.locator(".sb-user-name").inner_text() == "ada"
+    session = next(c for c in page.context.cookies() if c["name"] == "sessionid")
+    assert abs(session["expires"] - (time.time() + 12 * 3600)) < 600  # SSO_SESSION_HOURS
     ada = get_user_model().objects.get(username="ada")
     assert not ada.has_usable_password()
     assert (ada.email, ada.first_name, ada.is_superuser) == ("ada@example.com", "Ada", False)
