@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_htmx",
     "channels",
+    "axes",
     "controlplane",
     "catalog",
     "health",
@@ -94,6 +95,7 @@ INSTALLED_APPS = [
     "topology",
     "scaling",
     "alerts",
+    "identity",
     "dashboard",
 ]
 
@@ -108,6 +110,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a login refused for lockout into the lockout page (identity/lockout.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -208,6 +212,87 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
+# A password-reset link works this long (seconds) and only once (docs/authentication.md).
+PASSWORD_RESET_TIMEOUT = env_int("SIGNALBOX_PASSWORD_RESET_TIMEOUT", 3600, minimum=300)
+
+# Identity (docs/authentication.md). Single sign-on with OpenID Connect through
+# mozilla-django-oidc: off unless SIGNALBOX_OIDC_ISSUER is set.
+SIGNALBOX_OIDC_ISSUER = env_str("SIGNALBOX_OIDC_ISSUER", "").rstrip("/")
+SIGNALBOX_OIDC_ENABLED = bool(SIGNALBOX_OIDC_ISSUER)
+OIDC_RP_CLIENT_ID = env_str("SIGNALBOX_OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = env_secret("SIGNALBOX_OIDC_CLIENT_SECRET") or ""
+if SIGNALBOX_OIDC_ENABLED and not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+    raise ImproperlyConfigured(
+        "SIGNALBOX_OIDC_ISSUER is set: set SIGNALBOX_OIDC_CLIENT_ID and "
+        "SIGNALBOX_OIDC_CLIENT_SECRET (or SIGNALBOX_OIDC_CLIENT_SECRET_FILE) too, as the "
+        "identity provider registered Signalbox"
+    )
+# Endpoints come from the issuer's /.well-known/openid-configuration unless given here.
+SIGNALBOX_OIDC_ENDPOINTS = {
+    "authorization_endpoint": env_str("SIGNALBOX_OIDC_AUTHORIZATION_ENDPOINT", ""),
+    "token_endpoint": env_str("SIGNALBOX_OIDC_TOKEN_ENDPOINT", ""),
+    "userinfo_endpoint": env_str("SIGNALBOX_OIDC_USERINFO_ENDPOINT", ""),
+    "jwks_uri": env_str("SIGNALBOX_OIDC_JWKS_ENDPOINT", ""),
+}
+OIDC_RP_SCOPES = env_str("SIGNALBOX_OIDC_SCOPES", "openid email profile")
+if SIGNALBOX_OIDC_ENABLED and "openid" not in OIDC_RP_SCOPES.split():
+    raise ImproperlyConfigured(f"SIGNALBOX_OIDC_SCOPES={OIDC_RP_SCOPES!r} must include openid")
+OIDC_RP_SIGN_ALGO = env_str("SIGNALBOX_OIDC_SIGN_ALGO", "RS256")
+OIDC_USE_PKCE = env_bool("SIGNALBOX_OIDC_USE_PKCE", True)
+OIDC_TIMEOUT = env_int("SIGNALBOX_OIDC_TIMEOUT_SECONDS", 10, minimum=1)
+OIDC_CALLBACK_CLASS = "identity.sso.CallbackView"
+OIDC_AUTHENTICATE_CLASS = "identity.sso.AuthenticateView"
+SIGNALBOX_OIDC_BUTTON_LABEL = env_str("SIGNALBOX_OIDC_BUTTON_LABEL", "Sign in with SSO")
+SIGNALBOX_OIDC_USERNAME_CLAIM = env_str("SIGNALBOX_OIDC_USERNAME_CLAIM", "preferred_username")
+SIGNALBOX_OIDC_GROUPS_CLAIM = env_str("SIGNALBOX_OIDC_GROUPS_CLAIM", "groups")
+# "group=team:role" entries (comma-separated, or one per line), "group=platform:admin" for
+# platform admins; applied at every SSO login (identity/group_roles.py).
+SIGNALBOX_OIDC_GROUP_ROLES = env_secret("SIGNALBOX_OIDC_GROUP_ROLES") or ""
+# An SSO session ends after this long: the next login asks the provider (and the mapping) again.
+SIGNALBOX_OIDC_SESSION_HOURS = env_int("SIGNALBOX_OIDC_SESSION_HOURS", 12, minimum=1)
+# Link a first SSO login to an existing local account with the same, verified, email.
+SIGNALBOX_OIDC_LINK_BY_EMAIL = env_bool("SIGNALBOX_OIDC_LINK_BY_EMAIL", False)
+# Who may sign in with a local password: everyone, or only platform admins (break-glass).
+SIGNALBOX_LOCAL_LOGIN = env_str("SIGNALBOX_LOCAL_LOGIN", "everyone")
+if SIGNALBOX_LOCAL_LOGIN not in {"everyone", "admins"}:
+    raise ImproperlyConfigured(
+        f"SIGNALBOX_LOCAL_LOGIN={SIGNALBOX_LOCAL_LOGIN!r}; use everyone or admins"
+    )
+if SIGNALBOX_LOCAL_LOGIN == "admins" and not SIGNALBOX_OIDC_ENABLED:
+    raise ImproperlyConfigured(
+        "SIGNALBOX_LOCAL_LOGIN=admins leaves only platform admins a way in while single "
+        "sign-on is off; set SIGNALBOX_OIDC_ISSUER (docs/authentication.md) or use everyone"
+    )
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login
+    "django.contrib.auth.backends.ModelBackend",
+] + (["identity.sso.Backend"] if SIGNALBOX_OIDC_ENABLED else [])
+
+# Login lockout (django-axes): after this many failed logins the same username from the
+# same client address is refused for the cool-off; a success clears the count.
+AXES_FAILURE_LIMIT = env_int("SIGNALBOX_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_int("SIGNALBOX_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_PARAMETERS = [
+    [part.strip() for part in combination.split("+")]
+    for combination in env_list("SIGNALBOX_LOGIN_LOCKOUT_BY", ["username+ip_address"])
+]
+if any(p not in {"username", "ip_address"} for c in AXES_LOCKOUT_PARAMETERS for p in c):
+    raise ImproperlyConfigured(
+        "SIGNALBOX_LOGIN_LOCKOUT_BY lists combinations of username and ip_address, e.g. "
+        "username+ip_address (both together) or username,ip_address (either)"
+    )
+AXES_LOCKOUT_CALLABLE = "identity.lockout.locked_out"
+AXES_CLIENT_IP_CALLABLE = "identity.client_ip.client_ip"
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_VERBOSE = False
+# Axes would also keep a row per successful login, forever; sign-ins that change something
+# (SSO links, role changes, lockouts) are events in the audit log instead.
+AXES_DISABLE_ACCESS_LOG = True
+# Proxies in front of Signalbox that append the client's address to X-Forwarded-For. 0:
+# the header is ignored (anyone can send it), the peer's address is the client's.
+SIGNALBOX_TRUSTED_PROXY_COUNT = env_int("SIGNALBOX_TRUSTED_PROXY_COUNT", 0, minimum=0)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -249,6 +334,12 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Per API token (and per signed-in person), never per address: identity/throttling.py.
+    "DEFAULT_THROTTLE_CLASSES": ["identity.throttling.CallerRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env_str("SIGNALBOX_API_TOKEN_RATE", "3000/min"),
+        "user": env_str("SIGNALBOX_API_USER_RATE", "1200/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Signalbox API",

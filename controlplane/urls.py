@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -25,8 +24,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("identity.urls")),  # login, logout, password reset, SSO
     path("admin/", admin.site.urls),
     path("catalog/", include("catalog.urls")),
     path("deployments/", include("deployments.urls")),

@@ -61,10 +61,11 @@ class AsgiServer:
     server going away and coming back (reconnect tests).
     """
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, environment: dict[str, str] | None = None) -> None:
         self.log = log
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
+        self.environment = environment or {}  # settings of this server's own (SSO, email)
 
     @property
     def url(self) -> str:
@@ -85,7 +86,7 @@ class AsgiServer:
             self.process = subprocess.Popen(
                 command,
                 cwd=settings.BASE_DIR,
-                env=subprocess_environment(),
+                env={**subprocess_environment(), **self.environment},
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 pass_fds=[listener.fileno()],

@@ -1,0 +1,1 @@
+"""Identity and access: single sign-on, login lockout, password reset, API throttling."""
