@@ -11,8 +11,13 @@ from urllib.parse import urlparse
 
 import psycopg
 from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
 from django.db import connections
+from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from kombu import Connection
@@ -72,13 +77,60 @@ def _check_broker(url: str) -> Callable[[], None]:
     return check
 
 
+def _check_migrations() -> None:
+    """Every migration this code ships is applied: a web process started before `migrate`
+    finished (or against another database) would fail on the first missing column."""
+    try:
+        executor = MigrationExecutor(connections["default"])
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    finally:
+        connections["default"].close()  # this thread's connection; the pool thread lives on
+    if plan:
+        names = [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise RuntimeError(f"{len(names)} unapplied: {shown}; run `manage.py migrate`")
+
+
+def _check_static_manifest() -> None:
+    """Production storage names every static file by its hash from the manifest that
+    `collectstatic` wrote; this process read it when it started. Without it (collectstatic
+    not run with the production settings, or a volume mounted over STATIC_ROOT) every page
+    answers 500. Development storage serves files as they are and needs no manifest."""
+    storage = staticfiles_storage
+    if not isinstance(storage, ManifestFilesMixin):
+        return
+    if not storage.hashed_files:
+        raise RuntimeError(
+            f"no static manifest ({storage.manifest_name}) in {settings.STATIC_ROOT} when this "
+            "process started; run `manage.py collectstatic` with SIGNALBOX_ENV=production"
+        )
+    missing = [name for name in storage.hashed_files.values() if not storage.exists(name)]
+    if missing:
+        raise RuntimeError(
+            f"{len(missing)} files of the static manifest are missing from "
+            f"{settings.STATIC_ROOT}, e.g. {missing[0]}; run `manage.py collectstatic` again"
+        )
+
+
+def _check_template() -> None:
+    """The login page renders: templates, their tags and every static URL they name."""
+    request = HttpRequest()
+    request.META = {"SERVER_NAME": "readyz", "SERVER_PORT": "80"}
+    request.user = AnonymousUser()
+    render_to_string("registration/login.html", {"form": AuthenticationForm()}, request=request)
+
+
 def readiness() -> tuple[bool, dict[str, Any]]:
-    """(ready, health+json body): database, Redis (cache and live layer) and the broker,
-    checked side by side, each within CHECK_TIMEOUT_SECONDS."""
+    """(ready, health+json body): database, Redis (cache and live layer), the broker, the
+    migrations, the static manifest and a template, checked side by side, each within
+    CHECK_TIMEOUT_SECONDS."""
     components: dict[str, tuple[str, Callable[[], None]]] = {
         "postgresql:responseTime": ("datastore", _check_database),
         "redis:responseTime": ("datastore", _check_redis(settings.REDIS_URL)),
         "broker:responseTime": ("component", _check_broker(settings.CELERY_BROKER_URL)),
+        "migrations:applied": ("datastore", _check_migrations),
+        "staticfiles:manifest": ("component", _check_static_manifest),
+        "templates:render": ("component", _check_template),
     }
     at = timezone.now().isoformat()
     started = time.perf_counter()
@@ -102,7 +154,7 @@ def readiness() -> tuple[bool, dict[str, Any]]:
         checks[name] = [entry]
     body: dict[str, Any] = {
         "status": "fail" if down else "pass",
-        "description": "signalbox web: database, Redis and broker",
+        "description": "signalbox web: database, Redis, broker, migrations, static, templates",
         "serviceId": "signalbox",
         "checks": checks,
     }
