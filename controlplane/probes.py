@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
 from django.db import connections
-from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 from django.http import HttpRequest, JsonResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -47,7 +48,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     )
 
 
-def _check_database() -> None:
+def _connect() -> psycopg.Connection[Any]:
     # A connection of its own rather than the request's: it proves a new connection can be
     # made (what a pool needs after PostgreSQL restarted) and its thread keeps nothing open.
     database = connections["default"]
@@ -55,8 +56,40 @@ def _check_database() -> None:
     params.pop("cursor_factory", None)
     params.pop("context", None)
     params["connect_timeout"] = _DATABASE_CONNECT_TIMEOUT
-    with psycopg.connect(**params, autocommit=True) as conn:
+    return psycopg.connect(**params, autocommit=True)
+
+
+def _check_database() -> None:
+    with _connect() as conn:
         conn.execute("SELECT 1")
+
+
+class NotChecked(Exception):
+    """A check that could not be made because another one failed (reported as `warn`)."""
+
+
+@functools.cache
+def _shipped_migrations() -> frozenset[tuple[str, str]]:
+    """Every migration of this code, squashed ones in place of what they replace (read
+    from disk once: the code does not change while the process runs)."""
+    return frozenset(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+
+
+def _check_migrations() -> None:
+    """Every migration this code ships is applied: a web process started before `migrate`
+    finished (or against another database) would fail on the first missing column."""
+    try:
+        with _connect() as conn:
+            applied = set(conn.execute("SELECT app, name FROM django_migrations").fetchall())
+    except psycopg.OperationalError as exc:
+        raise NotChecked("not checked: the database cannot be reached") from exc
+    except psycopg.errors.UndefinedTable:
+        applied = set()  # an empty database: nothing migrated yet
+    missing = sorted(_shipped_migrations() - applied)
+    if missing:
+        names = [f"{app}.{name}" for app, name in missing]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise RuntimeError(f"{len(names)} unapplied: {shown}; run `manage.py migrate`")
 
 
 def _check_redis(url: str) -> Callable[[], None]:
@@ -75,20 +108,6 @@ def _check_broker(url: str) -> Callable[[], None]:
             broker.ensure_connection(max_retries=1, timeout=int(CHECK_TIMEOUT_SECONDS) or 1)
 
     return check
-
-
-def _check_migrations() -> None:
-    """Every migration this code ships is applied: a web process started before `migrate`
-    finished (or against another database) would fail on the first missing column."""
-    try:
-        executor = MigrationExecutor(connections["default"])
-        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    finally:
-        connections["default"].close()  # this thread's connection; the pool thread lives on
-    if plan:
-        names = [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        raise RuntimeError(f"{len(names)} unapplied: {shown}; run `manage.py migrate`")
 
 
 def _check_static_manifest() -> None:
@@ -141,13 +160,16 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     for name, (kind, _) in components.items():
         entry: dict[str, Any] = {"componentType": kind, "time": at}
         try:
-            elapsed, error = running[name].result(timeout=max(deadline - time.perf_counter(), 0))
+            elapsed, status, output = running[name].result(
+                timeout=max(deadline - time.perf_counter(), 0)
+            )
         except FutureTimeout:
-            elapsed = CHECK_TIMEOUT_SECONDS
-            error = f"no answer within {CHECK_TIMEOUT_SECONDS:g} s"
-        entry["status"] = "fail" if error else "pass"
-        if error:
-            entry["output"] = error
+            elapsed, status = CHECK_TIMEOUT_SECONDS, "fail"
+            output = f"no answer within {CHECK_TIMEOUT_SECONDS:g} s"
+        entry["status"] = status
+        if output:
+            entry["output"] = output
+        if status == "fail":
             down.append(name.partition(":")[0])
         entry["observedValue"] = round(elapsed * 1000, 1)
         entry["observedUnit"] = "ms"
@@ -163,14 +185,17 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     return not down, body
 
 
-def _timed(check: Callable[[], None]) -> tuple[float, str | None]:
-    """(seconds taken, None or why it failed): what one check of `readiness` reports."""
+def _timed(check: Callable[[], None]) -> tuple[float, str, str | None]:
+    """(seconds taken, pass/warn/fail, None or why): what one check of `readiness` reports.
+    `warn` is a check that another one's failure kept from being made."""
     started = time.perf_counter()
     try:
         check()
+    except NotChecked as exc:
+        return time.perf_counter() - started, "warn", str(exc)
     except Exception as exc:
-        return time.perf_counter() - started, f"{type(exc).__name__}: {exc}"[:300]
-    return time.perf_counter() - started, None
+        return time.perf_counter() - started, "fail", f"{type(exc).__name__}: {exc}"[:300]
+    return time.perf_counter() - started, "pass", None
 
 
 @never_cache
