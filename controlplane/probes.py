@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,8 +12,13 @@ from urllib.parse import urlparse
 
 import psycopg
 from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
 from django.db import connections
+from django.db.migrations.loader import MigrationLoader
 from django.http import HttpRequest, JsonResponse
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from kombu import Connection
@@ -42,7 +48,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     )
 
 
-def _check_database() -> None:
+def _connect() -> psycopg.Connection[Any]:
     # A connection of its own rather than the request's: it proves a new connection can be
     # made (what a pool needs after PostgreSQL restarted) and its thread keeps nothing open.
     database = connections["default"]
@@ -50,8 +56,40 @@ def _check_database() -> None:
     params.pop("cursor_factory", None)
     params.pop("context", None)
     params["connect_timeout"] = _DATABASE_CONNECT_TIMEOUT
-    with psycopg.connect(**params, autocommit=True) as conn:
+    return psycopg.connect(**params, autocommit=True)
+
+
+def _check_database() -> None:
+    with _connect() as conn:
         conn.execute("SELECT 1")
+
+
+class NotChecked(Exception):
+    """A check that could not be made because another one failed (reported as `warn`)."""
+
+
+@functools.cache
+def _shipped_migrations() -> frozenset[tuple[str, str]]:
+    """Every migration of this code, squashed ones in place of what they replace (read
+    from disk once: the code does not change while the process runs)."""
+    return frozenset(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+
+
+def _check_migrations() -> None:
+    """Every migration this code ships is applied: a web process started before `migrate`
+    finished (or against another database) would fail on the first missing column."""
+    try:
+        with _connect() as conn:
+            applied = set(conn.execute("SELECT app, name FROM django_migrations").fetchall())
+    except psycopg.OperationalError as exc:
+        raise NotChecked("not checked: the database cannot be reached") from exc
+    except psycopg.errors.UndefinedTable:
+        applied = set()  # an empty database: nothing migrated yet
+    missing = sorted(_shipped_migrations() - applied)
+    if missing:
+        names = [f"{app}.{name}" for app, name in missing]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise RuntimeError(f"{len(names)} unapplied: {shown}; run `manage.py migrate`")
 
 
 def _check_redis(url: str) -> Callable[[], None]:
@@ -72,13 +110,46 @@ def _check_broker(url: str) -> Callable[[], None]:
     return check
 
 
+def _check_static_manifest() -> None:
+    """Production storage names every static file by its hash from the manifest that
+    `collectstatic` wrote; this process read it when it started. Without it (collectstatic
+    not run with the production settings, or a volume mounted over STATIC_ROOT) every page
+    answers 500. Development storage serves files as they are and needs no manifest."""
+    storage = staticfiles_storage
+    if not isinstance(storage, ManifestFilesMixin):
+        return
+    if not storage.hashed_files:
+        raise RuntimeError(
+            f"no static manifest ({storage.manifest_name}) in {settings.STATIC_ROOT} when this "
+            "process started; run `manage.py collectstatic` with SIGNALBOX_ENV=production"
+        )
+    missing = [name for name in storage.hashed_files.values() if not storage.exists(name)]
+    if missing:
+        raise RuntimeError(
+            f"{len(missing)} files of the static manifest are missing from "
+            f"{settings.STATIC_ROOT}, e.g. {missing[0]}; run `manage.py collectstatic` again"
+        )
+
+
+def _check_template() -> None:
+    """The login page renders: templates, their tags and every static URL they name."""
+    request = HttpRequest()
+    request.META = {"SERVER_NAME": "readyz", "SERVER_PORT": "80"}
+    request.user = AnonymousUser()
+    render_to_string("registration/login.html", {"form": AuthenticationForm()}, request=request)
+
+
 def readiness() -> tuple[bool, dict[str, Any]]:
-    """(ready, health+json body): database, Redis (cache and live layer) and the broker,
-    checked side by side, each within CHECK_TIMEOUT_SECONDS."""
+    """(ready, health+json body): database, Redis (cache and live layer), the broker, the
+    migrations, the static manifest and a template, checked side by side, each within
+    CHECK_TIMEOUT_SECONDS."""
     components: dict[str, tuple[str, Callable[[], None]]] = {
         "postgresql:responseTime": ("datastore", _check_database),
         "redis:responseTime": ("datastore", _check_redis(settings.REDIS_URL)),
         "broker:responseTime": ("component", _check_broker(settings.CELERY_BROKER_URL)),
+        "migrations:applied": ("datastore", _check_migrations),
+        "staticfiles:manifest": ("component", _check_static_manifest),
+        "templates:render": ("component", _check_template),
     }
     at = timezone.now().isoformat()
     started = time.perf_counter()
@@ -89,20 +160,23 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     for name, (kind, _) in components.items():
         entry: dict[str, Any] = {"componentType": kind, "time": at}
         try:
-            elapsed, error = running[name].result(timeout=max(deadline - time.perf_counter(), 0))
+            elapsed, status, output = running[name].result(
+                timeout=max(deadline - time.perf_counter(), 0)
+            )
         except FutureTimeout:
-            elapsed = CHECK_TIMEOUT_SECONDS
-            error = f"no answer within {CHECK_TIMEOUT_SECONDS:g} s"
-        entry["status"] = "fail" if error else "pass"
-        if error:
-            entry["output"] = error
+            elapsed, status = CHECK_TIMEOUT_SECONDS, "fail"
+            output = f"no answer within {CHECK_TIMEOUT_SECONDS:g} s"
+        entry["status"] = status
+        if output:
+            entry["output"] = output
+        if status == "fail":
             down.append(name.partition(":")[0])
         entry["observedValue"] = round(elapsed * 1000, 1)
         entry["observedUnit"] = "ms"
         checks[name] = [entry]
     body: dict[str, Any] = {
         "status": "fail" if down else "pass",
-        "description": "signalbox web: database, Redis and broker",
+        "description": "signalbox web: database, Redis, broker, migrations, static, templates",
         "serviceId": "signalbox",
         "checks": checks,
     }
@@ -111,14 +185,17 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     return not down, body
 
 
-def _timed(check: Callable[[], None]) -> tuple[float, str | None]:
-    """(seconds taken, None or why it failed): what one check of `readiness` reports."""
+def _timed(check: Callable[[], None]) -> tuple[float, str, str | None]:
+    """(seconds taken, pass/warn/fail, None or why): what one check of `readiness` reports.
+    `warn` is a check that another one's failure kept from being made."""
     started = time.perf_counter()
     try:
         check()
+    except NotChecked as exc:
+        return time.perf_counter() - started, "warn", str(exc)
     except Exception as exc:
-        return time.perf_counter() - started, f"{type(exc).__name__}: {exc}"[:300]
-    return time.perf_counter() - started, None
+        return time.perf_counter() - started, "fail", f"{type(exc).__name__}: {exc}"[:300]
+    return time.perf_counter() - started, "pass", None
 
 
 @never_cache
