@@ -4,15 +4,20 @@ the check spec form (edit, "test it now", per-instance overrides)."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
 
 from catalog.choices import LIVE_LIFECYCLES, Scope
 from catalog.models import Environment, Instance, Service, Team
@@ -21,8 +26,8 @@ from controlplane import changes
 from health import forms as spec_forms
 from health import overview as overview_queries
 from health import rollups, trial
-from health.api.serializers import CheckSpecSerializer
-from health.choices import CHECK_SPEC_EVENTS, ServiceStatus
+from health.api.serializers import CheckSpecSerializer, MaintenanceWindowSerializer
+from health.choices import CHECK_SPEC_EVENTS, MAINTENANCE_EVENTS, ServiceStatus
 from health.maintenance import in_maintenance
 from health.models import (
     CheckSpec,
@@ -121,11 +126,18 @@ def service_page(request: HttpRequest, slug: str) -> HttpResponse:
             uptime=rollups.uptime(service.pk, environment.pk),
             transitions=Transition.objects.filter(service=service, environment=environment)[:50],
             heartbeats=Heartbeat.objects.filter(service=service).select_related("service"),
-            windows=MaintenanceWindow.objects.filter(service=service).select_related("environment"),
+            windows=maintenance_rows(
+                service,
+                list(
+                    MaintenanceWindow.objects.filter(service=service).select_related("environment")
+                ),
+                environments,
+            ),
             in_maintenance=in_maintenance(service.pk, environment.pk),
             ranges=HISTORY_RANGES,
         )
         if _may_edit(request, service):
+            context["maintenance_form"] = {**_maintenance_form(), "environments": environments}
             instances = _instances_offered(service)
             here = next((i.pk for i in instances if i.environment_id == environment.pk), None)
             context["check_form"] = _form(
@@ -379,3 +391,164 @@ def instance_check_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 def service_check_url(service: Service) -> str:
     return reverse("health:service", args=[service.slug]) + "#check-spec"
+
+
+# -- maintenance windows -----------------------------------------------------------------
+
+ONE_OFF, RECURRING = "one-off", "recurring"
+MAINTENANCE_FIELDS = (
+    "kind",
+    "environment",
+    "reason",
+    "starts_at",
+    "ends_at",
+    "cron",
+    "duration_minutes",
+    "timezone",
+)
+
+
+def maintenance_url(service: Service) -> str:
+    return reverse("health:service", args=[service.slug]) + "#maintenance"
+
+
+def _maintenance_form(
+    values: dict[str, Any] | None = None, errors: dict[str, str] | None = None
+) -> dict[str, Any]:
+    now = timezone.now().replace(second=0, microsecond=0)
+    defaults = {
+        "kind": ONE_OFF,
+        "environment": "",
+        "reason": "",
+        "starts_at": now.strftime("%Y-%m-%dT%H:%M"),
+        "ends_at": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+        "cron": "",
+        "duration_minutes": "60",
+        "timezone": "UTC",
+    }
+    return {"values": {**defaults, **(values or {})}, "errors": errors or {}}
+
+
+def _local_time(text: str, zone_name: str) -> str:
+    """A datetime-local value read in the window's time zone, as ISO 8601 with its offset
+    (left as typed when either part is unreadable: the serializer then says which)."""
+    try:
+        naive = datetime.fromisoformat(text)
+        zone = ZoneInfo(zone_name or "UTC")
+    except (ValueError, ZoneInfoNotFoundError):
+        return text
+    if naive.tzinfo is not None:
+        return text
+    return naive.replace(tzinfo=zone).isoformat()
+
+
+def _maintenance_body(service: Service, values: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "service": service.slug,
+        "environment": values["environment"] or None,
+        "reason": values["reason"],
+        "timezone": values["timezone"] or "UTC",
+    }
+    if values["kind"] == RECURRING:
+        body["cron"] = values["cron"]
+        body["duration_minutes"] = values["duration_minutes"] or None
+    else:
+        for name in ("starts_at", "ends_at"):
+            body[name] = _local_time(values[name], body["timezone"]) if values[name] else None
+    return body
+
+
+@login_required
+@require_POST
+def maintenance_create(request: HttpRequest, slug: str) -> HttpResponse:
+    """A new maintenance window for a service: one-off (start, end) or recurring (cron)."""
+    service = get_object_or_404(Service.objects.select_related("team"), slug=slug)
+    if not _may_edit(request, service):
+        return _refused(service)
+    values = {k: request.POST.get(k, "").strip() for k in MAINTENANCE_FIELDS}
+    serializer = MaintenanceWindowSerializer(data=_maintenance_body(service, values))
+    if not serializer.is_valid():
+        errors = _reasons(serializer.errors)
+        form = {
+            **_maintenance_form(values, errors),
+            "environments": list(Environment.objects.all()),
+        }
+        return render(
+            request, "health/maintenance.html", {"service": service, "m": form}, status=400
+        )
+    user = request.user
+    changes.create(
+        serializer,
+        actor=Access.of(request),
+        events=MAINTENANCE_EVENTS,
+        created_by=user if user.is_authenticated else None,
+    )
+    messages.success(request, f"Maintenance window for {service.slug} created.")
+    return redirect(maintenance_url(service))
+
+
+@login_required
+@require_POST
+def maintenance_end(request: HttpRequest, pk: int) -> HttpResponse:
+    """End a window early: an active one-off window ends now; a recurring or future one is
+    deleted (it has nothing to cut short)."""
+    window = get_object_or_404(
+        MaintenanceWindow.objects.select_related("service", "service__team", "environment"), pk=pk
+    )
+    service = window.service
+    if not _may_edit(request, service):
+        return _refused(service)
+    access = Access.of(request)
+    now = timezone.now()
+    if not window.is_recurring and window.is_active_at(now):
+        serializer = MaintenanceWindowSerializer(
+            window, data={"ends_at": now.isoformat()}, partial=True
+        )
+        serializer.is_valid(raise_exception=True)  # now is after an active window's start
+        changes.update(serializer, actor=access, events=MAINTENANCE_EVENTS)
+        messages.success(request, f"Maintenance window {window.pk} ended now.")
+    else:
+        changes.delete(window, actor=access, events=MAINTENANCE_EVENTS)
+        messages.success(request, f"Maintenance window {window.pk} deleted.")
+    return redirect(maintenance_url(service))
+
+
+def maintenance_rows(
+    service: Service, windows: list[MaintenanceWindow], environments: list[Environment]
+) -> list[dict[str, Any]]:
+    """Each window with what it covers (environments, live instances) and its state now."""
+    live = dict(
+        Instance.objects.filter(service=service, lifecycle__in=LIVE_LIFECYCLES)
+        .values_list("environment_id")
+        .annotate(n=Count("id"))
+        .values_list("environment_id", "n")
+    )
+    now = timezone.now()
+    rows = []
+    for window in windows:
+        covered = [e for e in environments if window.covers(e.pk)]
+        if window.is_active_at(now):
+            state = "active"
+        elif window.is_recurring or (window.starts_at and window.starts_at > now):
+            state = "scheduled"
+        else:
+            state = "ended"
+        rows.append(
+            {
+                "window": window,
+                "state": state,
+                "environments": covered,
+                "instances": sum(live.get(e.pk, 0) for e in covered),
+                "next_start": _next_start(window, now) if window.is_recurring else None,
+            }
+        )
+    return rows
+
+
+def _next_start(window: MaintenanceWindow, now: datetime) -> datetime | None:
+    try:
+        local = now.astimezone(ZoneInfo(window.timezone))
+        start: datetime = croniter(window.cron, local).get_next(datetime)
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        return None
+    return start
