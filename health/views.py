@@ -408,8 +408,10 @@ MAINTENANCE_FIELDS = (
 )
 
 
-def maintenance_url(service: Service) -> str:
-    return reverse("health:service", args=[service.slug]) + "#maintenance"
+def maintenance_url(service: Service, environment: Environment | None = None) -> str:
+    """The service page's windows, in the window's environment when it has one."""
+    query = f"?env={environment.slug}" if environment is not None else ""
+    return reverse("health:service", args=[service.slug]) + query + "#maintenance"
 
 
 def _maintenance_form(
@@ -477,14 +479,15 @@ def maintenance_create(request: HttpRequest, slug: str) -> HttpResponse:
             request, "health/maintenance.html", {"service": service, "m": form}, status=400
         )
     user = request.user
-    changes.create(
+    window = changes.create(
         serializer,
         actor=Access.of(request),
         events=MAINTENANCE_EVENTS,
         created_by=user if user.is_authenticated else None,
     )
+    assert isinstance(window, MaintenanceWindow)
     messages.success(request, f"Maintenance window for {service.slug} created.")
-    return redirect(maintenance_url(service))
+    return redirect(maintenance_url(service, window.environment))
 
 
 @login_required
@@ -510,7 +513,7 @@ def maintenance_end(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         changes.delete(window, actor=access, events=MAINTENANCE_EVENTS)
         messages.success(request, f"Maintenance window {window.pk} deleted.")
-    return redirect(maintenance_url(service))
+    return redirect(maintenance_url(service, window.environment))
 
 
 def maintenance_rows(

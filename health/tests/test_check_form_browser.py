@@ -89,3 +89,38 @@ def test_on_a_phone_a_bad_value_is_named_by_its_field_and_the_form_works_by_keyb
     page.keyboard.press("Enter")
     expect(page.locator("#check-trial")).to_contain_text("pass")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_an_owner_opens_a_maintenance_window_and_ends_it_early(
+    world: Any, local: Instance, page: Page
+) -> None:
+    from health.maintenance import in_maintenance
+    from health.models import MaintenanceWindow
+
+    # given an owner on checkout's page on a phone
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, "owner", "pw-owner")
+    page.goto("/health/services/checkout/?env=production")
+    page.get_by_text("New maintenance window…").click()
+    # when they give a bad time zone, then fix it
+    page.get_by_label("Environment", exact=True).select_option("production")
+    page.get_by_label("Reason").fill("database upgrade")
+    page.get_by_label("Time zone", exact=True).fill("Mars/Olympus")
+    page.get_by_role("button", name="Create maintenance window").click()
+    expect(page.locator("#mw-timezone-error")).to_contain_text("IANA time zone name")
+    assert not MaintenanceWindow.objects.exists()
+    page.get_by_label("Time zone", exact=True).fill("UTC")
+    page.get_by_role("button", name="Create maintenance window").click()
+    # then the window is active and says what it covers
+    window = page.locator(".sb-windows li").filter(has_text="database upgrade")
+    expect(window).to_contain_text("active now")
+    expect(window).to_contain_text("covers production (1 live instance)")
+    assert in_maintenance(world.service.pk, world.production.pk)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # when they end it early
+    window.get_by_role("button", name="End now").click()
+    # then it has ended
+    expect(page.locator(".sb-windows li").filter(has_text="database upgrade")).to_contain_text(
+        "ended"
+    )
+    assert not in_maintenance(world.service.pk, world.production.pk)
