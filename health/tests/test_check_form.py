@@ -337,3 +337,35 @@ def test_the_form_needs_a_csrf_token(world: Any) -> None:
     client.force_login(world.owner)
     assert client.post(FORM, spec_form()).status_code == 403
     assert not CheckSpec.objects.filter(service=world.service).exists()
+
+
+def test_the_owner_page_runs_as_many_queries_for_many_instances_and_windows(world: Any) -> None:
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from health.models import MaintenanceWindow
+
+    client = client_of(world.owner)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/health/services/checkout/?env=production").status_code == 200
+        return len(captured)
+
+    def add(count: int, start: int) -> None:
+        now = timezone.now()
+        for n in range(start, start + count):
+            Instance.objects.create(
+                service=world.service, environment=world.production, host=f"10.1.0.{n}", port=80
+            )
+            MaintenanceWindow.objects.create(
+                service=world.service, starts_at=now, ends_at=now + timedelta(hours=n + 1)
+            )
+
+    add(2, 0)
+    few = queries()
+    add(40, 2)
+    assert queries() == few
