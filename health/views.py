@@ -326,8 +326,9 @@ def check_edit(request: HttpRequest, slug: str) -> HttpResponse:
     current = CheckSpec.objects.filter(service=service).first()
     instances = _instances_offered(service)
     action = reverse("health:check", args=[service.slug])
-    back = service_check_url(service)
-    page = {"service": service, "instance": None, "back": back}
+    env = request.POST.get("env") or request.GET.get("env", "")
+    back = service_check_url(service, env)
+    page = {"service": service, "instance": None, "back": back, "env": env}
     if request.method == "GET":
         values = spec_forms.values_of(current or CheckSpec.default_for(service))
         chosen = instances[0].pk if instances else None
@@ -389,8 +390,10 @@ def instance_check_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(back)
 
 
-def service_check_url(service: Service) -> str:
-    return reverse("health:service", args=[service.slug]) + "#check-spec"
+def service_check_url(service: Service, env: str = "") -> str:
+    """The service page's check, on the environment tab the form was opened from."""
+    query = f"?env={env}" if Environment.objects.filter(slug=env).exists() else ""
+    return reverse("health:service", args=[service.slug]) + query + "#check-spec"
 
 
 # -- maintenance windows -----------------------------------------------------------------

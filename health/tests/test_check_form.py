@@ -218,6 +218,16 @@ def test_saving_changes_the_spec_as_one_audited_event(world: Any) -> None:
     assert event.payload["changes"]["path"] == ["/health", "/ready"]
 
 
+def test_saving_from_an_environment_tab_goes_back_to_it(world: Any) -> None:
+    client = client_of(world.owner)
+    page = client.get("/health/services/checkout/?env=production").content.decode()
+    assert '<input type="hidden" name="env" value="production">' in page
+    saved = client.post(FORM, spec_form(env="production", interval_seconds="20"))
+    assert saved["Location"] == "/health/services/checkout/?env=production#check-spec"
+    refused = client.post(FORM, spec_form(env="production", interval_seconds="0"))
+    assert '<input type="hidden" name="env" value="production">' in refused.content.decode()
+
+
 def test_the_first_save_creates_the_spec_and_shows_it_again(world: Any) -> None:
     client = client_of(world.owner)
     assert client.post(FORM, spec_form(interval_seconds="60")).status_code == 302
