@@ -3,22 +3,41 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
+from rest_framework import exceptions
 
-from catalog.choices import Scope
-from catalog.models import Service
+from catalog.choices import LIVE_LIFECYCLES, Scope
+from catalog.models import Environment, Instance, Service
 from catalog.permissions import Access
+from controlplane import changes
 from deployments import actions
-from deployments.choices import ACTIVE_STATES, TERMINAL_STATES, Action, StepKind
+from deployments.api.serializers import FreezeWindowSerializer, RecurringFreezeWindowSerializer
+from deployments.choices import (
+    ACTIVE_STATES,
+    FREEZE_WINDOW_EVENTS,
+    RECURRING_FREEZE_WINDOW_EVENTS,
+    TERMINAL_STATES,
+    Action,
+    StepKind,
+    Weekday,
+)
 from deployments.freeze import freezes_at
-from deployments.models import Measurement, Rollout, RolloutStep
+from deployments.models import (
+    FreezeWindow,
+    Measurement,
+    RecurringFreezeWindow,
+    Rollout,
+    RolloutStep,
+)
 
 HISTORY_ROWS = 25
 SERVICE_HISTORY_ROWS = 10
@@ -175,3 +194,168 @@ def service_history(service: Service, limit: int = SERVICE_HISTORY_ROWS) -> dict
         .order_by("-created_at", "-id")[:limit]
     )
     return {"deploy_history": rollouts, "deploy_service": service}
+
+
+# -- freeze windows ----------------------------------------------------------------------
+
+# Ended one-off windows shown under the current and coming ones (the API lists them all).
+ENDED_FREEZES_SHOWN = 10
+FREEZE_FORMS = {
+    "one-off": ("environment", "starts_at", "ends_at", "reason"),
+    "recurring": ("environment", "name", "start_time", "duration_minutes", "timezone", "reason"),
+}
+
+
+def _freeze_forms(
+    kind: str = "", values: dict[str, Any] | None = None, errors: dict[str, str] | None = None
+) -> dict[str, Any]:
+    now = timezone.now().replace(second=0, microsecond=0)
+    forms: dict[str, dict[str, Any]] = {
+        "one-off": {
+            "values": {
+                "environment": "",
+                "starts_at": now.strftime("%Y-%m-%dT%H:%M"),
+                "ends_at": (now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
+                "reason": "",
+            },
+            "errors": {},
+        },
+        "recurring": {
+            "values": {
+                "environment": "",
+                "name": "",
+                "days": [],
+                "start_time": "16:00",
+                "duration_minutes": "960",
+                "timezone": "UTC",
+                "reason": "",
+            },
+            "errors": {},
+        },
+    }
+    if kind in forms:
+        forms[kind] = {"values": {**forms[kind]["values"], **(values or {})}, "errors": errors}
+    return forms
+
+
+def _freeze_errors(errors: Any) -> dict[str, str]:
+    return {
+        str(k): "; ".join(str(m) for m in (v if isinstance(v, list) else [v]))
+        for k, v in (errors or {}).items()
+    }
+
+
+def _covered(environments: list[Environment]) -> dict[int, int]:
+    """Per environment id, how many services have live instances there (what a freeze stops)."""
+    return dict(
+        Instance.objects.filter(lifecycle__in=LIVE_LIFECYCLES)
+        .values("environment_id")
+        .annotate(n=Count("service_id", distinct=True))
+        .values_list("environment_id", "n")
+    )
+
+
+def freezes_context(request: HttpRequest, **forms: Any) -> dict[str, Any]:
+    now = timezone.now()
+    environments = list(Environment.objects.all())
+    frozen = freezes_at(environments, now)
+    services_in = _covered(environments)
+    one_off = FreezeWindow.objects.select_related("environment", "created_by")
+    current = list(one_off.filter(ends_at__gt=now).order_by("starts_at"))
+    recurring = list(RecurringFreezeWindow.objects.select_related("environment", "created_by"))
+    forms = forms or _freeze_forms()
+    return {
+        "now": now,
+        "environments": environments,
+        "states": [
+            {"environment": e, "freeze": frozen.get(e.pk), "services": services_in.get(e.pk, 0)}
+            for e in environments
+        ],
+        "current": [(w, services_in.get(w.environment_id, 0)) for w in current],
+        "ended": one_off.filter(ends_at__lte=now).order_by("-ends_at")[:ENDED_FREEZES_SHOWN],
+        "recurring": [(w, services_in.get(w.environment_id, 0)) for w in recurring],
+        "is_admin": Access.of(request).is_admin,
+        "weekdays": Weekday.choices,
+        "one_off_form": forms["one-off"],
+        "recurring_form": forms["recurring"],
+    }
+
+
+@login_required
+def freezes(request: HttpRequest) -> HttpResponse:
+    """Freeze windows: what is frozen now, coming and recurring windows; admins change them."""
+    return render(request, "deployments/freezes.html", freezes_context(request))
+
+
+def _admins_only(request: HttpRequest) -> HttpResponse | None:
+    if Access.of(request).is_admin:
+        return None
+    return HttpResponseForbidden(
+        "Freeze windows are platform-wide: only platform admins may change them.",
+        content_type="text/plain; charset=utf-8",
+    )
+
+
+@login_required
+@require_POST
+def freeze_create(request: HttpRequest, kind: str) -> HttpResponse:
+    """A new one-off or recurring freeze, through the API's serializer and one event."""
+    refused = _admins_only(request)
+    if refused is not None:
+        return refused
+    if kind not in FREEZE_FORMS:
+        return HttpResponseForbidden("No such kind of freeze window.")
+    values: dict[str, Any] = {k: request.POST.get(k, "").strip() for k in FREEZE_FORMS[kind]}
+    body: dict[str, Any] = dict(values)
+    if kind == "one-off":
+        for name in ("starts_at", "ends_at"):  # datetime-local inputs, read as UTC
+            body[name] = f"{values[name]}Z" if values[name] else None
+        serializer: Any = FreezeWindowSerializer(data=body, context={"request": request})
+        events = FREEZE_WINDOW_EVENTS
+    else:
+        values["days"] = body["days"] = request.POST.getlist("days")
+        serializer = RecurringFreezeWindowSerializer(data=body, context={"request": request})
+        events = RECURRING_FREEZE_WINDOW_EVENTS
+    errors = {} if serializer.is_valid() else _freeze_errors(serializer.errors)
+    if not errors:
+        try:
+            changes.create(serializer, actor=Access.of(request), events=events)
+        except (exceptions.ValidationError, changes.Conflict) as exc:
+            detail = getattr(exc, "detail", {"non_field_errors": [str(exc)]})
+            errors = _freeze_errors(detail)
+    if errors:
+        context = freezes_context(request, **_freeze_forms(kind, values, errors))
+        return render(request, "deployments/freezes.html", context, status=400)
+    messages.success(request, f"{events.noun.capitalize()} created.")
+    return redirect("deployments:freezes")
+
+
+@login_required
+@require_POST
+def freeze_end(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
+    """End a one-off freeze now (one that has begun) or delete it (one still to come); a
+    recurring window is deleted."""
+    refused = _admins_only(request)
+    if refused is not None:
+        return refused
+    access = Access.of(request)
+    now = timezone.now()
+    if kind == "recurring":
+        recurring = get_object_or_404(
+            RecurringFreezeWindow.objects.select_related("environment"), pk=pk
+        )
+        changes.delete(recurring, actor=access, events=RECURRING_FREEZE_WINDOW_EVENTS)
+        messages.success(request, f"Recurring freeze window '{recurring.name}' deleted.")
+        return redirect("deployments:freezes")
+    window = get_object_or_404(FreezeWindow.objects.select_related("environment"), pk=pk)
+    if window.starts_at <= now < window.ends_at:
+        serializer = FreezeWindowSerializer(
+            window, data={"ends_at": now.isoformat()}, partial=True, context={"request": request}
+        )
+        serializer.is_valid(raise_exception=True)  # now is after a begun window's start
+        changes.update(serializer, actor=access, events=FREEZE_WINDOW_EVENTS)
+        messages.success(request, f"{window.environment.slug} is no longer frozen by #{window.pk}.")
+    else:
+        changes.delete(window, actor=access, events=FREEZE_WINDOW_EVENTS)
+        messages.success(request, f"Freeze window #{window.pk} deleted.")
+    return redirect("deployments:freezes")

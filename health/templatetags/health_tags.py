@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -40,3 +42,9 @@ def ms(value: float | None) -> str:
 @register.filter
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}%"
+
+
+@register.filter
+def pretty_json(value: object) -> str:
+    """A probe's stored output, indented for reading (the template escapes it)."""
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
