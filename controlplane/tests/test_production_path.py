@@ -34,6 +34,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,11 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 from django.conf import settings
+from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from catalog.tests.matrix import Case
+from controlplane import crypto
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -285,12 +288,18 @@ def processes(box: Box, transactional_db: None) -> Iterator[Processes]:
 
 def seed(world: Any) -> Case:
     """One of everything a page shows, through the permission matrices' own builders."""
-    from alerts.tests.permission_matrix import a_silence, an_incident
+    from django.utils import timezone
+
+    from alerts.tests.permission_matrix import a_route, a_silence, an_incident
     from catalog.models import ExternalDependency
+    from catalog.tests.permission_matrix import a_ci_token
     from circuits.tests.permission_matrix import a_circuit, an_override
+    from dashboard.models import Invitation
     from debugging.tests.permission_matrix import a_window
-    from deployments.tests.permission_matrix import a_rollout
+    from deployments.tests.permission_matrix import a_freeze, a_rollout
     from health import services as health_services
+    from health.models import MaintenanceWindow
+    from health.tests.permission_matrix import a_heartbeat
     from scaling.models import ScalingGroup, ScalingMetric
 
     case = Case(world=world)
@@ -310,6 +319,18 @@ def seed(world: Any) -> Case:
     ScalingMetric.objects.create(group=group, source="cpu", target=60)
     case.made["group"] = group
     case.made["external"] = ExternalDependency.objects.create(slug="stripe", name="Stripe")
+    # What the team, heartbeat, check, maintenance and freeze pages act on.
+    for build in (a_route, a_heartbeat, a_ci_token, a_freeze):
+        build(case)
+    now = timezone.now()
+    case.made["maintenance"] = MaintenanceWindow.objects.create(
+        service=world.service, starts_at=now, ends_at=now + timedelta(hours=1)
+    )
+    case.made["invitation"] = Invitation.objects.create(
+        team=world.team, email="new@example.com", token_hash=Invitation.hash_token(INVITE),
+        invited_by=world.owner, expires_at=now + timedelta(days=1),
+    )  # fmt: skip
+    case.made["membership"] = world.team.memberships.filter(user=world.viewer).get()
     instance = world.service.instances.order_by("pk").first()
     health_services.ensure_checks(instance)
     case.made["instance"] = instance
@@ -320,6 +341,10 @@ def _service(c: Case) -> dict[str, Any]:
     return {"slug": c.world.service.slug}
 
 
+def _team(c: Case) -> dict[str, Any]:
+    return {"slug": c.world.team.slug}
+
+
 def _config(c: Case) -> dict[str, Any]:
     return {"service": c.world.service.slug, "environment": c.world.production.slug}
 
@@ -327,6 +352,8 @@ def _config(c: Case) -> dict[str, Any]:
 def _pk(made: str) -> Callable[[Case], dict[str, Any]]:
     return lambda c: {"pk": c.made[made].pk}
 
+
+INVITE = "an-invitation-token-for-the-production-path-test"
 
 # How each page with arguments is filled. A page added without a line here fails the test
 # naming it: add how to fill it, and it is covered from then on.
@@ -362,6 +389,35 @@ FILL: dict[str, Callable[[Case], dict[str, Any]]] = {
     "debugging:close-window": _pk("window"),
     "topology:blast": lambda c: {"kind": "service", "name": c.world.service.slug},
     "topology:trace": _service,
+    # an unknown reset link: the page says the link is no longer valid
+    "password_reset_confirm": lambda c: {"uidb64": "MQ", "token": "set-password"},
+    "deployments:freeze-create": lambda c: {"kind": "one-off"},
+    "deployments:freeze-end": lambda c: {"kind": "one-off", "pk": c.made["freeze"].pk},
+    "health:check": _service,
+    "health:maintenance-create": _service,
+    "health:maintenance-end": _pk("maintenance"),
+    "health:instance-check": _pk("instance"),
+    "dashboard:team-invite": _team,
+    "dashboard:team-invitation-cancel": lambda c: {**_team(c), "pk": c.made["invitation"].pk},
+    "dashboard:team-member-role": lambda c: {**_team(c), "pk": c.made["membership"].pk},
+    "dashboard:team-member-remove": lambda c: {**_team(c), "pk": c.made["membership"].pk},
+    "dashboard:team-token-create": _team,
+    "dashboard:team-token-revoke": lambda c: {**_team(c), "pk": c.made["token"].pk},
+    "dashboard:team-channel-create": _team,
+    "dashboard:team-channel-edit": lambda c: {**_team(c), "pk": c.made["channel"].pk},
+    "dashboard:team-channel-test": lambda c: {**_team(c), "pk": c.made["channel"].pk},
+    "dashboard:team-channel-delete": lambda c: {**_team(c), "pk": c.made["channel"].pk},
+    "dashboard:team-route-create": _team,
+    "dashboard:team-route-edit": lambda c: {**_team(c), "pk": c.made["route"].pk},
+    "dashboard:team-route-delete": lambda c: {**_team(c), "pk": c.made["route"].pk},
+    "dashboard:invitation": lambda c: {"token": INVITE},
+    "dashboard:heartbeats": _service,
+    "dashboard:heartbeat-create": _service,
+    "dashboard:heartbeat": lambda c: {**_service(c), "pk": c.made["heartbeat"].pk},
+    "dashboard:heartbeat-edit": lambda c: {**_service(c), "pk": c.made["heartbeat"].pk},
+    "dashboard:heartbeat-pause": lambda c: {**_service(c), "pk": c.made["heartbeat"].pk},
+    "dashboard:heartbeat-resume": lambda c: {**_service(c), "pk": c.made["heartbeat"].pk},
+    "dashboard:heartbeat-delete": lambda c: {**_service(c), "pk": c.made["heartbeat"].pk},
 }
 # Each page answers 200, or 405 when it only takes POST (actions, logout, webhooks), but:
 EXPECTED = {
@@ -431,7 +487,15 @@ def test_the_image_and_compose_serve_every_page_in_production(
     assert not list((box.root / "var").iterdir()), "the build left files (secrets?) in the image"
     assert migrate.wait(timeout=120) == 0, processes.log("migrate")
     assert "Created the admin 'admin'" in processes.log("migrate")
-    case = seed(world)
+    # Seeded with the deployment's own encryption key: its channels' secrets are read by
+    # the production processes, which would refuse ciphertext made with the test's key.
+    key = next((box.root / "secrets").glob("*encryption_key")).read_text().strip()
+    with override_settings(SIGNALBOX_ENCRYPTION_KEY=key):
+        crypto._fernet.cache_clear()
+        try:
+            case = seed(world)
+        finally:
+            crypto._fernet.cache_clear()
 
     # when web, worker and beat start as compose starts them
     processes.start_web()
@@ -504,6 +568,10 @@ def browse(base: str, urls: list[tuple[str, str]]) -> set[str]:
                     status = page.request.get(url, max_redirects=0).status
                 if status not in (EXPECTED.get(name, 200), 405):
                     failures.append(f"{url}: {status}")
+            # A tab of its own: chromium's error page for a POST-only URL above may still be
+            # on its way into the first tab and would interrupt this navigation.
+            page = context.new_page()
+            page.on("response", lambda r: statics.add(r.url) if "/static/" in r.url else None)
             docs = page.goto(reverse("api-docs"))
             assert docs is not None and docs.status == 200
             page.wait_for_selector(".swagger-ui .info .title")  # drawn from /api/schema/

@@ -165,7 +165,10 @@ def test_key_files_are_where_compose_mounts_its_secrets(composed: list[dict[str,
         }
         # compose's secrets are files under /run/secrets/, named by the *_FILE settings
         assert {f"/run/secrets/{s}" for s in services[name]["secrets"]} == files, name
-        named = {env[key]["value"] for key in ("SECRET_KEY_FILE", "SIGNALBOX_ENCRYPTION_KEY_FILE")}
+        file_settings = (
+            "SECRET_KEY_FILE", "SIGNALBOX_ENCRYPTION_KEY_FILE", "SIGNALBOX_ADMIN_PASSWORD_FILE"
+        )
+        named = {env[key]["value"] for key in file_settings if key in env}
         assert named == files, name
         assert secret_volume["secretName"] == "signalbox"
         assert mounts["secrets"]["readOnly"] is True

@@ -103,16 +103,22 @@ The environment of every process, in docker-compose.yml's order and with its nam
 {{- end -}}
 
 {{/* The two key files, where docker-compose.yml's secrets put them (/run/secrets/...). */}}
+{{/* The Secret's files; (dict "root" . "admin" true) adds the first admin's password
+     (the migrations Job's only). */}}
 {{- define "signalbox.secretVolume" -}}
+{{- $v := .root.Values -}}
 - name: secrets
   secret:
-    secretName: {{ include "signalbox.secretName" . | quote }}
+    secretName: {{ include "signalbox.secretName" .root | quote }}
     # 0440 (the pod's fsGroup reads, nobody writes); 0444 without an fsGroup, whose files
     # would be root's and unreadable by the image's user otherwise.
-    defaultMode: {{ ternary 288 292 (hasKey .Values.podSecurityContext "fsGroup") }}
+    defaultMode: {{ ternary 288 292 (hasKey $v.podSecurityContext "fsGroup") }}
     items:
-      - {key: {{ .Values.secrets.keys.secretKey | quote }}, path: signalbox_secret_key}
-      - {key: {{ .Values.secrets.keys.encryptionKey | quote }}, path: signalbox_encryption_key}
+      - {key: {{ $v.secrets.keys.secretKey | quote }}, path: signalbox_secret_key}
+      - {key: {{ $v.secrets.keys.encryptionKey | quote }}, path: signalbox_encryption_key}
+      {{- if .admin }}
+      - {key: {{ $v.secrets.keys.adminPassword | quote }}, path: signalbox_admin_password}
+      {{- end }}
 - name: tmp
   emptyDir: {}
 {{- end -}}
