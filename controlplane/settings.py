@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "topology",
     "scaling",
     "alerts",
+    "statuspage",
     "dashboard",
 ]
 
