@@ -9,7 +9,6 @@ import json
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from health.maintenance import in_maintenance
@@ -36,7 +35,7 @@ def _page_url(request: HttpRequest, page: StatusPage) -> str:
 @require_safe
 def page_view(request: HttpRequest, slug: str) -> HttpResponse:
     view = build(_page_or_404(slug))
-    response = render(request, "statuspage/page.html", {"view": view, "now": timezone.now()})
+    response = render(request, "statuspage/page.html", {"view": view})
     response["Cache-Control"] = CACHE_CONTROL
     return response
 
