@@ -8,6 +8,7 @@ names, states, uptime figures, and the operator's public text.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -16,6 +17,7 @@ from django.core.cache import cache
 from django.db.models import Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from catalog.models import Service
 from health.choices import ServiceStatus
@@ -28,6 +30,8 @@ from statuspage.choices import (
     Indicator,
 )
 from statuspage.models import PublicIncident, StatusPage, StatusPageService
+
+logger = logging.getLogger(__name__)
 
 BAR_DAYS = 90
 # A recurring window is announced this long before it starts.
@@ -223,19 +227,32 @@ def _daily_uptime(
     today = datetime.combine(now.astimezone(UTC).date(), datetime.min.time(), UTC)
     start = today - timedelta(days=BAR_DAYS - 1)
     keys = {e.service_id: _past_key(e, page.environment_id, today) for e in entries}
-    cached: dict[str, dict[date, float]] = cache.get_many(list(keys.values()))
+    cached = _cached(list(keys.values()))
     days = {sid: dict(cached[key]) for sid, key in keys.items() if key in cached}
     missing = [sid for sid in keys if sid not in days]
     if missing:
         past = _uptime_by_day(missing, page.environment_id, start, today)
-        cache.set_many(
-            {keys[sid]: past.get(sid, {}) for sid in missing}, timeout=PAST_DAYS_CACHE_SECONDS
-        )
+        try:
+            cache.set_many(
+                {keys[sid]: past.get(sid, {}) for sid in missing}, timeout=PAST_DAYS_CACHE_SECONDS
+            )
+        except RedisError:
+            logger.warning("status page %s: could not cache its past days", page.slug)
         for sid in missing:
             days[sid] = past.get(sid, {})
     for sid, figures in _uptime_by_day(list(keys), page.environment_id, today, None).items():
         days[sid].update(figures)
     return days
+
+
+def _cached(keys: list[str]) -> dict[str, dict[date, float]]:
+    """The cached past days; none when Redis is away (the page then sums them itself)."""
+    try:
+        found: dict[str, dict[date, float]] = cache.get_many(keys)
+    except RedisError:
+        logger.warning("status pages: the cache is unavailable; reading past days from rollups")
+        return {}
+    return found
 
 
 def _past_key(entry: StatusPageService, environment_id: int, today: datetime) -> str:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import socket
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from alerts.choices import IncidentState, RuleKind, Severity
 from alerts.models import Incident, Rule
@@ -181,3 +184,36 @@ def test_queries_stay_flat_from_10_to_1000_services(published: Published, path: 
     assert published.page.entries.count() == 1000
     # then it runs as many queries as with 10
     assert _queries(path) == few
+
+
+def test_the_page_still_shows_its_bars_when_the_cache_is_away(
+    published: Published, settings: Any
+) -> None:
+    # given a cache (Redis) nothing listens for
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+        }
+    }
+    with pytest.raises(RedisError):
+        cache.get("anything")
+    # then the page sums the past days itself
+    html = _get("/status/shop/").content.decode()
+    assert "99.5% uptime" in html
+
+
+def test_an_admin_edits_pages_badges_and_incidents_in_the_admin(published: Published) -> None:
+    client = Client()
+    client.force_login(published.world.admin)
+    for path in [
+        "/admin/statuspage/statuspage/",
+        f"/admin/statuspage/statuspage/{published.page.pk}/change/",
+        "/admin/statuspage/statuspage/add/",
+        "/admin/statuspage/publicincident/add/",
+        "/admin/statuspage/badge/add/",
+    ]:
+        assert client.get(path).status_code == 200, path
