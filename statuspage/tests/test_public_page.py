@@ -217,3 +217,11 @@ def test_an_admin_edits_pages_badges_and_incidents_in_the_admin(published: Publi
         "/admin/statuspage/badge/add/",
     ]:
         assert client.get(path).status_code == 200, path
+
+
+def test_groups_head_their_services(published: Published) -> None:
+    published.entry.group = "Payments platform"
+    published.entry.save()
+    html = _get("/status/shop/").content.decode()
+    assert '<h3 class="sp-group">Payments platform</h3>' in html
+    assert '<h4 class="sp-name">Card API' in html
