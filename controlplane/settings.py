@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "scaling",
     "alerts",
     "identity",
+    "statuspage",
     "dashboard",
 ]
 

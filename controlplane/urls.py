@@ -21,6 +21,7 @@ api_v1 = [
     path("", include("debugging.api.urls")),
     path("", include("topology.api.urls")),
     path("", include("topology.ingest.api_urls")),
+    path("", include("statuspage.api.urls")),
 ]
 
 urlpatterns = [
@@ -34,6 +35,7 @@ urlpatterns = [
     path("scaling/", include("scaling.urls")),
     path("debugging/", include("debugging.urls")),
     path("topology/", include("topology.urls")),
+    path("", include("statuspage.urls")),  # public: /status/<slug>/, /badges/<token>.svg
     path("", include("dashboard.urls")),
     path("slack/commands", alerts_views.slack_command, name="slack-commands"),
     path("slack/interactions", alerts_views.slack_interaction, name="slack-interactions"),

@@ -13,7 +13,10 @@ from controlplane import events
 from controlplane.live import EVERY_EVENT
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ["controlplane", "catalog", "health", "circuits", "deployments", "alerts", "dashboard"]
+APPS = [
+    "controlplane", "catalog", "health", "circuits", "deployments", "alerts", "statuspage",
+    "dashboard",
+]
 
 
 def app_modules() -> list[Path]:

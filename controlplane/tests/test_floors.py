@@ -40,8 +40,8 @@ def lint(project: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("planted", "broken"),
     [
-        ("catalog/planted.py", "Floors: dashboard > alerts"),
-        ("health/planted.py", "Floors: dashboard > alerts"),
+        ("catalog/planted.py", "Floors: dashboard | statuspage > alerts"),
+        ("health/planted.py", "Floors: dashboard | statuspage > alerts"),
     ],
 )
 def test_a_cross_floor_import_fails_with_its_reason(
