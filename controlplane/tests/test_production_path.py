@@ -331,6 +331,14 @@ def seed(world: Any) -> Case:
         invited_by=world.owner, expires_at=now + timedelta(days=1),
     )  # fmt: skip
     case.made["membership"] = world.team.memberships.filter(user=world.viewer).get()
+    # A published status page and a badge: the public pages (no login)
+    from statuspage.tests.permission_matrix import a_badge, a_page
+
+    a_page(case)
+    case.made["status_page"] = case.made.pop("page")
+    case.made["status_page"].published = True
+    case.made["status_page"].save(update_fields=["published"])
+    a_badge(case)
     instance = world.service.instances.order_by("pk").first()
     health_services.ensure_checks(instance)
     case.made["instance"] = instance
@@ -418,6 +426,13 @@ FILL: dict[str, Callable[[Case], dict[str, Any]]] = {
     "dashboard:heartbeat-pause": lambda c: {**_service(c), "pk": c.made["heartbeat"].pk},
     "dashboard:heartbeat-resume": lambda c: {**_service(c), "pk": c.made["heartbeat"].pk},
     "dashboard:heartbeat-delete": lambda c: {**_service(c), "pk": c.made["heartbeat"].pk},
+    "statuspage:page": lambda c: {"slug": c.made["status_page"].slug},
+    "statuspage:summary": lambda c: {"slug": c.made["status_page"].slug},
+    "statuspage:status": lambda c: {"slug": c.made["status_page"].slug},
+}
+# Pages on a regular expression the walk below passes over, with how they are filled.
+PATTERN_PAGES: dict[str, Callable[[Case], dict[str, Any]]] = {
+    "statuspage:badge": lambda c: {"token": c.made["badge"].token},
 }
 # Each page answers 200, or 405 when it only takes POST (actions, logout, webhooks), but:
 EXPECTED = {
@@ -460,6 +475,7 @@ def page_urls(case: Case) -> list[tuple[str, str]]:
         else:
             unfilled.append(name)
     assert not unfilled, f"add to FILL how to fill the arguments of: {', '.join(unfilled)}"
+    urls += [(name, reverse(name, kwargs=fill(case))) for name, fill in PATTERN_PAGES.items()]
     return urls
 
 
