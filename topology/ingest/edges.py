@@ -28,6 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from catalog.models import Environment
 from controlplane import redis as redis_clients
 from topology.ingest.decode import (
     KIND_CLIENT,
@@ -330,6 +331,10 @@ FROM unnest(
     %s::bigint[], %s::bigint[], %s::float8[], %s::text[]
 ) AS v(minute, environment_id, client, server, server_kind, connection_type,
        calls, failures, latency_sum_ms, buckets)
+-- A half that waited in the pairing store while its environment was deleted (and maybe
+-- made again under a new id) is dropped, not allowed to fail every batch until it expires.
+WHERE v.environment_id IS NULL
+   OR EXISTS (SELECT 1 FROM catalog_environment e WHERE e.id = v.environment_id)
 ON CONFLICT ON CONSTRAINT topology_edge_minute_unique DO UPDATE SET
     server_kind = EXCLUDED.server_kind,
     calls = t.calls + EXCLUDED.calls,
@@ -368,7 +373,8 @@ def flush(batch: Batch) -> int:
             column.append(value)
     with connection.cursor() as cursor:
         cursor.execute(_UPSERT, columns)
-    return len(batch.rows)
+        return int(cursor.rowcount)
 
 
-assert EdgeMinute._meta.db_table == "topology_edgeminute"  # the table the SQL names
+assert EdgeMinute._meta.db_table == "topology_edgeminute"  # the tables the SQL names
+assert Environment._meta.db_table == "catalog_environment"

@@ -97,7 +97,8 @@ def catalog(*, missing: bool = False) -> _Catalog:
 
 
 def forget_catalog() -> None:
-    """Drop the cached catalog (tests that change the catalog between requests)."""
+    """Drop the cached catalog: read it again at the next request (a batch named an
+    environment that is gone; tests that change the catalog between requests)."""
     global _catalog
     _catalog = None
 
@@ -174,6 +175,10 @@ def ingest(resources: list[ResourceSpans], token: ApiToken) -> Outcome:
         lookup=(known.services.keys(), known.externals),
     )
     outcome.rows = flush(batch)
+    if outcome.rows < len(batch.rows):
+        # A row named an environment that is gone: read the catalog again next time, in
+        # case it was this process's cached ids and not only a half that waited.
+        forget_catalog()
     metrics.SPANS.labels("accepted").inc(outcome.accepted)
     metrics.SPANS.labels("rejected").inc(outcome.rejected)
     metrics.PAIRED.inc(batch.paired)

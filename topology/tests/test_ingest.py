@@ -375,3 +375,27 @@ def test_redis_down_503_with_retry_after_and_nothing_stored(
     assert response.status_code == 503 and response["Retry-After"] == "5"
     assert b"retry" in response.content
     assert EdgeMinute.objects.count() == 0
+
+
+def test_a_row_whose_environment_is_gone_is_dropped_and_the_rest_stored(
+    world: Any, fleet: dict[str, Any]
+) -> None:
+    from topology.ingest.edges import Batch, flush
+    from topology.models import NodeKind
+
+    # given a batch holding a half that waited in the pairing store while its environment
+    # was deleted (its id now names nothing), beside a call of a live environment
+    minute = timezone.now().replace(second=0, microsecond=0)
+    buckets = [0] * (len(LATENCY_BOUNDS_MS) + 1)
+    batch = Batch()
+    batch.rows[(minute, world.production.pk, "checkout", "inventory", "")] = [
+        NodeKind.SERVICE, 2, 0, 10.0, buckets,
+    ]  # fmt: skip
+    batch.rows[(minute, 10**9, "checkout", "inventory", "")] = [
+        NodeKind.SERVICE, 1, 0, 5.0, buckets,
+    ]  # fmt: skip
+    # then the batch is stored without the dead row, instead of failing every export (503)
+    # until that half expires
+    assert flush(batch) == 1
+    [edge] = EdgeMinute.objects.all()
+    assert edge.environment_id == world.production.pk and edge.calls == 2
