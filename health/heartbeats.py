@@ -36,7 +36,7 @@ _PING_FIELDS = [
 # The common ping (a heartbeat on a period schedule) in one statement: lock the row, apply
 # the ping, add it to the heartbeat's history, drop the history row that fell out of the
 # last PINGS_KEPT, and return the status before and after. Cron schedules need croniter for
-# the next deadline, so they take the two-query ORM path below. The ASGI fast path
+# the next deadline, so they take the ORM path below. The ASGI fast path
 # (health/ping_asgi.py) runs this same statement with the same parameters.
 # The DELETE sees the table as it was before this statement (PostgreSQL's rule for
 # data-modifying CTEs), so it never sees the row just inserted, whose n is the newest.
