@@ -264,6 +264,35 @@ def test_the_fast_path_keeps_only_the_last_100(backup: Heartbeat, django: Counti
 
 
 @committed
+def test_concurrent_pings_keep_a_gapless_history_of_the_last_100(
+    backup: Heartbeat, django: CountingDjango
+) -> None:
+    # when 130 pings for one heartbeat arrive 16 at a time (under the load shedding limit;
+    # the pool runs 4 statements at once, each waiting on the heartbeat's row lock)
+    async def burst() -> list[int]:
+        transport = httpx.ASGITransport(app=application)
+        gate = asyncio.Semaphore(16)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+                path = f"/api/v1/heartbeats/{backup.uuid}"
+
+                async def one(n: int) -> int:
+                    async with gate:
+                        return (await c.post(path, content=f"run {n}".encode())).status_code
+
+                return list(await asyncio.gather(*(one(n) for n in range(130))))
+        finally:
+            await close_pool()
+
+    assert asyncio.run(burst()) == [200] * 130
+    # then the row locks ordered them: the count is 130 and the history its last 100, no gaps
+    backup.refresh_from_db()
+    kept = sorted(HeartbeatPing.objects.filter(heartbeat=backup).values_list("n", flat=True))
+    assert backup.ping_count == 130 and kept == list(range(31, 131))
+    assert django.paths == []
+
+
+@committed
 def test_an_unknown_uuid_is_django_s_404(django: CountingDjango) -> None:
     response = request(application, "/api/v1/heartbeats/6f1c2a1e-0000-4000-8000-000000000000")
     assert response.status_code == 404
