@@ -66,6 +66,11 @@ app.conf.beat_schedule = {
         "schedule": 5.0,
         "options": {"expires": 5},
     },
+    "health-prune-heartbeat-pings": {
+        "task": "health.tasks.prune_heartbeat_pings",
+        "schedule": 3600.0,
+        "options": {"expires": 1800},
+    },
     "health-announce-maintenance": {
         "task": "health.tasks.announce_maintenance",
         "schedule": 15.0,

@@ -404,6 +404,10 @@ SIGNALBOX_HEALTH_RETENTION_DAYS = env_int("SIGNALBOX_HEALTH_RETENTION_DAYS", 35,
 SIGNALBOX_PROBE_CONCURRENCY = env_int("SIGNALBOX_PROBE_CONCURRENCY", 500, minimum=1)
 # Connections of each web process's async pool for heartbeat pings (health/ping_asgi.py).
 SIGNALBOX_PING_POOL_SIZE = env_int("SIGNALBOX_PING_POOL_SIZE", 4, minimum=1)
+# Each heartbeat keeps its last 100 pings; older than this they go even so (hourly sweep).
+SIGNALBOX_HEARTBEAT_PING_RETENTION_DAYS = env_int(
+    "SIGNALBOX_HEARTBEAT_PING_RETENTION_DAYS", 90, minimum=1
+)
 # A per-process connection pool (psycopg_pool) instead of persistent per-thread
 # connections. uvicorn runs each request's sync code on a fresh thread, so CONN_MAX_AGE
 # keeps one connection per request until PostgreSQL refuses more ("too many clients"):

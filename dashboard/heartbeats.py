@@ -1,6 +1,6 @@
 """A service's heartbeats on the dashboard: the list with a create form, and each one's page
-(like Healthchecks.io's check page): its ping URL with copy-paste snippets, the last ping
-with its exit code and log tail, and edit, pause, resume and delete for the team's owners.
+(like Healthchecks.io's check page): its ping URL with copy-paste snippets, the last pings
+with their exit codes and log tails, and edit, pause, resume and delete for the team's owners.
 
 Creating and editing validate with the API's HeartbeatSerializer and save through
 `controlplane.changes`; pausing and resuming are health's own functions, as the API's
@@ -29,6 +29,7 @@ from health import heartbeats
 from health.api.serializers import HeartbeatSerializer
 from health.choices import HEARTBEAT_EVENTS, HeartbeatStatus, ScheduleKind
 from health.models import Heartbeat
+from health.models.heartbeats import PINGS_KEPT
 
 HEARTBEATS_SHOWN = 200
 CONFLICT = "this service already has a heartbeat with that name in that environment"
@@ -240,6 +241,9 @@ def _page(
     can_write, _ = _may_write(request, service)
     url = HeartbeatSerializer().get_ping_url(heartbeat)
     context = {
+        # One query however many: the history is capped at PINGS_KEPT rows per heartbeat.
+        "pings": list(heartbeat.pings.order_by("-n")[:PINGS_KEPT]),
+        "pings_kept": PINGS_KEPT,
         "service": service,
         "heartbeat": heartbeat,
         "ping_url": url,

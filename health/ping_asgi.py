@@ -55,6 +55,7 @@ PASSIVE_MIDDLEWARE = (  # nothing they do shows in a ping's answer, or we do it 
     "django.contrib.auth.middleware.AuthenticationMiddleware",  # lazy; pings are anonymous
     "django.contrib.messages.middleware.MessageMiddleware",  # no messages
     "django_htmx.middleware.HtmxMiddleware",  # a request attribute only
+    "axes.middleware.AxesMiddleware",  # answers only a failed login (pings never log in)
 )
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # Django's <uuid:>
 _VIEW_NAMES = {  # the URL names RequestMetricsMiddleware labels the Django view's requests with
@@ -75,6 +76,7 @@ class _Ping:
     view_name: str
     length: int
     secure: bool
+    user_agent: str
 
 
 class _Rules:
@@ -131,7 +133,8 @@ class _Rules:
             return None  # Django answers 400 naming the field
         kind = PingKind(suffix) if suffix in (PingKind.START, PingKind.FAIL) else PingKind.SUCCESS
         view = _VIEW_NAMES["exit" if exit_code is not None else suffix]
-        return _Ping(uuid.UUID(match["key"]), kind, exit_code, view, int(length), secure)
+        agent = headers.get(b"user-agent", b"").decode("latin1")  # as Django's META
+        return _Ping(uuid.UUID(match["key"]), kind, exit_code, view, int(length), secure, agent)
 
     def _host_allowed(self, headers: dict[bytes, bytes]) -> bool:
         host = headers.get(self.host_header) or headers.get(b"host")
@@ -307,9 +310,11 @@ class PingFastPath:
             return  # the client went away; Django would not answer either
         if len(body) != ping.length:
             return await self.django(scope, _replay(body, receive), send)
+        client = scope.get("client")  # what Django's ASGIRequest makes REMOTE_ADDR of
         arguments = heartbeats.ping_arguments(
-            ping.key, ping.kind, ping.exit_code, body, datetime.now(UTC)
-        )
+            ping.key, ping.kind, ping.exit_code, body, datetime.now(UTC),
+            remote_addr=client[0] if client else None, user_agent=ping.user_agent,
+        )  # fmt: skip
         try:
             pool = await _Pool.get()
             async with pool.connection() as connection:

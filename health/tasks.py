@@ -36,6 +36,12 @@ def mark_late_heartbeats() -> int:
     return heartbeats.mark_late()
 
 
+@shared_task(name="health.tasks.prune_heartbeat_pings")
+def prune_heartbeat_pings() -> int:
+    """Hourly (beat): ping history past its retention goes; each ping keeps the count cap."""
+    return heartbeats.prune_pings()
+
+
 @shared_task(name="health.tasks.announce_maintenance")
 def announce_maintenance() -> int:
     return maintenance.announce()

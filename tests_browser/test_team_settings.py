@@ -243,6 +243,13 @@ def test_an_owner_adds_a_heartbeat_runs_its_crontab_line_and_sees_the_ping(
     expect(page.locator("#last-ping")).to_contain_text("Exit code4")
     expect(page.locator("#last-log")).to_contain_text("disk full")
     expect(page.locator("#heartbeat-status")).to_contain_text("failed with exit code 4")
+    # the ping history lists it, the log tail folded away until asked for
+    ping_row = page.locator("#pings tbody tr").first
+    expect(ping_row).to_contain_text("Fail")
+    expect(ping_row).to_contain_text("curl/")  # the user agent the crontab line sent
+    expect(ping_row.locator("pre.sb-log")).to_be_hidden()
+    ping_row.get_by_text("characters").click()
+    expect(ping_row.locator("pre.sb-log")).to_have_text("disk full")
     # pause, then resume, with the buttons
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_role("button", name="Resume")).to_be_visible()

@@ -12,7 +12,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from controlplane.models import Event
-from health.choices import HeartbeatEvent, HeartbeatStatus
+from health import heartbeats
+from health.choices import HeartbeatEvent, HeartbeatStatus, PingKind
 from health.models import Heartbeat
 
 pytestmark = pytest.mark.django_db
@@ -167,3 +168,60 @@ def test_the_pages_queries_do_not_grow_with_heartbeats(world: Any) -> None:
     assert count(BASE) == small
     one = Heartbeat.objects.first()
     assert one is not None and count(f"{BASE}{one.pk}/") <= small + 2
+
+
+def pinged(heartbeat: Heartbeat, suffix: str, body: bytes, agent: str = "cron.sh") -> None:
+    response = Client().post(
+        f"/api/v1/heartbeats/{heartbeat.uuid}{suffix}",
+        body,
+        content_type="text/plain",
+        HTTP_USER_AGENT=agent,
+    )
+    assert response.status_code == 200
+
+
+def test_the_page_lists_the_last_pings_with_their_log_tails_escaped(world: Any) -> None:
+    heartbeat = Heartbeat.objects.create(
+        name="nightly", service=world.service, environment=world.production
+    )
+    # given a job that started, failed with exit code 2 and a log holding markup, then passed
+    pinged(heartbeat, "/start", b"")
+    pinged(heartbeat, "/2", b"<script>alert('x')</script>\nERROR: disk full", "<b>bot</b>")
+    pinged(heartbeat, "/0", b"42 rows copied")
+    # when anyone who may read the heartbeat opens its page
+    page = as_(world.viewer).get(f"{BASE}{heartbeat.pk}/").content.decode()
+    table = page.split('id="pings"')[1].split("</table>")[0]
+    rows = re.findall(r'<tr id="ping-(\d+)" class="sb-ping-(\w+)">(.*?)</tr>', table, re.S)
+    # then the three pings are listed newest first, each with its kind and exit code
+    assert [(n, kind) for n, kind, _ in rows] == [("3", "success"), ("2", "fail"), ("1", "start")]
+    cells = [re.findall(r"<td>(.*?)</td>", html, re.S) for _, _, html in rows]
+    assert [c[2:4] for c in cells] == [["Success", "0"], ["Fail", "2"], ["Start", "—"]]
+    assert cells[1][4].endswith(" s") and cells[2][4] == "—"  # a duration from its /start
+    assert "127.0.0.1" in cells[1][5]
+    # and the log tail sits in a disclosure, escaped: the markup is text, never run
+    assert "<details><summary>44 characters</summary>" in cells[1][6]
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;\nERROR: disk full" in cells[1][6]
+    assert "&lt;b&gt;bot&lt;/b&gt;" in cells[1][5]
+    assert "<script>alert" not in page and "<b>bot</b>" not in page
+    assert "42 rows copied" in cells[0][6]
+
+
+def test_the_heartbeat_page_queries_do_not_grow_with_pings(world: Any) -> None:
+    heartbeat = Heartbeat.objects.create(
+        name="chatty", service=world.service, environment=world.production
+    )
+    client = as_(world.owner)
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(f"{BASE}{heartbeat.pk}/").status_code == 200
+        return len(queries)
+
+    for n in range(5):
+        heartbeats.ping(heartbeat.uuid, PingKind.SUCCESS, n, f"run {n}".encode())
+    few = count()
+    for n in range(95):
+        heartbeats.ping(heartbeat.uuid, PingKind.SUCCESS, n % 3, f"run {n}".encode())
+    assert count() == few
+    page = client.get(f"{BASE}{heartbeat.pk}/").content.decode()
+    assert page.count('<tr id="ping-') == 100

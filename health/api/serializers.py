@@ -16,6 +16,7 @@ from health.choices import ScheduleKind
 from health.models import (
     CheckSpec,
     Heartbeat,
+    HeartbeatPing,
     InstanceCheck,
     MaintenanceWindow,
     ServiceHealth,
@@ -238,6 +239,18 @@ class HeartbeatSerializer(StrictSerializerMixin, serializers.ModelSerializer[Hea
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+
+class HeartbeatPingSerializer(serializers.ModelSerializer[HeartbeatPing]):
+    """One ping in a heartbeat's history, newest first; `body` is the log tail as sent."""
+
+    class Meta:
+        model = HeartbeatPing
+        fields = [
+            "n", "at", "kind", "exit_code", "duration_seconds", "body", "remote_addr",
+            "user_agent",
+        ]  # fmt: skip
+        read_only_fields = fields
 
 
 class MaintenanceWindowSerializer(

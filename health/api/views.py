@@ -97,9 +97,7 @@ class ServiceHealthDetail(APIView):
     permission_classes = [ScopeRule]
     scopes = READ
 
-    @extend_schema(
-        summary="Health, uptime and check spec of one service", responses={200: dict}
-    )
+    @extend_schema(summary="Health, uptime and check spec of one service", responses={200: dict})
     def get(self, request: Request, slug: str) -> Response:
         service = get_object_or_404(Service.objects.select_related("team"), slug=slug)
         healths = ServiceHealth.objects.filter(service=service).select_related(
@@ -360,6 +358,24 @@ class HeartbeatViewSet(ScopedViewSet):
 
     @extend_schema(
         request=None,
+        responses={200: s.HeartbeatPingSerializer(many=True)},
+        summary="A heartbeat's last pings (up to 100), newest first: kind, exit code, log tail",
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        scopes={"GET": Scope.READ},
+        serializer_class=s.HeartbeatPingSerializer,
+        filterset_fields=None,
+        filter_backends=[],
+    )
+    def pings(self, request: Request, pk: str) -> Response:
+        heartbeat = self.get_object()
+        page = self.paginate_queryset(heartbeat.pings.order_by("-n"))
+        return self.get_paginated_response(s.HeartbeatPingSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=None,
         responses={200: s.HeartbeatSerializer},
         summary="Pause a heartbeat: silence stops counting until it is resumed or pinged",
     )
@@ -427,6 +443,9 @@ class PingView(APIView):
     permission_classes = [AnyoneWithTheKey]
     # No authentication: no session (so no CSRF), no token lookup; one query per ping.
     authentication_classes: list[Any] = []
+    # API throttling is per token or person (identity.throttling); a ping is neither, so
+    # the default throttle lets it through anyway: saying so keeps the fast path on.
+    throttle_classes: list[Any] = []
     kind = PingKind.SUCCESS
 
     @extend_schema(
@@ -439,7 +458,14 @@ class PingView(APIView):
         },
     )
     def post(self, request: Request, key: uuid.UUID, exit_code: int | None = None) -> HttpResponse:
-        status = heartbeats.ping(key, self.kind, exit_code, request.body)
+        status = heartbeats.ping(
+            key,
+            self.kind,
+            exit_code,
+            request.body,
+            remote_addr=request.META.get("REMOTE_ADDR"),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        )
         if status is None:
             raise exceptions.NotFound("no heartbeat has this uuid")
         return HttpResponse("OK\n", content_type="text/plain")

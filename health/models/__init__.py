@@ -4,7 +4,7 @@ external dependencies' vendor statuses."""
 from __future__ import annotations
 
 from health.models.checks import CheckSpec, InstanceCheck, ServiceHealth
-from health.models.heartbeats import Heartbeat
+from health.models.heartbeats import Heartbeat, HeartbeatPing
 from health.models.history import Rollup, Transition
 from health.models.maintenance import MaintenanceWindow
 from health.models.vendors import VendorStatus
@@ -12,6 +12,7 @@ from health.models.vendors import VendorStatus
 __all__ = [
     "CheckSpec",
     "Heartbeat",
+    "HeartbeatPing",
     "InstanceCheck",
     "MaintenanceWindow",
     "Rollup",

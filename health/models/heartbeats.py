@@ -77,3 +77,37 @@ class Heartbeat(models.Model):
 
     def deadline_after(self, moment: datetime) -> datetime:
         return self.next_expected_after(moment) + timedelta(seconds=self.grace_seconds)
+
+
+# Healthchecks.io keeps the last 100 pings of a check on its free plan; so do we.
+PINGS_KEPT = 100
+USER_AGENT_CHARS = 200
+
+
+class HeartbeatPing(models.Model):
+    """One ping of a heartbeat as it arrived: when, what kind, the exit code and log tail."""
+
+    heartbeat = models.ForeignKey(
+        Heartbeat,
+        on_delete=models.CASCADE,
+        related_name="pings",
+        db_index=False,  # the (heartbeat, n) index below serves every lookup by heartbeat
+    )
+    # The heartbeat's ping_count once this ping was counted (1 for the first): the cap
+    # deletes n <= ping_count - PINGS_KEPT, a short range scan of the index.
+    n = models.PositiveBigIntegerField()
+    at = models.DateTimeField()
+    kind = models.CharField(max_length=8, choices=PingKind.choices)
+    exit_code = models.IntegerField(null=True, blank=True)
+    # Since the /start ping this one ends; None for a start or a ping without one.
+    duration_seconds = models.FloatField(null=True, blank=True)
+    body = models.TextField(blank=True)  # the request body's last LOG_TAIL_BYTES
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=USER_AGENT_CHARS, blank=True)
+
+    class Meta:
+        ordering = ["heartbeat", "-n"]
+        indexes = [models.Index(fields=["heartbeat", "-n"], name="heartbeat_ping_latest")]
+
+    def __str__(self) -> str:
+        return f"ping #{self.n} of heartbeat {self.heartbeat_id}"

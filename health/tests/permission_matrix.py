@@ -144,6 +144,7 @@ PERMISSION_MATRIX = [
         kwargs=pk_of("heartbeat"),
         setup=a_heartbeat,
     ),
+    Row("heartbeat-pings", "GET", read(), kwargs=pk_of("heartbeat"), setup=a_heartbeat),
     Row(
         "heartbeat-pause",
         "POST",

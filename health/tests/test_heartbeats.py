@@ -158,7 +158,7 @@ def test_the_ping_handler_takes_one_query(backup: Heartbeat) -> None:
 
 
 @pytest.mark.django_db
-def test_a_cron_heartbeat_takes_the_two_query_path(world: Any) -> None:
+def test_a_cron_heartbeat_takes_the_orm_path(world: Any) -> None:
     heartbeat = Heartbeat.objects.create(
         name="report", service=world.service, schedule_kind=ScheduleKind.CRON, cron="0 3 * * *"
     )

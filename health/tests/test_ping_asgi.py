@@ -20,7 +20,8 @@ from controlplane.models import Event
 from health import heartbeats
 from health.api.views import PingView
 from health.choices import HeartbeatStatus, ScheduleKind
-from health.models import Heartbeat
+from health.models import Heartbeat, HeartbeatPing
+from health.models.heartbeats import PINGS_KEPT
 from health.ping_asgi import ASGIApp, PingFastPath, Receive, Scope, Send, close_pool
 
 # Committed rows: the fast path reads them on its own connections, as in production.
@@ -209,6 +210,85 @@ def test_a_failure_is_down_at_once_with_the_log_tail(
     backup.refresh_from_db()
     assert (backup.status, backup.down_reason) == (HeartbeatStatus.DOWN, "reported failure")
     assert Event.objects.filter(action="heartbeat.failed").count() == 2
+    assert django.paths == []
+
+
+@committed
+def test_the_fast_path_keeps_the_ping_history_as_django_does(
+    world: Any, django: CountingDjango
+) -> None:
+    # given two identical heartbeats, one pinged through the application, one through Django
+    ours, theirs = make_heartbeat(world, "ours"), make_heartbeat(world, "theirs")
+    agent = [("User-Agent", "backup.sh/2")]
+    log = b"y" * 15_000 + b"\nERROR: <disk> full\n"
+    for suffix, body in [("/start", b""), ("/4", log), ("", b"fine")]:
+        # when the same pings go down each path
+        fast = request(application, f"/api/v1/heartbeats/{ours.uuid}{suffix}", body, headers=agent)
+        slow = request(
+            django_asgi_app, f"/api/v1/heartbeats/{theirs.uuid}{suffix}", body, headers=agent
+        )
+        assert fast.status_code == slow.status_code == 200
+    # then both histories hold the same rows: kind, exit code, a duration, the log's tail
+    fields = ["n", "kind", "exit_code", "body", "remote_addr", "user_agent"]
+    rows = [
+        list(HeartbeatPing.objects.filter(heartbeat=h).order_by("-n").values_list(*fields))
+        for h in (ours, theirs)
+    ]
+    assert rows[0] == rows[1]
+    tail = "y" * (10_000 - len("\nERROR: <disk> full\n")) + "\nERROR: <disk> full\n"
+    assert rows[0] == [
+        (3, "success", None, "fine", "127.0.0.1", "backup.sh/2"),
+        (2, "fail", 4, tail, "127.0.0.1", "backup.sh/2"),
+        (1, "start", None, "", "127.0.0.1", "backup.sh/2"),
+    ]
+    failed = HeartbeatPing.objects.get(heartbeat=ours, n=2)
+    assert failed.duration_seconds is not None and failed.duration_seconds >= 0
+    assert django.paths == []  # ours went by the fast path alone
+
+
+@committed
+def test_the_fast_path_keeps_only_the_last_100(backup: Heartbeat, django: CountingDjango) -> None:
+    # given a heartbeat whose history is full (its count says so: 100 pings so far)
+    HeartbeatPing.objects.bulk_create(
+        [HeartbeatPing(heartbeat=backup, n=n, at=backup.created_at, kind="success")
+         for n in range(1, PINGS_KEPT + 1)]
+    )  # fmt: skip
+    Heartbeat.objects.filter(pk=backup.pk).update(ping_count=PINGS_KEPT)
+    # when two more pings arrive through the fast path
+    ping(backup, body=b"101")
+    ping(backup, body=b"102")
+    # then the two oldest made way for them, and Django never saw them
+    kept = list(HeartbeatPing.objects.filter(heartbeat=backup).values_list("n", flat=True))
+    assert len(kept) == PINGS_KEPT and (min(kept), max(kept)) == (3, PINGS_KEPT + 2)
+    assert django.paths == []
+
+
+@committed
+def test_concurrent_pings_keep_a_gapless_history_of_the_last_100(
+    backup: Heartbeat, django: CountingDjango
+) -> None:
+    # when 130 pings for one heartbeat arrive 16 at a time (under the load shedding limit;
+    # the pool runs 4 statements at once, each waiting on the heartbeat's row lock)
+    async def burst() -> list[int]:
+        transport = httpx.ASGITransport(app=application)
+        gate = asyncio.Semaphore(16)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+                path = f"/api/v1/heartbeats/{backup.uuid}"
+
+                async def one(n: int) -> int:
+                    async with gate:
+                        return (await c.post(path, content=f"run {n}".encode())).status_code
+
+                return list(await asyncio.gather(*(one(n) for n in range(130))))
+        finally:
+            await close_pool()
+
+    assert asyncio.run(burst()) == [200] * 130
+    # then the row locks ordered them: the count is 130 and the history its last 100, no gaps
+    backup.refresh_from_db()
+    kept = sorted(HeartbeatPing.objects.filter(heartbeat=backup).values_list("n", flat=True))
+    assert backup.ping_count == 130 and kept == list(range(31, 131))
     assert django.paths == []
 
 
