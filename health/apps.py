@@ -1,5 +1,5 @@
 """App config: connects health to catalog's signals, registers its live fragments and adds
-CheckSpec to catalog files."""
+CheckSpec and Heartbeat to catalog files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ class HealthConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from health import catalog_kind, live, metrics, receivers  # noqa: F401  (live registers on import)
+        from health import catalog_heartbeat, catalog_kind, live, metrics, receivers  # noqa: F401  (live registers on import)
 
         metrics.register()  # its part of /metrics
         catalog_kind.register()
+        catalog_heartbeat.register()

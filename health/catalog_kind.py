@@ -96,7 +96,7 @@ def _wanted(body: dict[str, Any]) -> dict[str, Any]:
     return {f: given[f] if f in given else _default(f) for f in FIELDS}
 
 
-def _problems(errors: Any) -> dict[str, str]:
+def serializer_problems(errors: Any) -> dict[str, str]:
     """The serializer's errors by document path: interval_seconds -> spec.intervalSeconds."""
     found: dict[str, str] = {}
     for field, messages in errors.items():
@@ -121,7 +121,7 @@ def validate(body: dict[str, Any], context: Context) -> Planned:
     # exist yet. The unsaved default spec makes the serializer check every value alone.
     serializer = CheckSpecSerializer(CheckSpec(), data=wanted)
     if not serializer.is_valid():
-        raise ExtraInvalid(_problems(serializer.errors))
+        raise ExtraInvalid(serializer_problems(serializer.errors))
     checked = {f: v for f, v in serializer.validated_data.items() if f in FIELDS}
     service = Service.objects.select_related("team").filter(slug=slug).first()
     current = (

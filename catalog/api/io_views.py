@@ -139,8 +139,8 @@ FLAGS = [
     OpenApiParameter(
         "prune",
         OpenApiTypes.BOOL,
-        description="Also delete catalog entities and check specs the YAML does not declare "
-        "(refused for services or environments with running instances).",
+        description="Also delete catalog entities, check specs and heartbeats the YAML does "
+        "not declare (refused for services or environments with running instances).",
     ),
 ]
 

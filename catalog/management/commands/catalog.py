@@ -37,8 +37,8 @@ class Command(BaseCommand):
         importer.add_argument(
             "--prune",
             action="store_true",
-            help="also delete teams, environments, external dependencies, services and "
-            "check specs that the files do not declare",
+            help="also delete teams, environments, external dependencies, services, "
+            "check specs and heartbeats that the files do not declare",
         )
         exporter = actions.add_parser("export", help="write the whole catalog as YAML")
         exporter.add_argument("--out", metavar="FILE", help="write here instead of stdout")
