@@ -171,7 +171,7 @@ def _extra_change(extra: ExtraKind, planned: Planned) -> Change:
         fields=planned.fields,
         teams=planned.teams if planned.action != Action.UNCHANGED else [],
         # A config of a service this import creates: creating it already needs its team.
-        needs_admin=False,
+        needs_admin=planned.needs_admin and planned.action != Action.UNCHANGED,
         service=planned.service,
     )
     change.extra = (extra, planned)

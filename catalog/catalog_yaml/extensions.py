@@ -48,6 +48,8 @@ class Planned:
     teams: list[Team] = field(default_factory=list)  # existing teams the caller must write to
     service: Service | None = None
     value: Any = None  # whatever the applier needs
+    # A change to something platform-wide (an environment's freezes): only admins make it.
+    needs_admin: bool = False
 
 
 class ExtraInvalid(Exception):

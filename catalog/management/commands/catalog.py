@@ -38,7 +38,8 @@ class Command(BaseCommand):
             "--prune",
             action="store_true",
             help="also delete teams, environments, external dependencies, services, "
-            "check specs, heartbeats and maintenance windows that the files do not declare",
+            "check specs, heartbeats, maintenance and freeze windows that the files do not "
+            "declare",
         )
         exporter = actions.add_parser("export", help="write the whole catalog as YAML")
         exporter.add_argument("--out", metavar="FILE", help="write here instead of stdout")
