@@ -1,5 +1,6 @@
 """The Deployments app (its live renderers in live.py are found by the spine on first use;
-its part of /metrics is registered when the app is ready)."""
+its part of /metrics and the FreezeWindow kind of catalog files are registered when the app
+is ready)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ class DeploymentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from deployments import metrics
+        from deployments import catalog_kind, metrics
 
         metrics.register()
+        catalog_kind.register()

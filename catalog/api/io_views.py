@@ -139,8 +139,9 @@ FLAGS = [
     OpenApiParameter(
         "prune",
         OpenApiTypes.BOOL,
-        description="Also delete catalog entities the YAML does not declare (refused for "
-        "services or environments with running instances).",
+        description="Also delete catalog entities, check specs, heartbeats, maintenance and "
+        "freeze windows the YAML does not declare (refused for services or environments with "
+        "running instances).",
     ),
 ]
 

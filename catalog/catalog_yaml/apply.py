@@ -12,7 +12,14 @@ from django.db.models import ProtectedError, RestrictedError
 
 from catalog.catalog_yaml.authorize import authorize
 from catalog.catalog_yaml.entities import read_entities
-from catalog.catalog_yaml.extensions import Context, ExtraInvalid, ExtraKind, extra_kind_of
+from catalog.catalog_yaml.extensions import (
+    EXTRA_KINDS,
+    Context,
+    ExtraInvalid,
+    ExtraKind,
+    Planned,
+    extra_kind_of,
+)
 from catalog.catalog_yaml.kinds import MODEL_OF, Action, Kind
 from catalog.catalog_yaml.plan import Change, Planner
 from catalog.catalog_yaml.problems import CatalogConflict, CatalogInvalid, Location, Problem
@@ -100,7 +107,7 @@ def import_catalog(
             )
             changes = planner.plan()
             problems += planner.problems
-            context = Context(planner.will_exist, resolve_secrets)
+            context = Context(planner.will_exist, resolve_secrets, prune)
             changes += _plan_extras(extras, context, problems)
             if problems:
                 raise CatalogInvalid(_in_file_order(problems, sources))
@@ -146,19 +153,29 @@ def _plan_extras(
         except ExtraInvalid as exc:
             problems += [document.problem(where, k, v) for k, v in exc.fields.items()]
             continue
-        change = Change(
-            cast(Kind, extra.name),
-            planned.name,
-            planned.action,
-            fields=planned.fields,
-            teams=planned.teams if planned.action != Action.UNCHANGED else [],
-            # A config of a service this import creates: creating it already needs its team.
-            needs_admin=False,
-            service=planned.service,
-        )
-        change.extra = (extra, planned)
-        changes.append(change)
+        changes.append(_extra_change(extra, planned))
+    if context.prune:
+        for extra in EXTRA_KINDS.values():
+            if extra.pruner is None:
+                continue
+            declared = {name for kind, name in seen if kind == extra.name}
+            changes += [_extra_change(extra, p) for p in extra.pruner(declared, context)]
     return changes
+
+
+def _extra_change(extra: ExtraKind, planned: Planned) -> Change:
+    change = Change(
+        cast(Kind, extra.name),
+        planned.name,
+        planned.action,
+        fields=planned.fields,
+        teams=planned.teams if planned.action != Action.UNCHANGED else [],
+        # A config of a service this import creates: creating it already needs its team.
+        needs_admin=planned.needs_admin and planned.action != Action.UNCHANGED,
+        service=planned.service,
+    )
+    change.extra = (extra, planned)
+    return change
 
 
 def _extra_label(extra: ExtraKind, body: Any) -> str:
@@ -209,13 +226,14 @@ class Applier:
         )
         for change in writes:
             self._entity_event(change)
-        # Registered kinds (RuntimeConfig) once the services and environments they name exist.
+        # Registered kinds (RuntimeConfig, CheckSpec) once the services and environments they
+        # name exist; their pruned objects too, before the catalog's own deletions.
         for change in result.changes:
             if change.extra is not None and change.action != Action.UNCHANGED:
                 extra, planned = change.extra
                 extra.applier(planned, self.actor)
         for change in result.changes:
-            if change.action == Action.DELETED:
+            if change.action == Action.DELETED and change.extra is None:
                 self._delete(change)
         if result.changed:
             self._summary_event(result, sources)

@@ -8,7 +8,10 @@ validator, applier)`:
   the import's transaction, after the catalog's own plan; it returns a `Planned` (what would
   change) or raises `ExtraInvalid` naming the fields at fault;
 - `applier(planned, actor)` writes it, in the same transaction, after the catalog's own
-  kinds, so a service or environment created by the same import exists by then.
+  kinds, so a service or environment created by the same import exists by then;
+- optionally `pruner(declared, context)`, called only for `--prune`: a `Planned` with
+  action `deleted` for each object of the kind whose name is not in `declared` (the names
+  the files give); the applier then deletes it. A kind without a pruner is never pruned.
 
 A problem in any document of any kind means nothing at all is written.
 """
@@ -31,6 +34,8 @@ class Context:
     # Whether secret references (fromEnv, fromFile) may be read: only where the operator
     # runs the import (manage.py), never for a file posted to the API.
     resolve_secrets: bool
+    # Whether the import deletes what the files do not declare (`--prune`).
+    prune: bool = False
 
 
 @dataclass
@@ -43,6 +48,8 @@ class Planned:
     teams: list[Team] = field(default_factory=list)  # existing teams the caller must write to
     service: Service | None = None
     value: Any = None  # whatever the applier needs
+    # A change to something platform-wide (an environment's freezes): only admins make it.
+    needs_admin: bool = False
 
 
 class ExtraInvalid(Exception):
@@ -56,6 +63,7 @@ class ExtraInvalid(Exception):
 Exporter = Callable[[], list[dict[str, Any]]]
 Validator = Callable[[dict[str, Any], Context], Planned]
 ExtraApplier = Callable[[Planned, Any], None]
+Pruner = Callable[[set[str], Context], list[Planned]]
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class ExtraKind:
     validator: Validator
     applier: ExtraApplier
     label: Callable[[dict[str, Any]], str]  # the document's name in problems, from metadata
+    pruner: Pruner | None = None
 
 
 EXTRA_KINDS: dict[str, ExtraKind] = {}
@@ -77,11 +86,12 @@ def register_kind(
     applier: ExtraApplier,
     *,
     label: Callable[[dict[str, Any]], str],
+    pruner: Pruner | None = None,
 ) -> None:
     """Add a kind of document (its schema must be in catalog.schema.json)."""
     if name in list(Kind):
         raise ValueError(f"{name} is one of the catalog's own kinds")
-    EXTRA_KINDS[name] = ExtraKind(name, exporter, validator, applier, label)
+    EXTRA_KINDS[name] = ExtraKind(name, exporter, validator, applier, label, pruner)
 
 
 def extra_kind_of(body: Any) -> ExtraKind | None:

@@ -259,7 +259,7 @@ def test_it_names_every_kind_of_mistake(world: Any) -> None:
     }
     assert fields["c.yaml#1: kind"] == [
         "unknown kind 'Component'; use one of Team, Environment, ExternalDependency, Service, "
-        "RuntimeConfig"
+        "CheckSpec, Heartbeat, MaintenanceWindow, FreezeWindow, RuntimeConfig"
     ]
     assert fields["c.yaml#3 Service/api: spec.replicas"][0].startswith("unknown field")
 
@@ -328,7 +328,7 @@ def test_it_refuses_what_the_database_cannot_store_and_survives_alias_bombs(worl
     fields = problems_of(bomb)
     assert fields["c.yaml#1: kind"] == [
         "unknown kind a list; use one of Team, Environment, ExternalDependency, Service, "
-        "RuntimeConfig"
+        "CheckSpec, Heartbeat, MaintenanceWindow, FreezeWindow, RuntimeConfig"
     ]
     # and a deep nest is refused, not a crash (libyaml stops at 1,000 levels)
     (message,) = problems_of("[" * 2000 + "]" * 2000)["c.yaml#1"]

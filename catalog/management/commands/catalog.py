@@ -37,8 +37,9 @@ class Command(BaseCommand):
         importer.add_argument(
             "--prune",
             action="store_true",
-            help="also delete teams, environments, external dependencies and services "
-            "that the files do not declare",
+            help="also delete teams, environments, external dependencies, services, "
+            "check specs, heartbeats, maintenance and freeze windows that the files do not "
+            "declare",
         )
         exporter = actions.add_parser("export", help="write the whole catalog as YAML")
         exporter.add_argument("--out", metavar="FILE", help="write here instead of stdout")
