@@ -25,8 +25,7 @@ from typing import Any
 
 from django.db.models import Field
 
-from catalog.catalog_yaml import CatalogConflict
-from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, register_kind
+from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, register_kind, save
 from catalog.catalog_yaml.kinds import API_VERSION, Action
 from catalog.catalog_yaml.kinds import Kind as CatalogKind
 from catalog.models import Service
@@ -189,15 +188,7 @@ def apply(planned: Planned, actor: Any) -> None:
     else:
         serializer = HeartbeatSerializer(current, data=wanted, partial=True)
     serializer.is_valid(raise_exception=True)
-    try:
-        if current is None:
-            changes.create(serializer, actor=actor, events=HEARTBEAT_EVENTS)
-        else:
-            changes.update(serializer, actor=actor, events=HEARTBEAT_EVENTS)
-    except changes.Conflict as exc:
-        raise CatalogConflict(
-            f"the heartbeat {planned.name} changed while importing; nothing was written, try again"
-        ) from exc
+    save(serializer, current, actor, HEARTBEAT_EVENTS, f"the heartbeat {planned.name}")
 
 
 def register() -> None:

@@ -28,8 +28,7 @@ from typing import Any
 
 from django.db.models import Field
 
-from catalog.catalog_yaml import CatalogConflict
-from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, register_kind
+from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, register_kind, save
 from catalog.catalog_yaml.kinds import API_VERSION, Action
 from catalog.catalog_yaml.kinds import Kind as CatalogKind
 from catalog.models import Service
@@ -179,15 +178,7 @@ def apply(planned: Planned, actor: Any) -> None:
         serializer = CheckSpecSerializer(current, data=wanted)
     # Checked already; the service this import created now exists for the relation.
     serializer.is_valid(raise_exception=True)
-    try:
-        if current is None:
-            changes.create(serializer, actor=actor, events=CHECK_SPEC_EVENTS)
-        else:
-            changes.update(serializer, actor=actor, events=CHECK_SPEC_EVENTS)
-    except changes.Conflict as exc:
-        raise CatalogConflict(
-            f"the check spec of {slug} changed while importing; nothing was written, try again"
-        ) from exc
+    save(serializer, current, actor, CHECK_SPEC_EVENTS, f"the check spec of {slug}")
 
 
 def register() -> None:

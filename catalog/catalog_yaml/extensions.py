@@ -98,3 +98,20 @@ def extra_kind_of(body: Any) -> ExtraKind | None:
     if isinstance(body, dict) and isinstance(body.get("kind"), str):
         return EXTRA_KINDS.get(body["kind"])
     return None
+
+
+def save(serializer: Any, current: Any, actor: Any, events: Any, what: str) -> None:
+    """Create or update a validated serializer's row through the spine's one write path, as
+    the API does (one audited event); a row someone changed meanwhile aborts the import."""
+    from catalog.catalog_yaml.problems import CatalogConflict
+    from controlplane import changes
+
+    try:
+        if current is None:
+            changes.create(serializer, actor=actor, events=events)
+        else:
+            changes.update(serializer, actor=actor, events=events)
+    except changes.Conflict as exc:
+        raise CatalogConflict(
+            f"{what} changed while importing; nothing was written, try again"
+        ) from exc

@@ -26,6 +26,7 @@ from catalog.models import (
     Service,
     Team,
 )
+from catalog.tests.as_code import run
 from controlplane.models import Event
 
 STOREFRONT = """
@@ -54,12 +55,6 @@ spec:
   repository: https://git.example.com/web
   dependsOn: [service:checkout, external:stripe]
 """
-
-
-def run(*args: str) -> tuple[str, str]:
-    out, err = StringIO(), StringIO()
-    call_command("catalog", *args, stdout=out, stderr=err)
-    return out.getvalue(), err.getvalue()
 
 
 def write(folder: Path, name: str, text: str) -> Path:

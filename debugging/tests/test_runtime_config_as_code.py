@@ -15,18 +15,13 @@ import yaml
 from django.core.management import CommandError, call_command
 
 from catalog.models import Environment, Service, Team
+from catalog.tests.as_code import run
 from controlplane.models import Event
 from debugging import config
 from debugging.choices import ConfigEvent, Kind
 from debugging.models import ConfigVersion
 
 SECRET = "sk_live_0123456789abcdef"
-
-
-def run(*args: str) -> tuple[str, str]:
-    out, err = StringIO(), StringIO()
-    call_command("catalog", *args, stdout=out, stderr=err)
-    return out.getvalue(), err.getvalue()
 
 
 def configure(world: Any) -> None:

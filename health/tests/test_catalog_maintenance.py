@@ -16,15 +16,10 @@ import yaml
 from django.core.management import CommandError, call_command
 
 from catalog.models import Environment, Service, Team
+from catalog.tests.as_code import run
 from controlplane.models import Event
 from health.choices import MaintenanceEvent
 from health.models import MaintenanceWindow
-
-
-def run(*args: str) -> tuple[str, str]:
-    out, err = StringIO(), StringIO()
-    call_command("catalog", *args, stdout=out, stderr=err)
-    return out.getvalue(), err.getvalue()
 
 
 def configure(world: Any) -> None:
