@@ -25,6 +25,8 @@ from dashboard.home import (
 )
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Rollout
+from health.daily import DaySummary, day_summaries
+from health.models import ServiceHealth
 
 Context = dict[str, Any]
 # A pushed section is rendered once for every viewer: who may act is not known (None), so
@@ -42,7 +44,17 @@ def recent_events() -> list[Event]:
 
 
 def home_context() -> Context:
-    return {"attention": Attention.now(), "events": recent_events()}
+    attention = Attention.now()
+    return {
+        "attention": attention,
+        "events": recent_events(),
+        "days": tile_days(attention.services),
+    }
+
+
+def tile_days(services: list[ServiceHealth]) -> dict[tuple[int, int], DaySummary]:
+    """The unhealthy tiles' uptime and sparklines: one query for the section, not per tile."""
+    return day_summaries((h.service_id, h.environment_id) for h in services)
 
 
 HOME_SECTIONS: dict[str, str] = {
@@ -67,7 +79,7 @@ def _home_part(section: str) -> Context:
         return {"incidents": incidents, "incident_counts": counts}
     if section == "services":
         services, counts = unhealthy_services()
-        return {"services": services, "service_counts": counts}
+        return {"services": services, "service_counts": counts, "days": tile_days(services)}
     if section == "rollouts":
         rollouts, total = active_rollouts()
         return {"rollouts": rollouts, "rollouts_total": total}
