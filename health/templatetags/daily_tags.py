@@ -52,10 +52,11 @@ def sparkline(
     label = sparkline_label(points)
     values = [p for p in points if p is not None]
     top = max(values, default=0) or 1.0
-    step = width / max(len(points) - 1, 1)
+    pad = 1.5  # half the stroke, and a lone hour's dot, stay inside the box
+    step = (width - 2 * pad) / max(len(points) - 1, 1)
 
     def xy(index: int, value: float) -> tuple[str, str]:
-        return f"{index * step:.1f}", f"{height - 1.5 - value / top * (height - 3):.1f}"
+        return f"{pad + index * step:.1f}", f"{height - pad - value / top * (height - 2 * pad):.1f}"
 
     runs: list[list[tuple[str, str]]] = []
     previous: float | None = None
@@ -73,12 +74,9 @@ def sparkline(
     dots = format_html_join(
         "", '<circle cx="{}" cy="{}" r="1.5"/>', (run[0] for run in runs if len(run) == 1)
     )
-    baseline = (
-        format_html(
-            '<line class="sb-spark-none" x1="0" y1="{0}" x2="{1}" y2="{0}"/>', height - 1.5, width
-        )
-        if not runs
-        else ""
+    # A faint axis across the whole day: the empty stretches read as hours without probes.
+    axis = format_html(
+        '<line class="sb-spark-axis" x1="0" y1="{0}" x2="{1}" y2="{0}"/>', height - 0.5, width
     )
     return format_html(
         '<svg class="sb-spark-latency" viewBox="0 0 {0} {1}" width="{0}" height="{1}" '
@@ -86,7 +84,7 @@ def sparkline(
         width,
         height,
         label,
-        baseline,
+        axis,
         lines,
         dots,
     )

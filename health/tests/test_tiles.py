@@ -132,7 +132,7 @@ def test_the_sparkline_draws_a_gap_for_an_hour_without_latency_and_a_dot_for_a_l
     (x1, y1), (x2, y2) = (map(float, p.split(",")) for p in line.group(1).split())
     assert x1 < x2 and y2 < y1  # 20 ms is higher up than 10 ms
     dot = re.search(r'<circle cx="([\d.]+)" cy="([\d.]+)"', svg)
-    assert dot is not None and float(dot.group(1)) == 96.0 and float(dot.group(2)) == 1.5
+    assert dot is not None and float(dot.group(1)) == 94.5 and float(dot.group(2)) == 1.5
     assert f"latency, last 24 h: 10{EN_DASH}40 ms" in svg
 
 
