@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect
 from catalog.models import Service, Team
 from controlplane.events import publish
 from controlplane.live import Tile
+from controlplane.models import Event
 from controlplane.tests.browser import log_in
 from health import live, overview
 from health.choices import ServiceStatus
@@ -74,6 +75,20 @@ def queries_for(client: Client, query: str) -> int:
     with CaptureQueriesContext(connection) as queries:
         get(client, query)
     return len(queries.captured_queries)
+
+
+def checkout_went_down(world: Any) -> Event:
+    """Checkout's health row in production says down, and that change is published."""
+    ServiceHealth.objects.create(
+        service=world.service, environment=world.production, status=ServiceStatus.DOWN
+    )
+    return publish(
+        "health.service.changed",
+        subject=world.service,
+        service=world.service,
+        environment=world.production,
+        payload={"from": "healthy", "to": "down", "reason": "", "in_maintenance": False},
+    )
 
 
 @pytest.mark.django_db
@@ -230,16 +245,7 @@ def test_anyone_logged_in_sees_every_team_and_nobody_else(world: Any) -> None:
 @pytest.mark.django_db
 def test_a_service_change_pushes_the_counts_the_pages_show(world: Any, viewer: Client) -> None:
     # given checkout has gone down in production
-    ServiceHealth.objects.create(
-        service=world.service, environment=world.production, status=ServiceStatus.DOWN
-    )
-    event = publish(
-        "health.service.changed",
-        subject=world.service,
-        service=world.service,
-        environment=world.production,
-        payload={"from": "healthy", "to": "down", "reason": "", "in_maintenance": False},
-    )
+    event = checkout_went_down(world)
     # when its fragments are rendered
     pushed = {t.key: t.render() for t in live.health_fragments(event) if isinstance(t, Tile)}
     # then the environment's and the team's counts go to the overview, each replacing the

@@ -13,14 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from catalog.models import Service
-from controlplane.events import publish
 from controlplane.live import Tile
 from health import live, rollups
-from health.choices import ServiceStatus
-from health.models import ServiceHealth
 from health.rollups import Bucket
 from health.templatetags.daily_tags import EN_DASH, sparkline, uptime_text
-from health.tests.test_overview import add_services, get, queries_for
+from health.tests.test_overview import add_services, checkout_went_down, get, queries_for
 
 pytestmark = pytest.mark.django_db
 
@@ -96,16 +93,7 @@ def test_a_service_without_probes_says_so_instead_of_a_figure(world: Any) -> Non
 def test_a_live_tile_push_leaves_the_day_strip_and_reads_no_rollups(world: Any) -> None:
     # given checkout with a day of probes has gone down
     seed_day([world.service], world.production)
-    ServiceHealth.objects.create(
-        service=world.service, environment=world.production, status=ServiceStatus.DOWN
-    )
-    event = publish(
-        "health.service.changed",
-        subject=world.service,
-        service=world.service,
-        environment=world.production,
-        payload={"from": "healthy", "to": "down", "reason": "", "in_maintenance": False},
-    )
+    event = checkout_went_down(world)
     # when its overview tile is rendered for the push
     key = f"health-{world.service.pk}-{world.production.pk}"
     (tile,) = [
