@@ -21,8 +21,14 @@ HOURS = 24
 
 @dataclass(frozen=True)
 class DaySummary:
-    uptime: float | None  # percent of probes in the last 24 h that did not fail; None: none
-    latency_ms: tuple[float | None, ...]  # 24 hourly means of non-failed probes, oldest first
+    """A pair's last day. `uptime`: percent of probes in the last 24 h that did not fail
+    (health.rollups.uptime's "24h": round(100 * (n - f) / n, 3)); None when no probes.
+    `latency_ms`: 24 hourly points, oldest first, ending with the current (partial) hour:
+    the mean latency of that hour's non-failed probes (latency_sum_ms / (count - failures))
+    rounded to 0.1; None for an hour without such probes."""
+
+    uptime: float | None
+    latency_ms: tuple[float | None, ...]
 
 
 NO_PROBES = DaySummary(None, (None,) * HOURS)
