@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+
 import pytest
 import yaml
 from django.contrib.auth import get_user_model
