@@ -272,7 +272,7 @@ def apply(planned: Planned, actor: Any) -> None:
     serializer.is_valid(raise_exception=True)
     # Kept beside the encrypted secret, so an export writes the reference back.
     serializer.validated_data["secret_source"] = source
-    if "secret" not in data:
+    if not source:  # the file leaves the secret out: the channel has none
         serializer.validated_data["secret"] = ""
     save(serializer, current, actor, CHANNEL_EVENTS, f"the channel {planned.name}")
 

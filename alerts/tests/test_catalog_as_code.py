@@ -321,6 +321,23 @@ def test_the_api_imports_with_the_apis_permissions_and_cannot_read_secrets(
         {"kind": "AlertRule", "name": "payments/circuits", "action": "created", "fields": []}
     ]
     assert Channel.objects.get(name="oncall-slack").secret == SLACK_URL
+    # and a change to the channel through the API keeps its secret
+    off = channel_file().replace("secret: {fromEnv", "enabled: false, secret: {fromEnv")
+    response = api_as("owner").post(
+        "/api/v1/catalog/import", {"filename": "a.yaml", "yaml": off}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["changes"] == [
+        {
+            "kind": "AlertChannel",
+            "name": "payments/oncall-slack",
+            "action": "updated",
+            "fields": ["spec.enabled"],
+        }
+    ]
+    channel = Channel.objects.get(name="oncall-slack")
+    assert (channel.enabled, channel.secret) == (False, SLACK_URL)
+    assert channel.secret_source == {"fromEnv": "PAYMENTS_SLACK"}
 
 
 @pytest.mark.django_db
