@@ -50,7 +50,8 @@ KEYS = {"type": "kind", "url": "url", "config": "config", "enabled": "enabled"}
 DEFAULTS: dict[str, Any] = {"url": "", "config": {}, "enabled": True}
 
 
-def _identity(metadata: dict[str, Any]) -> tuple[str, str]:
+def team_and_name(metadata: dict[str, Any]) -> tuple[str, str]:
+    """A channel's (and a rule's) name: its team and its name in the team."""
     team, name = metadata["team"], metadata["name"]
     if not (isinstance(team, str) and isinstance(name, str)):
         raise TypeError
@@ -58,7 +59,8 @@ def _identity(metadata: dict[str, Any]) -> tuple[str, str]:
 
 
 def label(body: dict[str, Any]) -> str:
-    return "/".join(_identity(body["metadata"]))
+    """team/name, for channels and rules alike."""
+    return "/".join(team_and_name(body["metadata"]))
 
 
 def variable_for(channel: Channel) -> str:
@@ -170,7 +172,7 @@ def _find(team: str, name: str) -> Channel | None:
 
 def validate(body: dict[str, Any], context: Context) -> Planned:
     """Check one AlertChannel document with the channel API's serializer and plan it."""
-    team_slug, name = _identity(body["metadata"])
+    team_slug, name = team_and_name(body["metadata"])
     spec = body.get("spec") or {}
     problems: dict[str, str] = {}
     if not context.will_exist(CatalogKind.TEAM, team_slug):

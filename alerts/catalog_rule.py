@@ -30,6 +30,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Field
 
 from alerts.api.serializers import RuleSerializer
+from alerts.catalog_channel import label, team_and_name
 from alerts.choices import RULE_EVENTS
 from alerts.models import Rule
 from alerts.rules import KINDS
@@ -51,17 +52,6 @@ def _default(field: str) -> Any:
     model_field = Rule._meta.get_field(field)
     assert isinstance(model_field, Field)
     return model_field.get_default()
-
-
-def _identity(metadata: dict[str, Any]) -> tuple[str, str]:
-    team, name = metadata["team"], metadata["name"]
-    if not (isinstance(team, str) and isinstance(name, str)):
-        raise TypeError
-    return team, name
-
-
-def label(body: dict[str, Any]) -> str:
-    return "/".join(_identity(body["metadata"]))
 
 
 def _params(rule: Rule) -> dict[str, Any]:
@@ -130,7 +120,7 @@ def _wanted(spec: dict[str, Any]) -> dict[str, Any]:
 
 def validate(body: dict[str, Any], context: Context) -> Planned:
     """Check one AlertRule document with the rule API's serializer and plan it."""
-    team_slug, name = _identity(body["metadata"])
+    team_slug, name = team_and_name(body["metadata"])
     spec = body.get("spec") or {}
     default_key = spec.get("defaultKey") or ""
     problems: dict[str, str] = {}
