@@ -296,12 +296,18 @@ def test_the_api_imports_with_the_apis_permissions_and_cannot_read_secrets(
         "metadata: {team: payments, name: mail}\n"
         "spec: {type: email, config: {to: [oncall@example.com]}}\n"
     )
-    for persona in ("viewer", "outsider"):
-        response = api_as(persona).post(
-            "/api/v1/catalog/import", {"filename": "a.yaml", "yaml": mail}, format="json"
-        )
-        assert response.status_code == 403, response.content
-        assert "team payments" in response.json()["error"]["message"]
+    rule = (
+        "apiVersion: signalbox.dev/v1\nkind: AlertRule\n"
+        "metadata: {team: payments, name: circuits}\nspec: {type: circuit_open}\n"
+    )
+    for persona in ("viewer", "deployer", "outsider"):
+        for document in (mail, rule):
+            response = api_as(persona).post(
+                "/api/v1/catalog/import", {"filename": "a.yaml", "yaml": document}, format="json"
+            )
+            assert response.status_code == 403, (persona, response.content)
+            assert "team payments" in response.json()["error"]["message"]
+    assert not Rule.objects.filter(name="circuits").exists()
     # a file posted to the API cannot read the server's environment
     body = {"filename": "a.yaml", "yaml": channel_file()}
     response = api_as("owner").post("/api/v1/catalog/import", body, format="json")
@@ -310,12 +316,8 @@ def test_the_api_imports_with_the_apis_permissions_and_cannot_read_secrets(
     assert Channel.objects.count() == 0
     # once imported by the operator, the API's re-import keeps the secret
     run("import", str(files))
-    rule = {
-        "filename": "a.yaml",
-        "yaml": channel_file() + "---\napiVersion: signalbox.dev/v1\nkind: AlertRule\n"
-        "metadata: {team: payments, name: circuits}\nspec: {type: circuit_open}\n",
-    }
-    response = api_as("owner").post("/api/v1/catalog/import", rule, format="json")
+    both = {"filename": "a.yaml", "yaml": channel_file() + "---\n" + rule}
+    response = api_as("owner").post("/api/v1/catalog/import", both, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["changes"] == [
         {"kind": "AlertRule", "name": "payments/circuits", "action": "created", "fields": []}
