@@ -34,6 +34,7 @@ from catalog.catalog_yaml.kinds import API_VERSION, Action
 from catalog.catalog_yaml.kinds import Kind as CatalogKind
 from catalog.models import Team
 from controlplane import changes
+from controlplane.events import publish
 from health.catalog_kind import serializer_problems
 
 KIND = "AlertChannel"
@@ -276,7 +277,20 @@ def apply(planned: Planned, actor: Any) -> None:
     serializer.validated_data["secret_source"] = source
     if not source:  # the file leaves the secret out: the channel has none
         serializer.validated_data["secret"] = ""
+    before = serializer.to_representation(current) if current is not None else None
+    old_source = dict(current.secret_source) if current is not None else {}
     save(serializer, current, actor, CHANNEL_EVENTS, f"the channel {planned.name}")
+    if before is not None and before == serializer.to_representation(serializer.instance):
+        # Only the secret or its reference changed, which the API's shape does not show
+        # (the mask may read the same): still one audited event, naming no secret.
+        changed = {"secret": ["(hidden)", "(replaced)"], "secret_source": [old_source, source]}
+        publish(
+            CHANNEL_EVENTS.updated,
+            actor=actor,
+            subject=serializer.instance,
+            message=f"{CHANNEL_EVENTS.noun} {serializer.instance} updated",
+            payload={"changes": changed},
+        )
 
 
 def register() -> None:

@@ -97,7 +97,7 @@ def documents(text: str, kind: str) -> list[dict[str, Any]]:
 
 @pytest.mark.django_db
 def test_import_reads_secrets_from_references_and_export_writes_the_references_back(
-    world: Any, files: Path, tmp_path: Path
+    world: Any, files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out, _ = run("import", str(files))
     assert "+ AlertChannel/payments/oncall-slack" in out
@@ -131,6 +131,18 @@ def test_import_reads_secrets_from_references_and_export_writes_the_references_b
     out, _ = run("import", str(files))
     assert "Alert" not in out
     assert events("alert_", before) == []
+    # and the same secret from another variable is a change, audited without the secret
+    monkeypatch.setenv("PAYMENTS_SLACK_V2", SLACK_URL)
+    files.write_text(files.read_text().replace("PAYMENTS_SLACK}", "PAYMENTS_SLACK_V2}"))
+    out, _ = run("import", str(files))
+    assert "~ AlertChannel/payments/oncall-slack (spec.secret)" in out
+    assert events("alert_", before) == [AlertChannelEvent.UPDATED]
+    event = Event.objects.get(action=AlertChannelEvent.UPDATED)
+    assert event.payload["changes"]["secret_source"] == [
+        {"fromEnv": "PAYMENTS_SLACK"},
+        {"fromEnv": "PAYMENTS_SLACK_V2"},
+    ]
+    assert SLACK_URL not in str(event.payload)
 
 
 @pytest.mark.django_db
