@@ -11,6 +11,11 @@ class AlertsConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the team receiver and registers the live fragments.
-        from alerts import live, metrics, signals  # noqa: F401
+        from alerts import live, metrics, signals  # noqa: F401, I001
+        from alerts import catalog_channel, catalog_route, catalog_rule
 
         metrics.register()  # its part of /metrics
+        # Its kinds of catalog files, channels before the routes that name them.
+        catalog_channel.register()
+        catalog_route.register()
+        catalog_rule.register()

@@ -302,6 +302,9 @@ class Channel(models.Model):
     # Slack: the webhook URL; PagerDuty: the routing key; webhook: the signing secret;
     # Apprise: the whole Apprise URL (it carries the service's tokens).
     secret = EncryptedTextField(blank=True)
+    # Where a catalog import read the secret from ({"fromEnv": VAR} or {"fromFile": PATH}),
+    # so an export writes the reference back, never the secret; {} when set in the API.
+    secret_source = models.JSONField(default=dict, blank=True)
     # Webhook: the target; PagerDuty: the Events API URL ("" for the default).
     url = models.URLField(max_length=500, blank=True)
     # Email: {"to": ["oncall@example.com"]}.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from catalog.catalog_yaml.apply import ImportResult, import_catalog
 from catalog.catalog_yaml.authorize import authorize
 from catalog.catalog_yaml.export import export_catalog, export_documents
+from catalog.catalog_yaml.extensions import export_notes
 from catalog.catalog_yaml.kinds import API_VERSION, Action, Kind
 from catalog.catalog_yaml.plan import Change
 from catalog.catalog_yaml.problems import (
@@ -36,6 +37,7 @@ __all__ = [
     "authorize",
     "export_catalog",
     "export_documents",
+    "export_notes",
     "import_catalog",
     "sources_from_paths",
 ]

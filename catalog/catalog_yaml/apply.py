@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from django.contrib.auth import get_user_model
@@ -130,6 +130,12 @@ def _plan_extras(
     """Check each document of a registered kind and plan its change; problems go to `problems`."""
     changes: list[Change] = []
     seen: dict[tuple[str, str], Location] = {}
+    in_files = frozenset(
+        (extra.name, _extra_label(extra, d.body))
+        for d in documents
+        if (extra := extra_kind_of(d.body)) is not None
+    )
+    context = replace(context, declared=in_files)
     for document in documents:
         extra = extra_kind_of(document.body)
         assert extra is not None
@@ -228,10 +234,17 @@ class Applier:
             self._entity_event(change)
         # Registered kinds (RuntimeConfig, CheckSpec) once the services and environments they
         # name exist; their pruned objects too, before the catalog's own deletions.
-        for change in result.changes:
-            if change.extra is not None and change.action != Action.UNCHANGED:
-                extra, planned = change.extra
-                extra.applier(planned, self.actor)
+        # In the order the kinds were registered (a route after the channel it names),
+        # deletions first and in the reverse order (a route before its channel).
+        registered = list(EXTRA_KINDS)
+        extras = [c for c in result.changes if c.extra and c.action != Action.UNCHANGED]
+        deletions = [c for c in extras if c.action == Action.DELETED]
+        deletions.sort(key=lambda c: -registered.index(str(c.kind)))
+        writes_after = [c for c in extras if c.action != Action.DELETED]
+        writes_after.sort(key=lambda c: registered.index(str(c.kind)))
+        for change in deletions + writes_after:
+            extra, planned = change.extra
+            extra.applier(planned, self.actor)
         for change in result.changes:
             if change.action == Action.DELETED and change.extra is None:
                 self._delete(change)

@@ -11,7 +11,13 @@ validator, applier)`:
   kinds, so a service or environment created by the same import exists by then;
 - optionally `pruner(declared, context)`, called only for `--prune`: a `Planned` with
   action `deleted` for each object of the kind whose name is not in `declared` (the names
-  the files give); the applier then deletes it. A kind without a pruner is never pruned.
+  the files give); the applier then deletes it. A kind without a pruner is never pruned;
+- optionally `notes()`, what an export's reader must know before importing it elsewhere
+  (such as the environment variables its secret references name); `manage.py catalog
+  export` prints them to stderr.
+
+Registered kinds are applied in the order they were registered (so a kind may name one
+registered before it, in the same files), deletions first in the reverse order.
 
 A problem in any document of any kind means nothing at all is written.
 """
@@ -36,6 +42,12 @@ class Context:
     resolve_secrets: bool
     # Whether the import deletes what the files do not declare (`--prune`).
     prune: bool = False
+    # (kind, name) of every document of a registered kind in the files.
+    declared: frozenset[tuple[str, str]] = frozenset()
+
+    def declares(self, kind: str, name: str) -> bool:
+        """Whether the files hold the document `kind/name` of a registered kind."""
+        return (kind, name) in self.declared
 
 
 @dataclass
@@ -64,6 +76,7 @@ Exporter = Callable[[], list[dict[str, Any]]]
 Validator = Callable[[dict[str, Any], Context], Planned]
 ExtraApplier = Callable[[Planned, Any], None]
 Pruner = Callable[[set[str], Context], list[Planned]]
+Notes = Callable[[], list[str]]
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,7 @@ class ExtraKind:
     applier: ExtraApplier
     label: Callable[[dict[str, Any]], str]  # the document's name in problems, from metadata
     pruner: Pruner | None = None
+    notes: Notes | None = None
 
 
 EXTRA_KINDS: dict[str, ExtraKind] = {}
@@ -87,11 +101,17 @@ def register_kind(
     *,
     label: Callable[[dict[str, Any]], str],
     pruner: Pruner | None = None,
+    notes: Notes | None = None,
 ) -> None:
     """Add a kind of document (its schema must be in catalog.schema.json)."""
     if name in list(Kind):
         raise ValueError(f"{name} is one of the catalog's own kinds")
-    EXTRA_KINDS[name] = ExtraKind(name, exporter, validator, applier, label, pruner)
+    EXTRA_KINDS[name] = ExtraKind(name, exporter, validator, applier, label, pruner, notes)
+
+
+def export_notes() -> list[str]:
+    """What the registered kinds say an export's reader must know (see `notes`)."""
+    return [note for extra in EXTRA_KINDS.values() if extra.notes for note in extra.notes()]
 
 
 def extra_kind_of(body: Any) -> ExtraKind | None:

@@ -13,6 +13,7 @@ from catalog.catalog_yaml import (
     CatalogInvalid,
     ImportResult,
     export_catalog,
+    export_notes,
     import_catalog,
     sources_from_paths,
 )
@@ -38,8 +39,8 @@ class Command(BaseCommand):
             "--prune",
             action="store_true",
             help="also delete teams, environments, external dependencies, services, "
-            "check specs, heartbeats, maintenance and freeze windows that the files do not "
-            "declare",
+            "check specs, heartbeats, maintenance and freeze windows, alert channels, routes "
+            "and rules that the files do not declare",
         )
         exporter = actions.add_parser("export", help="write the whole catalog as YAML")
         exporter.add_argument("--out", metavar="FILE", help="write here instead of stdout")
@@ -86,6 +87,8 @@ class Command(BaseCommand):
 
     def _export(self, out: str | None) -> None:
         text = export_catalog()
+        for note in export_notes():
+            self.stderr.write(f"note: {note}")
         if out is None:
             self.stdout.write(text, ending="")
             return
