@@ -68,7 +68,7 @@ def service_page(request: HttpRequest, slug: str) -> HttpResponse:
     access = Access.of(request)
     can_deploy = access.can(Scope.DEPLOY, service.team, service)
     routed = service_data.routed_environments(service)
-    markers = service_data.deploy_markers(history, environment)
+    markers = service_data.chart_markers(service, environment, history)
     context: dict[str, Any] = {
         "service": service,
         "environments": environments,
@@ -79,7 +79,7 @@ def service_page(request: HttpRequest, slug: str) -> HttpResponse:
         "versions": service_data.versions_by_environment(service),
         "deploy_history": history[: service_data.DEPLOY_HISTORY_ROWS],
         "deploy_service": service,
-        "markers": service_data.chart_markers(service, environment, history),
+        "markers": markers,
         "scaling": scaling_chart.for_service(service, environment, markers),
         "uptime": rollups.uptime(service.pk, environment.pk) if environment else {},
         "dependencies": service_data.dependencies(
