@@ -1,5 +1,6 @@
 """The service page's scaling chart: desired against in-service instances and the driving
-metric over the last hours, with scale and deploy markers, drawn on the server as SVG.
+metric over the last hours, with scale, deploy and incident markers, drawn on the server as
+SVG.
 
 Nine queries whatever the history (one when the service has no scaling group). Desired
 comes from the group's decisions; in service is counted back from now through the
@@ -47,6 +48,7 @@ class Mark:
     kind: str
     label: str
     title: str
+    width: float = 0.0  # an incident's band: from when it fired to its resolution (or now)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class ScalingChart:
     target_y: float | None = None
     marks: list[Mark] = field(default_factory=list)
     deploys: list[Mark] = field(default_factory=list)
+    incidents: list[Mark] = field(default_factory=list)
     y_ticks: list[Tick] = field(default_factory=list)
     metric_ticks: list[Tick] = field(default_factory=list)
     x_ticks: list[Tick] = field(default_factory=list)
@@ -93,6 +96,10 @@ class ScalingChart:
     @property
     def plot_top(self) -> int:
         return TOP
+
+    @property
+    def plot_height(self) -> int:
+        return HEIGHT - BOTTOM - TOP
 
 
 @dataclass
@@ -122,9 +129,11 @@ class _Frame:
 def for_service(
     service: Service,
     environment: Environment | None,
-    deploy_markers: Sequence[dict[str, Any]],
+    markers: Sequence[dict[str, Any]],
     now: datetime | None = None,
 ) -> ServiceScaling:
+    """`markers`: the health charts' (dashboard.service.chart_markers); this chart draws
+    their deploys and incidents, and its scale marks from the group's own events."""
     groups = list(
         ScalingGroup.objects.filter(service=service)
         .select_related("environment")
@@ -134,13 +143,11 @@ def for_service(
     found = ServiceScaling(groups)
     group = next((g for g in groups if environment and g.environment_id == environment.pk), None)
     if group is not None:
-        found.chart = chart(group, deploy_markers, now or timezone.now())
+        found.chart = chart(group, markers, now or timezone.now())
     return found
 
 
-def chart(
-    group: ScalingGroup, deploy_markers: Sequence[dict[str, Any]], now: datetime
-) -> ScalingChart:
+def chart(group: ScalingGroup, markers: Sequence[dict[str, Any]], now: datetime) -> ScalingChart:
     since = now - timedelta(hours=HOURS)
     frame = _Frame(since, now)
     decisions = list(
@@ -161,7 +168,11 @@ def chart(
         _draw_metric(drawn, metric, values, frame)
     drawn.marks = _scale_marks(group, since, frame)
     drawn.scale_events = len(drawn.marks)
-    drawn.deploys = _deploy_marks(deploy_markers, since, now, frame)
+    deploys = [m for m in markers if m.get("kind", "deploy") == "deploy"]
+    drawn.deploys = _deploy_marks(deploys, since, now, frame)
+    drawn.incidents = _incident_marks(
+        [m for m in markers if m.get("kind") == "incident"], since, now, frame
+    )
     drawn.x_ticks = [
         Tick(frame.x(since + timedelta(hours=h)), f"{since + timedelta(hours=h):%H:%M}")
         for h in range(HOURS + 1)
@@ -302,4 +313,31 @@ def _deploy_marks(
                 title += f" ({marker['state']})"
             label = str(marker["version"]) if what == "started" else ""
             found.append(Mark(frame.x(when), str(marker["state"]), label, title))
+    return found
+
+
+def _incident_marks(
+    markers: Sequence[dict[str, Any]], since: datetime, now: datetime, frame: _Frame
+) -> list[Mark]:
+    """A band for each incident of the environment over the window: from when it fired to
+    when it was resolved, or to now while it is open; none for one resolved before."""
+    found = []
+    start, end = since.timestamp(), now.timestamp()
+    for marker in markers:
+        fired, until = marker["at"], marker.get("until")
+        if fired > end or (until is not None and until < start):
+            continue
+        began = datetime.fromtimestamp(max(fired, start), tz=since.tzinfo)
+        last = min(until if until is not None else end, end)
+        ended = datetime.fromtimestamp(last, tz=since.tzinfo)
+        fired_at = datetime.fromtimestamp(fired, tz=since.tzinfo)
+        title = f"{fired_at:%H:%M:%S} incident {marker['label']} fired"
+        if until is not None:
+            title += f", {datetime.fromtimestamp(until, tz=since.tzinfo):%H:%M:%S} resolved"
+        else:
+            title += f", {str(marker['state']).replace('_', ' ')}"
+        x = frame.x(began)
+        found.append(
+            Mark(x, str(marker["state"]), str(marker["label"]), title, max(frame.x(ended) - x, 1.0))
+        )
     return found

@@ -261,3 +261,33 @@ def test_owners_manage_channels_and_routes_and_send_tests_from_the_page(
     viewer = Client()
     viewer.force_login(world.viewer)
     assert viewer.get(url).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_alerts_menu_links_a_few_teams_settings_however_many_an_admin_owns(
+    world: Any,
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from alerts.views import NAV_TEAMS
+    from catalog.models import Team
+
+    client = Client()
+    client.force_login(world.admin)
+
+    def menu() -> tuple[str, int]:
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get("/alerts/").content.decode()
+        return page[page.index('<nav aria-label="alerts">') :].split("</nav>")[0], len(queries)
+
+    few, queries = menu()
+    assert few.count("alert settings</a>") == Team.objects.count() and "more team" not in few
+    Team.objects.bulk_create(Team(slug=f"team-{n:03}", name=f"Team {n}") for n in range(300))
+    many, more_queries = menu()
+    assert many.count("alert settings</a>") == NAV_TEAMS
+    assert f"and {Team.objects.count() - NAV_TEAMS} more teams" in many
+    assert more_queries == queries
+    # a team owner still finds their own team's settings in the menu
+    client.force_login(world.owner)
+    assert '/alerts/teams/payments/"' in menu()[0]

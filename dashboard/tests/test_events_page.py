@@ -67,6 +67,29 @@ def test_choosing_a_team_narrows_the_services_offered(viewer: Client, world: Any
     assert '<option value="checkout"' not in page
 
 
+def test_past_a_few_hundred_services_the_filter_takes_a_slug(
+    viewer: Client, world: Any, fleet: Any
+) -> None:
+    from dashboard.views import SERVICE_OPTIONS
+
+    def service_filter(query: str) -> tuple[str, int]:
+        with CaptureQueriesContext(connection) as queries:
+            page = viewer.get(f"/events/{query}").content.decode()
+        return page[page.index("<label>Service") :].split("</label>")[0], len(queries)
+
+    small, few = service_filter("")
+    assert '<select name="service">' in small and '<option value="checkout"' in small
+    made = fleet(SERVICE_OPTIONS)  # now more services than the list holds
+    large, many = service_filter("?service=checkout")
+    assert '<select name="service">' not in large and "<option" not in large
+    assert 'name="service" value="checkout"' in large  # the filter in force is shown
+    assert many == few  # the list is read capped: the same one query
+    # a team's services are still a list to choose from
+    team = made.services[0].team.slug
+    listed, _ = service_filter(f"?team={team}")
+    assert f'<option value="{made.services[0].slug}"' in listed
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [

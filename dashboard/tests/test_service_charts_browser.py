@@ -49,6 +49,11 @@ def test_the_charts_draw_with_their_markers(world: Any, page: Page) -> None:
     expect(charts.first.locator("canvas")).to_be_visible()
     expect(charts.nth(1).locator("canvas")).to_be_visible()
     expect(page.locator(".sb-chart-legend")).to_contain_text("the instance count changed")
+    # the scaling chart (server-drawn SVG) marks the firing incident as a band up to now
+    band = page.locator(".sb-scaling-chart .sb-incident-mark rect")
+    expect(band).to_have_count(1)
+    box = band.bounding_box()
+    assert box is not None and box["width"] >= 1 and box["height"] > 50
     assert errors == []
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator(".sb-service-charts").screenshot(path=str(ARTIFACTS / "service-charts.png"))

@@ -558,3 +558,48 @@ def test_the_service_chart_costs_the_same_queries_for_3_or_300_decisions(world: 
         for i in range(300)
     )
     assert _queries(client, "/catalog/services/checkout/") == few
+
+
+def test_the_scaling_chart_marks_incidents_inside_its_window_only(world: Any) -> None:
+    from alerts.choices import IncidentState
+    from dashboard.tests.conftest import incident
+
+    # given checkout's group, an incident that fired 2 h ago and was resolved 1 h ago, one
+    # resolved 8 h ago (before the chart's 6 h) and one firing since 10 minutes ago
+    group = make_group(world)
+    history(world, group)
+    now = timezone.now()
+    inside = incident(world, world.service, "checkout is slow", state=IncidentState.RESOLVED)
+    before = incident(world, world.service, "checkout was down", state=IncidentState.RESOLVED)
+    firing = incident(world, world.service, "checkout is down")
+    for made, fired, resolved in (
+        (inside, now - timedelta(hours=2), now - timedelta(hours=1)),
+        (before, now - timedelta(hours=9), now - timedelta(hours=8)),
+        (firing, now - timedelta(minutes=10), None),
+    ):
+        type(made).objects.filter(pk=made.pk).update(
+            fire_at=fired, fired_at=fired, resolved_at=resolved
+        )
+    # when its page is opened
+    page = page_of(world.viewer, "/catalog/services/checkout/")
+    chart = page[page.index('id="service-scaling"') :]
+    chart = chart[: chart.index("</section>")]
+    # then the two incidents in the window are bands on the time axis, the older one is not
+    bands = re.findall(
+        r'<g class="sb-incident-mark" data-state="(\w+)"><title>([^<]+)</title>'
+        r'<rect x="([\d.]+)" y="\d+" width="([\d.]+)"',
+        chart,
+    )
+    found = sorted((s, html.unescape(title).split(" incident ")[1]) for s, title, *_ in bands)
+    assert found == [
+        ("firing", f"#{firing.pk} fired, firing"),
+        ("resolved", f"#{inside.pk} fired, {(now - timedelta(hours=1)):%H:%M:%S} resolved"),
+    ]
+    assert f">#{before.pk}</text>" not in chart
+    # the resolved one spans an hour of the six (a sixth of the plot), the firing one runs to now
+    spans = {state: (float(x), float(width)) for state, _, x, width in bands}
+    assert abs(spans["resolved"][1] - (720 - 34 - 46) / 6) < 2
+    assert abs(sum(spans["firing"]) - (720 - 46)) < 1
+    assert "2 incidents" in chart and "incident, from firing to resolved" in chart
+    # and the deploy marks are still there beside them
+    assert 'class="sb-deploy-mark"' in chart
