@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 # fragments keep coming). One window for every topic of the process: a page on several
 # topics gets one message per window, and the process one wake-up. At 100 events/s that is
 # ~10 messages per page per second instead of 100: the web process's cost is per websocket
-# message, not per byte (bench/live_fanout), and an event still shows within the window.
+# message, not per byte, and an event still shows within the window. Measured (bench/
+# live_fanout, 2,000 pages on one topic, 2026-12-04): ~10 µs of CPU per message with frames
+# built once, so 2,000 pages x 10 messages/s is ~0.2 of a core for one uvicorn process.
 BATCH_WINDOW_SECONDS = 0.1
 # A page whose socket has not taken a message for this long, or has this much waiting, is
 # closed (1013, "try again later": the page reconnects and re-syncs): one stuck client must
