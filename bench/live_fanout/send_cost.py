@@ -4,8 +4,9 @@
 
 In this process: uvicorn as the Procfile runs it (uvloop, `--ws websockets-sansio`, no
 per-message deflate) serving a bare ASGI websocket app, and the live hub's `Hub._flush`
-sending one batch of `--size` bytes to `--pages` sockets, `--rounds` times, two ways in the
-same run: **direct** (the hub's path under that server: the batch framed once, the same bytes
+sending one batch of `--size` bytes to `--pages` sockets, `--rounds` times, in the same run
+against a bare loop (one frame, `transport.write` to each socket, nothing else) and two
+ways: **direct** (the hub's path under that server: the batch framed once, the same bytes
 written to every socket's transport) and **ASGI send** (the path under any other server,
 and the only one before: a writer task per page awaiting uvicorn's `send`, which encodes and
 frames the text per page). The pages are bench/live_fanout/clients.py in another process,
@@ -38,7 +39,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
     django.setup()
-    from controlplane.live.fanout import Hub, LiveClient
+    from controlplane.live.fanout import Hub, LiveClient, text_frame
 
     sends: list[Any] = []
 
@@ -73,11 +74,16 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     hub = Hub(asyncio.get_running_loop())
     text = '<template><tr id="event-1">' + "x" * max(0, args.size - 40) + "</tr></template>"
 
-    async def rounds(clients: list[LiveClient] | None) -> float:
+    async def rounds(clients: list[LiveClient] | None, bare: bool = False) -> float:
         hub.clients = {TOPIC: set(clients)} if clients else {}
+        transports = [send.__self__.transport for send in sends]
         began = time.process_time()
         for _ in range(args.rounds):
-            if clients:
+            if bare:  # the floor: one frame, a bare write per socket, no checks
+                frame = text_frame(text)
+                for transport in transports:
+                    transport.write(frame)
+            elif clients:
                 hub._flush({TOPIC: [text]})
             await asyncio.sleep(0.02)  # the writers and the kernel drain
         return time.process_time() - began
@@ -91,6 +97,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     assert all(c.transport is not None for c in direct)
     assert all(c.transport is None for c in via_asgi)
     results: dict[str, Any] = {"pages": len(sends), "rounds": args.rounds, "size": len(text)}
+    bare = await rounds(None, bare=True)
+    results["bare_write_us_per_message"] = round(
+        1e6 * (bare - idle) / (args.rounds * len(sends)), 2
+    )
     for name, clients in (("direct", direct), ("asgi_send", via_asgi), ("direct_again", direct)):
         cpu = await rounds(clients)
         results[f"{name}_us_per_message"] = round(
