@@ -4,7 +4,7 @@ A page connects to `/ws/live/?topics=a,b` (`consumer`). When an event commits, e
 registered for its action (`registry`) says what it changes; each fragment is rendered once
 (`Tile`s at most once per key per window: `coalesce`) and published on its topic's Redis
 channel (`wire`). Each web process's hub (`fanout`) has one Redis subscription and writes
-the fragments to its pages' websockets, batched per topic; htmx swaps each top-level
+the fragments to its pages' websockets, batched per window; htmx swaps each top-level
 element in out of band. docs/live.md tells the whole story.
 """
 

@@ -79,8 +79,10 @@ class AsgiServer:
         self.port = listener.getsockname()[1]
         command = [
             sys.executable, "-m", "uvicorn", "controlplane.asgi:application",
-            "--fd", str(listener.fileno()), "--ws", "websockets", "--lifespan", "off",
-            "--loop", "asyncio", "--log-level", "warning",
+            "--fd", str(listener.fileno()), "--lifespan", "off", "--loop", "asyncio",
+            "--log-level", "warning",
+            # The Procfile's websocket flags: the live hub writes frames straight to them.
+            "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
         ]  # fmt: skip
         with self.log.open("a") as output:
             self.process = subprocess.Popen(
