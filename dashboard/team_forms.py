@@ -15,9 +15,8 @@ from alerts.api.serializers import ChannelSerializer
 from alerts.choices import Severity
 from alerts.models import Channel, Route
 from catalog.choices import Role, Scope
-from catalog.models import ApiToken, Membership, Team
+from catalog.models import ApiToken, Invitation, Membership, Team
 from catalog.permissions import Access
-from dashboard.models import Invitation
 
 # How many tokens the page lists (active first, newest first); the API lists all.
 TOKEN_ROWS = 200

@@ -20,11 +20,9 @@ from django.utils import timezone
 from alerts.choices import AlertChannelEvent, AlertRouteEvent, ChannelKind, NotificationAction
 from alerts.models import Channel, DeliveryAttempt, Notification, Route
 from alerts.tests.conftest import Mailbox, Receiver
-from catalog.choices import MembershipEvent, Role, TokenEvent
-from catalog.models import ApiToken, Membership
+from catalog.choices import InvitationEvent, MembershipEvent, Role, TokenEvent
+from catalog.models import ApiToken, Invitation, Membership
 from controlplane.models import Event
-from dashboard.choices import InvitationEvent
-from dashboard.models import Invitation
 
 pytestmark = pytest.mark.django_db
 TEAM = "/catalog/teams/payments/"
