@@ -4,15 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('alerts', '0005_apprise_channels_and_rollout_subscriptions'),
+        ("alerts", "0005_apprise_channels_and_rollout_subscriptions"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='channel',
-            name='kind',
-            field=models.CharField(choices=[('slack', 'Slack incoming webhook'), ('pagerduty', 'PagerDuty Events API v2'), ('opsgenie', 'Opsgenie Alert API v2 (acknowledge and close)'), ('webhook', 'Webhook (signed JSON)'), ('email', 'Email'), ('apprise', 'Apprise URL (Teams, Opsgenie, Discord, Telegram, ~100 more)')], max_length=16),
+            model_name="channel",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("slack", "Slack incoming webhook"),
+                    ("pagerduty", "PagerDuty Events API v2"),
+                    ("opsgenie", "Opsgenie Alert API v2 (acknowledge and close)"),
+                    ("webhook", "Webhook (signed JSON)"),
+                    ("email", "Email"),
+                    ("apprise", "Apprise URL (Teams, Opsgenie, Discord, Telegram, ~100 more)"),
+                ],
+                max_length=16,
+            ),
         ),
     ]
