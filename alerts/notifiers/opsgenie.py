@@ -69,6 +69,10 @@ def _headers(channel: Channel) -> dict[str, str]:
     return {"Authorization": f"GenieKey {channel.secret}"}
 
 
+def _create(channel: Channel, body: dict[str, Any]) -> Result:
+    return post(f"{base_url(channel)}/v2/alerts", json.dumps(body).encode(), _headers(channel))
+
+
 def _by_alias(channel: Channel, key: str, verb: str, note: str) -> Result:
     url = f"{base_url(channel)}/v2/alerts/{quote(key, safe='')}/{verb}?identifierType=alias"
     body = {"source": SOURCE, "user": SOURCE, "note": note}
@@ -81,8 +85,7 @@ def send(channel: Channel, action: str, incidents: list[Incident], delivery: int
         return result  # a heads-up is not a page: the root's team is the one paged
     for incident in incidents:
         if action == NotificationAction.TRIGGER:
-            body = json.dumps(create_body(incident)).encode()
-            result = post(f"{base_url(channel)}/v2/alerts", body, _headers(channel))
+            result = _create(channel, create_body(incident))
         elif action == NotificationAction.ACKNOWLEDGE:
             result = _by_alias(channel, alias(incident), "acknowledge", "acknowledged in Signalbox")
         elif action == NotificationAction.RESOLVE:
@@ -103,7 +106,7 @@ def send_test(channel: Channel) -> Result:
         "source": SOURCE,
         "priority": "P5",
     }
-    result = post(f"{base_url(channel)}/v2/alerts", json.dumps(body).encode(), _headers(channel))
+    result = _create(channel, body)
     if not result.ok:
         return result
     return _by_alias(channel, key, "close", "Signalbox channel test")
@@ -118,4 +121,4 @@ def send_notice(channel: Channel, title: str, text: str, key: str) -> Result:
         "source": SOURCE,
         "priority": "P5",
     }
-    return post(f"{base_url(channel)}/v2/alerts", json.dumps(body).encode(), _headers(channel))
+    return _create(channel, body)
