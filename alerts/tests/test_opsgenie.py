@@ -158,3 +158,34 @@ def test_the_region_picks_the_api_and_bad_settings_are_400(api_as: Any, world: A
         answer = api_as("owner").post("/api/v1/alerts/channels", body, format="json")
         assert answer.status_code == 400, body
         assert reason in str(answer.json()["error"]["fields"][field])
+
+
+def test_a_rollout_notice_is_an_informational_alert(world: Any, receiver: Any) -> None:
+    from alerts.evaluation import evaluate_event
+    from alerts.models import Subscription
+    from controlplane.models import Event
+    from deployments.choices import RolloutEvent
+    from deployments.models import Rollout
+    from deployments.reconciler.events import announce
+
+    # given an Opsgenie channel subscribed to rollout starts
+    channel = Channel.objects.create(
+        team=world.team, name="og", kind=ChannelKind.OPSGENIE, secret=GENIE_KEY,
+        url=receiver.url("/og"),
+    )  # fmt: skip
+    Subscription.objects.create(team=world.team, channel=channel, events=["started"])
+    rollout = Rollout.objects.create(
+        team=world.team, service=world.service, environment=world.production,
+        strategy="canary", steps=[{"set_weight": 100}], from_version="1.9", to_version="2.0",
+    )  # fmt: skip
+    # when a rollout starts
+    announce(RolloutEvent.CREATED, rollout, message="checkout 2.0 in production: started")
+    evaluate_event(Event.objects.filter(action=RolloutEvent.CREATED).latest("id").pk)
+    deliver_all()
+    # then Opsgenie gets a P5 alert with the rollout's own alias, never a page
+    [request] = receiver.wait_for("/og/v2/alerts", 1)
+    assert request.headers["Authorization"] == f"GenieKey {GENIE_KEY}"
+    body = request.json()
+    assert body["priority"] == "P5" and body["alias"].startswith(f"signalbox-rollout-{rollout.pk}-")
+    assert body["message"] == "checkout 2.0 in production: rollout started"
+    assert "1.9" in body["description"] and "2.0" in body["description"]
