@@ -12,6 +12,7 @@ from django.utils import timezone
 from alerts.choices import ChannelKind, DeliveryState, NotificationAction
 from alerts.models import Channel, DeliveryAttempt, Notification
 from alerts.notifiers import Result, apprise_urls, send
+from alerts.notifiers.opsgenie import API_BASES, API_KEY_RE
 from alerts.notifiers.pagerduty import ROUTING_KEY_RE
 from controlplane import outbound
 
@@ -35,6 +36,15 @@ def check(
             errors["secret"] = ["give the integration's routing key (32 characters)"]
         elif secret and not ROUTING_KEY_RE.match(secret):
             errors["secret"] = ["a PagerDuty routing key is 32 letters and digits"]
+    elif kind == ChannelKind.OPSGENIE:
+        if not secret and not has_secret:
+            errors["secret"] = ["give the API integration's key (a UUID, from Opsgenie)"]
+        elif secret and not API_KEY_RE.match(secret):
+            errors["secret"] = [
+                "an Opsgenie API key looks like 1b2c3d4e-0000-4000-8000-00000000abcd"
+            ]
+        if config.get("region", "us") not in API_BASES:
+            errors["config.region"] = [f"must be one of {', '.join(API_BASES)} (your account's)"]
     elif kind == ChannelKind.WEBHOOK:
         if not url:
             errors["url"] = ["give the URL to POST to"]
@@ -63,7 +73,9 @@ def check(
                 f"{reason}; notifications never go to link-local or cloud-metadata addresses, "
                 "nor to networks an admin has not allowed"
             ]
-    unknown = set(config) - ({"to"} if kind == ChannelKind.EMAIL else set())
+    settings_of: dict[str, set[str]] = {ChannelKind.EMAIL: {"to"}, ChannelKind.OPSGENIE: {"region"}}
+    allowed = settings_of.get(kind, set())
+    unknown = set(config) - allowed
     if unknown:
         errors["config"] = [f"unknown settings: {', '.join(sorted(unknown))}"]
     return errors

@@ -62,6 +62,7 @@ class TimelineKind(models.TextChoices):
 class ChannelKind(models.TextChoices):
     SLACK = "slack", "Slack incoming webhook"
     PAGERDUTY = "pagerduty", "PagerDuty Events API v2"
+    OPSGENIE = "opsgenie", "Opsgenie Alert API v2 (acknowledge and close)"
     WEBHOOK = "webhook", "Webhook (signed JSON)"
     EMAIL = "email", "Email"
     # Microsoft Teams, Opsgenie, Discord, Telegram, ntfy, ... by an Apprise URL.

@@ -35,7 +35,13 @@ logger = logging.getLogger(__name__)
 
 DELIVER_TASK = "alerts.tasks.deliver"
 # Channels that show an acknowledgement; an email for each ack would be noise.
-ACK_KINDS = (ChannelKind.PAGERDUTY, ChannelKind.SLACK, ChannelKind.WEBHOOK, ChannelKind.APPRISE)
+ACK_KINDS = (
+    ChannelKind.PAGERDUTY, ChannelKind.OPSGENIE, ChannelKind.SLACK, ChannelKind.WEBHOOK,
+    ChannelKind.APPRISE,
+)  # fmt: skip
+# Pagers dedupe by the incident's own key: each incident is its own alert there, and a
+# dependency's heads-up never goes to them (the root's team is the one paged).
+PAGER_KINDS = (ChannelKind.PAGERDUTY, ChannelKind.OPSGENIE)
 
 
 def queue_trigger(incident: Incident, route: Route) -> Notification:
@@ -44,8 +50,8 @@ def queue_trigger(incident: Incident, route: Route) -> Notification:
     now = timezone.now()
     notification = None
     group_key = ""
-    if channel.kind != ChannelKind.PAGERDUTY:
-        # PagerDuty groups alerts by dedup_key itself, so each incident is its own event.
+    if channel.kind not in PAGER_KINDS:
+        # PagerDuty and Opsgenie group alerts by their key, so each incident is its own.
         group_key = (
             f"{channel.pk}:{incident.team_id}:{incident.service_id or '-'}"
             f":{incident.environment_id or '-'}"
@@ -102,7 +108,7 @@ def queue_affected(incident: Incident, root: Incident) -> list[Notification]:
             enabled=True,
             channel__enabled=True,
         )
-        .exclude(channel__kind=ChannelKind.PAGERDUTY)
+        .exclude(channel__kind__in=PAGER_KINDS)
         .select_related("channel")
     )
     now = timezone.now()

@@ -114,6 +114,14 @@ class TokenEvent(EventNames):
     REVOKED = "token.revoked"
 
 
+class InvitationEvent(EventNames):
+    """Invitations to join a team (accepting one is the membership's `membership.created`)."""
+
+    FAMILY = "invitation."
+    SENT = "invitation.sent"
+    CANCELLED = "invitation.cancelled"
+
+
 class CatalogEvent(EventNames):
     FAMILY = "catalog."
     IMPORTED = "catalog.imported"

@@ -116,6 +116,11 @@ def snippets(heartbeat: Heartbeat, url: str) -> list[tuple[str, str, str]]:
             f'{schedule} out=$({job} 2>&1); {curl} --data-raw "$out" {url}/$?',
         ),
         (
+            "log",
+            "a message for the history only (state and lateness unchanged)",
+            f'{curl} --data-raw "rotated 3 files" {url}/log',
+        ),
+        (
             "python",
             "Python",
             "import subprocess, urllib.request\n\n"

@@ -12,12 +12,11 @@ from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 
 from alerts.api.serializers import ChannelSerializer
-from alerts.choices import Severity
+from alerts.choices import ChannelKind, Severity
 from alerts.models import Channel, Route
 from catalog.choices import Role, Scope
-from catalog.models import ApiToken, Membership, Team
+from catalog.models import ApiToken, Invitation, Membership, Team
 from catalog.permissions import Access
-from dashboard.models import Invitation
 
 # How many tokens the page lists (active first, newest first); the API lists all.
 TOKEN_ROWS = 200
@@ -86,7 +85,8 @@ class ChannelForm(forms.Form):
         required=False,
         max_length=500,
         label="URL",
-        help_text="Webhook: where to POST; PagerDuty: the Events API URL (empty: PagerDuty's).",
+        help_text="Webhook: where to POST; PagerDuty: the Events API URL (empty: PagerDuty's); "
+        "Opsgenie: empty (the region's API).",
         widget=forms.URLInput(attrs={"autocomplete": "off"}),
     )
     to = forms.CharField(
@@ -94,6 +94,12 @@ class ChannelForm(forms.Form):
         max_length=2000,
         label="Send to",
         help_text="Email: addresses separated by commas.",
+    )
+    region = forms.ChoiceField(
+        required=False,
+        choices=[("", "US (api.opsgenie.com)"), ("eu", "EU (api.eu.opsgenie.com)")],
+        label="Opsgenie region",
+        help_text="Opsgenie: where your account lives.",
     )
     enabled = forms.BooleanField(required=False, initial=True)
 
@@ -119,6 +125,9 @@ class ChannelForm(forms.Form):
             "config": {"to": addresses} if addresses else {},
             "enabled": data["enabled"],
         }
+        kind = self.channel.kind if self.channel is not None else data["kind"]
+        if kind == ChannelKind.OPSGENIE and data.get("region"):
+            body["config"]["region"] = data["region"]
         if self.channel is None:
             body |= {"team": team.slug, "kind": data["kind"], "secret": data["secret"]}
         elif data["secret"]:
@@ -127,7 +136,9 @@ class ChannelForm(forms.Form):
 
 
 # Where the API's field names land on the channel form.
-CHANNEL_FIELDS = {"config.to": "to", "config": "to", "team": NON_FIELD_ERRORS}
+CHANNEL_FIELDS = {
+    "config.to": "to", "config.region": "region", "config": "to", "team": NON_FIELD_ERRORS,
+}  # fmt: skip
 
 
 class RouteForm(forms.Form):
@@ -255,6 +266,7 @@ def _channel_edit_form(channel: Channel) -> ChannelForm:
             "name": channel.name,
             "url": channel.url,
             "to": ", ".join(to) if isinstance(to, list) else "",
+            "region": channel.config.get("region", "") if isinstance(channel.config, dict) else "",
             "enabled": channel.enabled,
         },
     )

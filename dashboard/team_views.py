@@ -11,13 +11,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
-from django.core.mail import send_mail
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
@@ -30,17 +28,14 @@ from alerts import channels as alert_channels
 from alerts.api.serializers import ChannelSerializer, RouteSerializer
 from alerts.choices import CHANNEL_EVENTS, ROUTE_EVENTS
 from alerts.models import Channel, Route
-from catalog import members, tokens
+from catalog import invitations, members, tokens
 from catalog.api.serializers import MembershipSerializer, TokenIssueSerializer
 from catalog.choices import MEMBERSHIP_EVENTS, Scope
-from catalog.models import ApiToken, Membership, Team
+from catalog.models import ApiToken, Invitation, Membership, Team
 from catalog.permissions import Access
 from controlplane import changes
-from controlplane.events import publish
 from dashboard import team_forms as tf
 from dashboard import team_page
-from dashboard.choices import InvitationEvent
-from dashboard.models import Invitation
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -80,49 +75,14 @@ def invite(request: HttpRequest, slug: str) -> HttpResponse:
     form = tf.InviteForm(request.POST, prefix="invite")
     if not form.is_valid():
         return _again(request, team, {"invite_form": form})
-    email = form.cleaned_data["email"].lower()
-    role = form.cleaned_data["role"]
-    member = Membership.objects.filter(team=team, user__email__iexact=email).first()
-    if member is not None:
-        form.add_error("email", f"{email} is already a member of {team.slug} (as {member.role}).")
-        return _again(request, team, {"invite_form": form}, status=409)
-    plain = Invitation.new_token()
+    email, role = form.cleaned_data["email"], form.cleaned_data["role"]
     try:
-        with transaction.atomic():
-            open_one = Invitation.objects.select_for_update().filter(
-                team=team, email=email, accepted_at__isnull=True, cancelled_at__isnull=True
-            )
-            for old in open_one:
-                if old.is_pending:
-                    form.add_error(
-                        "email",
-                        f"{email} already has an invitation, valid until "
-                        f"{old.expires_at:%Y-%m-%d %H:%M} UTC; cancel it to send a new one.",
-                    )
-                    return _again(request, team, {"invite_form": form}, status=409)
-                old.cancelled_at = timezone.now()  # expired: make room for the new one
-                old.save(update_fields=["cancelled_at"])
-            invitation = Invitation.objects.create(
-                team=team,
-                email=email,
-                role=role,
-                token_hash=Invitation.hash_token(plain),
-                invited_by=request.user if request.user.is_authenticated else None,
-                expires_at=timezone.now() + Invitation.lifetime(),
-            )
-            publish(
-                InvitationEvent.SENT,
-                actor=access,
-                subject=invitation,
-                team=team,
-                message=f"{email} invited to {team.slug} as {role}",
-                payload={
-                    "email": email,
-                    "role": role,
-                    "expires_at": invitation.expires_at.isoformat(),
-                },
-            )
-            _send_invitation(request, invitation, plain)
+        invitation = invitations.invite(team, email, role, actor=access, invited_by=request.user)
+    except exceptions.ValidationError as refused:
+        # A member already, or invited already: a clash with the team's state.
+        for reason in _reasons(refused, "email"):
+            form.add_error("email", reason)
+        return _again(request, team, {"invite_form": form}, status=409)
     except OSError as error:  # SMTP refused or unreachable: nothing was saved
         form.add_error(
             None,
@@ -132,48 +92,25 @@ def invite(request: HttpRequest, slug: str) -> HttpResponse:
         return _again(request, team, {"invite_form": form}, status=502)
     messages.success(
         request,
-        f"Invitation sent to {email} as {role}; the link works until "
+        f"Invitation sent to {invitation.email} as {role}; the link works until "
         f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC.",
     )
     return _back(team, "team-members")
 
 
-def _send_invitation(request: HttpRequest, invitation: Invitation, plain: str) -> None:
-    link = settings.SIGNALBOX_BASE_URL.rstrip("/") + reverse("dashboard:invitation", args=[plain])
-    inviter = request.user.get_username() if request.user.is_authenticated else "Signalbox"
-    team = invitation.team
-    send_mail(
-        subject=f"Join {team.name} on Signalbox",
-        message=(
-            f"{inviter} invites you to join the team {team.name} ({team.slug}) on Signalbox "
-            f"as {invitation.role}.\n\n"
-            f"Accept: {link}\n\n"
-            f"The link works once, until {invitation.expires_at:%Y-%m-%d %H:%M} UTC. "
-            "If you did not expect it, ignore this email.\n"
-        ),
-        from_email=None,
-        recipient_list=[invitation.email],
-    )
+def _reasons(refused: exceptions.ValidationError, field: str) -> list[str]:
+    detail = refused.detail
+    found = detail.get(field, []) if isinstance(detail, dict) else detail
+    return [str(reason) for reason in (found if isinstance(found, list) else [found])]
 
 
 @login_required
 @require_POST
 def cancel_invitation(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     team, access = _managed_team(request, slug)
-    with transaction.atomic():
-        invitation = get_object_or_404(Invitation.objects.select_for_update(), pk=pk, team=team)
-        if invitation.accepted_at is None and invitation.cancelled_at is None:
-            invitation.cancelled_at = timezone.now()
-            invitation.save(update_fields=["cancelled_at"])
-            publish(
-                InvitationEvent.CANCELLED,
-                actor=access,
-                subject=invitation,
-                team=team,
-                message=f"invitation of {invitation.email} to {team.slug} cancelled",
-                payload={"email": invitation.email},
-            )
-            messages.success(request, f"Invitation of {invitation.email} cancelled.")
+    invitation = get_object_or_404(Invitation, pk=pk, team=team)
+    if invitations.cancel(invitation, actor=access):
+        messages.success(request, f"Invitation of {invitation.email} cancelled.")
     return _back(team, "team-members")
 
 

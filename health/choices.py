@@ -69,6 +69,8 @@ class PingKind(models.TextChoices):
     SUCCESS = "success", "Success"
     START = "start", "Start"
     FAIL = "fail", "Fail"
+    # A message for the history only (Healthchecks.io's /log): no state, no lateness.
+    LOG = "log", "Log"
 
 
 class JsonOp(models.TextChoices):

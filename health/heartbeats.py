@@ -79,6 +79,32 @@ SELECT id, previous, status FROM pinged
 """
 
 
+# A /log ping: counted and kept in the history with its body, nothing else about the
+# heartbeat changes (status, deadline, last ping), on any schedule.
+LOG_SQL = """
+WITH counted AS (
+  UPDATE health_heartbeat SET ping_count = ping_count + 1
+  WHERE uuid = %(uuid)s
+  RETURNING id, status, ping_count
+), recorded AS (
+  INSERT INTO health_heartbeatping
+    (heartbeat_id, n, at, kind, exit_code, duration_seconds, body, remote_addr, user_agent)
+  SELECT id, ping_count, %(now)s, %(kind)s, NULL, NULL, %(log)s,
+    %(remote_addr)s::inet, %(user_agent)s
+  FROM counted
+), pruned AS (
+  DELETE FROM health_heartbeatping AS p USING counted
+  WHERE p.heartbeat_id = counted.id AND p.n <= counted.ping_count - %(kept)s
+)
+SELECT id, status AS previous, status FROM counted
+"""
+
+
+def statement_for(kind: str) -> str:
+    """The one statement that records a ping of this kind (the fast path runs it too)."""
+    return LOG_SQL if kind == PingKind.LOG else PING_SQL
+
+
 def ping(
     key: uuid_module.UUID,
     kind: str,
@@ -89,14 +115,16 @@ def ping(
     user_agent: str = "",
 ) -> str | None:
     """Record a ping (and its history row) and return the heartbeat's status, or None when
-    no heartbeat has this uuid. One query for period schedules, two for cron (plus the
-    history's insert and cap); state changes are published."""
+    no heartbeat has this uuid. One query for period schedules and log pings, two for cron
+    (plus the history's insert and cap); state changes are published."""
     now = timezone.now()
     arguments = ping_arguments(key, kind, exit_code, body, now, remote_addr, user_agent)
     with connection.cursor() as cursor:
-        cursor.execute(PING_SQL, arguments)
+        cursor.execute(statement_for(arguments["kind"]), arguments)
         row = cursor.fetchone()
     if row is None:
+        if arguments["kind"] == PingKind.LOG:
+            return None  # LOG_SQL serves every schedule: no row is no heartbeat
         return _ping_with_orm(key, arguments, now)
     heartbeat_id, previous, status = row
     if status != previous:

@@ -62,6 +62,7 @@ _VIEW_NAMES = {  # the URL names RequestMetricsMiddleware labels the Django view
     None: "heartbeat-ping",
     "start": "heartbeat-ping-start",
     "fail": "heartbeat-ping-fail",
+    "log": "heartbeat-ping-log",
     "exit": "heartbeat-ping-exit",
 }
 
@@ -87,7 +88,7 @@ class _Rules:
         zero = "00000000-0000-0000-0000-000000000000"
         prefix = "/" + get_resolver().reverse("heartbeat-ping", key=zero).removesuffix(zero)
         self.path = re.compile(
-            re.escape(prefix) + f"(?P<key>{_UUID})(?:/(?P<suffix>start|fail|[0-9]+))?"
+            re.escape(prefix) + f"(?P<key>{_UUID})(?:/(?P<suffix>start|fail|log|[0-9]+))?"
         )
         self.allowed_hosts = settings.ALLOWED_HOSTS
         if settings.DEBUG and not self.allowed_hosts:
@@ -131,7 +132,8 @@ class _Rules:
         exit_code = int(suffix) if suffix and suffix.isdigit() else None
         if exit_code is not None and exit_code > heartbeats.MAX_EXIT_CODE:
             return None  # Django answers 400 naming the field
-        kind = PingKind(suffix) if suffix in (PingKind.START, PingKind.FAIL) else PingKind.SUCCESS
+        named = (PingKind.START, PingKind.FAIL, PingKind.LOG)
+        kind = PingKind(suffix) if suffix in named else PingKind.SUCCESS
         view = _VIEW_NAMES["exit" if exit_code is not None else suffix]
         agent = headers.get(b"user-agent", b"").decode("latin1")  # as Django's META
         return _Ping(uuid.UUID(match["key"]), kind, exit_code, view, int(length), secure, agent)
@@ -162,7 +164,10 @@ def _fast_path_stands_in_for_django() -> bool:
 
     known = ANSWER_HEADER_MIDDLEWARE + PASSIVE_MIDDLEWARE
     unknown = [m for m in settings.MIDDLEWARE if m not in known]
-    ping_views = [views.PingView, views.PingStartView, views.PingFailView, views.PingExitCodeView]
+    ping_views = [
+        views.PingView, views.PingStartView, views.PingFailView, views.PingLogView,
+        views.PingExitCodeView,
+    ]  # fmt: skip
     guarded = [
         view.__name__
         for view in ping_views
@@ -318,7 +323,8 @@ class PingFastPath:
         try:
             pool = await _Pool.get()
             async with pool.connection() as connection:
-                cursor = await connection.execute(heartbeats.PING_SQL, arguments)
+                statement = heartbeats.statement_for(ping.kind)
+                cursor = await connection.execute(statement, arguments)
                 row = await cursor.fetchone()
         except (psycopg.Error, PoolTimeout):
             # One statement in autocommit: it failed, so nothing was written (unless the
@@ -328,7 +334,8 @@ class PingFastPath:
             logger.warning("heartbeat ping %s: handing it to Django", ping.key, exc_info=True)
             return await self.django(scope, _replay(body, receive), send)
         if row is None:
-            # No heartbeat on a period schedule has this uuid: unknown (Django's 404) or cron.
+            # No heartbeat on a period schedule has this uuid: unknown (Django's 404) or cron
+            # (for a log ping: unknown).
             return await self.django(scope, _replay(body, receive), send)
         heartbeat_id, previous, status = row
         if status != previous:

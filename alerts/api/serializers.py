@@ -239,6 +239,7 @@ class ChannelSerializer(TeamOwnedSerializer):
         required=False,
         allow_blank=True,
         help_text="Slack: the incoming webhook URL; PagerDuty: the 32-character routing key; "
+        "opsgenie: the API integration key (a UUID); "
         "webhook: the HMAC signing secret; apprise: the Apprise URL (workflows://..., "
         "opsgenie://..., tgram://...). Never returned; see secret_masked (Apprise URLs "
         "shown as Apprise redacts them).",

@@ -13,7 +13,7 @@ from django.core.mail import EmailMessage, get_connection
 
 from alerts.choices import BAD_NOTICES, ChannelKind
 from alerts.models import Channel
-from alerts.notifiers import apprise_urls, email, pagerduty, slack, webhook
+from alerts.notifiers import apprise_urls, email, opsgenie, pagerduty, slack, webhook
 from alerts.notifiers.base import Result, post
 
 ICON = {"succeeded": "✅", "started": "🚀", "promoted": "⏩", "resumed": "▶️"}
@@ -119,6 +119,8 @@ def send(channel: Channel, details: dict[str, Any], delivery: int) -> Result:
     if kind == ChannelKind.EMAIL:
         return _email(channel, details, delivery)
     key = f"signalbox-rollout-{details.get('rollout')}-{details.get('notice')}"
+    if kind == ChannelKind.OPSGENIE:
+        return opsgenie.send_notice(channel, details["title"], "\n".join(lines(details)), key)
     message = apprise_urls.event_message(
         channel, details["title"], "\n".join(lines(details)), key, bad(details)
     )

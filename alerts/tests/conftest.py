@@ -29,6 +29,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    query: str = ""
 
     def json(self) -> Any:
         import json
@@ -70,7 +71,14 @@ class Receiver:
         body = await request.read()
         with self.lock:
             self.requests.append(
-                Received(request.method, request.path, dict(request.headers), body, time.time())
+                Received(
+                    request.method,
+                    request.path,
+                    dict(request.headers),
+                    body,
+                    time.time(),
+                    request.query_string,
+                )
             )
             planned = self.plan.get(request.path) or []
             status, text, headers = planned.pop(0) if planned else (200, "ok", {})

@@ -14,6 +14,7 @@ from catalog.models import (
     Environment,
     ExternalDependency,
     Instance,
+    Invitation,
     Membership,
     Service,
     Team,
@@ -94,3 +95,18 @@ class TokenFilter(filters.FilterSet):
     def filter_active(self, queryset: QuerySet[Any], name: str, value: bool) -> QuerySet[Any]:
         active = ApiToken.objects.active().values("pk")
         return queryset.filter(pk__in=active) if value else queryset.exclude(pk__in=active)
+
+
+class InvitationFilter(filters.FilterSet):
+    team = _slug(Team.objects.all(), "team", "Team slug.")
+    pending = filters.BooleanFilter(
+        method="filter_pending", help_text="Only invitations whose link still works (or not)."
+    )
+
+    class Meta:
+        model = Invitation
+        fields = ["team", "pending"]
+
+    def filter_pending(self, queryset: QuerySet[Any], name: str, value: bool) -> QuerySet[Any]:
+        pending = Invitation.objects.pending().values("pk")
+        return queryset.filter(pk__in=pending) if value else queryset.exclude(pk__in=pending)

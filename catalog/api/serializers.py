@@ -11,13 +11,14 @@ from django.utils import timezone
 from rest_framework import exceptions, serializers, status
 from rest_framework.validators import UniqueValidator
 
-from catalog.choices import Scope, StatusSource
+from catalog.choices import Role, Scope, StatusSource
 from catalog.models import (
     TOKEN_PREFIX,
     ApiToken,
     Environment,
     ExternalDependency,
     Instance,
+    Invitation,
     Membership,
     Service,
     Team,
@@ -440,3 +441,39 @@ class TokenIssueSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
             expires_at=data.get("expires_at"),
         )
         return token, plain
+
+
+class InvitationSerializer(serializers.ModelSerializer[Invitation]):
+    """An invitation as listed: who was asked into which team as what, and where it stands
+    (the link's token is never stored, only its hash, and never shown)."""
+
+    team: serializers.SlugRelatedField[Team] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    invited_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    state = serializers.SerializerMethodField(help_text="pending, accepted, cancelled or expired.")
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id", "team", "email", "role", "state", "invited_by", "created_at", "expires_at",
+            "accepted_at", "cancelled_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_state(self, invitation: Invitation) -> str:
+        if invitation.accepted_at is not None:
+            return "accepted"
+        if invitation.cancelled_at is not None:
+            return "cancelled"
+        return "pending" if invitation.is_pending else "expired"
+
+
+class InvitationCreateSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
+    """Whom to invite: an email address into a team, with a role (viewer by default)."""
+
+    team = reference(Team.objects.all(), "team")
+    email = serializers.EmailField(max_length=254)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.VIEWER)

@@ -16,4 +16,5 @@ router.register(
 router.register("services", views.ServiceViewSet, basename="service")
 router.register("instances", views.InstanceViewSet, basename="instance")
 router.register("tokens", views.TokenViewSet, basename="token")
+router.register("invitations", views.InvitationViewSet, basename="invitation")
 urlpatterns = router.urls

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from catalog import members, signals, tokens
+from catalog import invitations, members, signals, tokens
 from catalog.api import filters as catalog_filters
 from catalog.api import serializers as s
 from catalog.api.base import (
@@ -40,11 +40,13 @@ from catalog.models import (
     Environment,
     ExternalDependency,
     Instance,
+    Invitation,
     Membership,
     Service,
     Team,
 )
 from catalog.permissions import ADMIN, Access
+from controlplane import changes
 from controlplane.api import KnownQueryParameters
 from controlplane.viewsets import actor_of
 
@@ -343,3 +345,79 @@ class TokenViewSet(ScopedViewSet):
 
     def _revoke(self, token: ApiToken) -> None:
         tokens.revoke(token, actor=Access.of(self.request))
+
+
+class MailNotSent(exceptions.APIException):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_code = "mail_not_sent"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List invitations (owners of the team; platform admins: all)"),
+    retrieve=extend_schema(summary="Show an invitation"),
+    create=extend_schema(
+        summary="Invite an email address into a team with a role; the link goes by email",
+        request=s.InvitationCreateSerializer,
+        responses={
+            201: s.InvitationSerializer,
+            400: OpenApiResponse(
+                description="a bad field, a member already, or a pending invitation already"
+            ),
+            502: OpenApiResponse(description="the mail server refused it: nothing was saved"),
+        },
+    ),
+    destroy=extend_schema(
+        summary="Revoke an invitation: its link stops working (the row stays, cancelled)",
+        responses={
+            204: OpenApiResponse(description="revoked (or it was already)"),
+            409: OpenApiResponse(description="accepted already: remove the membership instead"),
+        },
+    ),
+)
+class InvitationViewSet(ScopedViewSet):
+    """Invitations to join a team by email, as the team page makes them: the team's owners
+    (or a `write` token of the team) list, send and revoke them; each change one event."""
+
+    serializer_class = s.InvitationSerializer
+    lookup_value_regex = ID_LOOKUP
+    filterset_class = catalog_filters.InvitationFilter
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Invitation]:
+        rows = Invitation.objects.select_related("team", "invited_by")
+        if getattr(self, "swagger_fake_view", False):
+            return rows.none()  # the schema generator has no caller
+        access = Access.of(self.request)
+        if access.is_admin:
+            return rows
+        # The addresses are the team's business: only those who may invite see them.
+        return rows.filter(team__in=[t.pk for t in access.teams_with(Scope.WRITE)])
+
+    def team_for_create(self, request: Request) -> tuple[Team | None, Service | None]:
+        return team_in_body(request)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        asked = s.InvitationCreateSerializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        data = asked.validated_data
+        try:
+            invitation = invitations.invite(
+                data["team"], data["email"], data["role"],
+                actor=Access.of(request), invited_by=request.user,
+            )  # fmt: skip
+        except OSError as error:
+            raise MailNotSent(
+                f"the invitation email could not be sent ({error}); nothing was saved: "
+                "check the email settings (docs/configuration.md) and try again"
+            ) from error
+        answer = s.InvitationSerializer(invitation).data
+        return Response(answer, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: Model) -> None:
+        assert isinstance(instance, Invitation)
+        if instance.accepted_at is not None:
+            raise changes.Conflict(
+                f"{instance.email} accepted this invitation already; "
+                "remove their membership instead"
+            )
+        invitations.cancel(instance, actor=Access.of(self.request))

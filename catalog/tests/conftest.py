@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from alerts.tests.conftest import smtp  # noqa: F401 (the real SMTP receiver, for invitations)
+
 
 @pytest.fixture
 def demo_settings(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
+
 from catalog.choices import Role
-from catalog.models import ApiToken, Environment, ExternalDependency, Instance, Team
+from catalog.models import (
+    ApiToken,
+    Environment,
+    ExternalDependency,
+    Instance,
+    Invitation,
+    Team,
+)
 from catalog.tests.matrix import PERSONAS, Case, Row, allow, read
 
 # Who may change the things of the world's team (payments): its owner, a platform admin,
@@ -36,6 +45,13 @@ def an_instance(case: Case) -> None:
 
 def a_ci_token(case: Case) -> None:
     case.made["token"], _ = ApiToken.issue(team=case.world.team, name="ci", scopes=["deploy"])
+
+
+def an_invitation(case: Case) -> None:
+    case.made["invitation"] = Invitation.objects.create(
+        team=case.world.team, email="new@example.com", token_hash="0" * 64,
+        expires_at=timezone.now() + Invitation.lifetime(),
+    )  # fmt: skip
 
 
 def viewer_membership(case: Case) -> dict[str, Any]:
@@ -247,6 +263,29 @@ PERMISSION_MATRIX = [
         allow(*TOKEN_OWNERS, **NOT_YOURS),
         kwargs=lambda c: {"pk": c.made["token"].pk},
         setup=a_ci_token,
+    ),
+    # invitations: whoever may change the team (a `write` token too, as for memberships);
+    # others see none of its addresses (404)
+    Row("invitation-list", "GET", read()),
+    Row(
+        "invitation-list",
+        "POST",
+        allow(*TEAM_WRITERS, status=201),
+        body=lambda c: {"team": "payments", "email": "new@example.com", "role": "viewer"},
+    ),
+    Row(
+        "invitation-detail",
+        "GET",
+        allow("owner", "admin", token_read=404, token_foreign=404, **NOT_YOURS),
+        kwargs=lambda c: {"pk": c.made["invitation"].pk},
+        setup=an_invitation,
+    ),
+    Row(
+        "invitation-detail",
+        "DELETE",
+        allow(*TEAM_WRITERS, status=204, token_foreign=404, **NOT_YOURS),
+        kwargs=lambda c: {"pk": c.made["invitation"].pk},
+        setup=an_invitation,
     ),
     # catalog as code: import checks `write` on each team it touches; export is a read
     Row("catalog-import", "POST", allow(*TEAM_WRITERS), body=lambda c: {"yaml": SERVICE_YAML}),

@@ -291,10 +291,9 @@ def seed(world: Any) -> Case:
     from django.utils import timezone
 
     from alerts.tests.permission_matrix import a_route, a_silence, an_incident
-    from catalog.models import ExternalDependency
+    from catalog.models import ExternalDependency, Invitation
     from catalog.tests.permission_matrix import a_ci_token
     from circuits.tests.permission_matrix import a_circuit, an_override
-    from dashboard.models import Invitation
     from debugging.tests.permission_matrix import a_window
     from deployments.tests.permission_matrix import a_freeze, a_rollout
     from health import services as health_services

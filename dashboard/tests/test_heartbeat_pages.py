@@ -225,3 +225,28 @@ def test_the_heartbeat_page_queries_do_not_grow_with_pings(world: Any) -> None:
     assert count() == few
     page = client.get(f"{BASE}{heartbeat.pk}/").content.decode()
     assert page.count('<tr id="ping-') == 100
+
+
+def test_a_log_ping_shows_as_a_log_event_and_leaves_the_last_ping_alone(
+    world: Any, settings: Any
+) -> None:
+    settings.SIGNALBOX_BASE_URL = "https://signalbox.example"
+    heartbeat = Heartbeat.objects.create(
+        name="nightly", service=world.service, environment=world.production
+    )
+    # given a job that passed, then sent a message with the page's /log snippet's URL
+    pinged(heartbeat, "/0", b"42 rows copied")
+    pinged(heartbeat, "/log", b"rotated 3 files")
+    # when its page is opened
+    page = as_(world.viewer).get(f"{BASE}{heartbeat.pk}/").content.decode()
+    # then the snippet for it is there, the history lists the log event newest first
+    url = f"https://signalbox.example/api/v1/heartbeats/{heartbeat.uuid}"
+    assert f"--data-raw &quot;rotated 3 files&quot; {url}/log" in page
+    table = page.split('id="pings"')[1].split("</table>")[0]
+    rows = re.findall(r'<tr id="ping-(\d+)" class="sb-ping-(\w+)">(.*?)</tr>', table, re.S)
+    assert [(n, kind) for n, kind, _ in rows] == [("2", "log"), ("1", "success")]
+    assert "Log <small>(history only)</small>" in rows[0][2] and "rotated 3 files" in rows[0][2]
+    # and the last ping is still the success, with its own log
+    last = page.split('id="last-ping"')[1]
+    assert "Kind</dt><dd>Success</dd>" in last
+    assert "42 rows copied" in page.split('id="last-log"')[1].split("</pre>")[0]

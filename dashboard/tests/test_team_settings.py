@@ -20,11 +20,9 @@ from django.utils import timezone
 from alerts.choices import AlertChannelEvent, AlertRouteEvent, ChannelKind, NotificationAction
 from alerts.models import Channel, DeliveryAttempt, Notification, Route
 from alerts.tests.conftest import Mailbox, Receiver
-from catalog.choices import MembershipEvent, Role, TokenEvent
-from catalog.models import ApiToken, Membership
+from catalog.choices import InvitationEvent, MembershipEvent, Role, TokenEvent
+from catalog.models import ApiToken, Invitation, Membership
 from controlplane.models import Event
-from dashboard.choices import InvitationEvent
-from dashboard.models import Invitation
 
 pytestmark = pytest.mark.django_db
 TEAM = "/catalog/teams/payments/"
@@ -551,3 +549,41 @@ def test_the_owners_page_runs_as_many_queries_for_10_as_for_200_members_and_toke
     small = count()
     grow(190)
     assert count() == small
+
+
+def test_an_owner_adds_an_opsgenie_channel_with_its_region_and_sends_a_test(
+    world: Any, receiver: Receiver
+) -> None:
+    client = as_(world.owner)
+    key = "1b2c3d4e-0000-4000-8000-00000000abcd"
+    # when the owner picks Opsgenie, the EU region, and a receiver standing in for the API
+    created = client.post(
+        f"{TEAM}channels/new",
+        {"channel-name": "genie", "channel-kind": "opsgenie", "channel-secret": key,
+         "channel-region": "eu", "channel-url": receiver.url("/og"), "channel-enabled": "on"},
+    )  # fmt: skip
+    assert created.status_code == 302
+    channel = Channel.objects.get(name="genie")
+    assert channel.config == {"region": "eu"} and channel.secret == key
+    # then the edit form shows the region, and "send a test" creates and closes an alert
+    page = client.get(TEAM).content.decode()
+    assert key not in page
+    edit_form = page.split(f'name="c{channel.pk}-region"')[1].split("</select>")[0]
+    assert '<option value="eu" selected>' in edit_form
+    tested = client.post(f"{TEAM}channels/{channel.pk}/test", follow=True)
+    assert "Test sent to &#x27;genie&#x27; (HTTP 200)" in tested.content.decode()
+    [opened] = receiver.wait_for("/og/v2/alerts", 1)
+    assert opened.headers["Authorization"] == f"GenieKey {key}"
+    assert opened.json()["priority"] == "P5"
+    [closed] = receiver.wait_for(f"/og/v2/alerts/signalbox-test-{channel.pk}/close", 1)
+    assert closed.query == "identifierType=alias"
+    # and a bad key is refused next to the field, nothing saved
+    refused = client.post(
+        f"{TEAM}channels/new",
+        {"channel-name": "bad", "channel-kind": "opsgenie", "channel-secret": "nope"},
+    )
+    assert refused.status_code == 400
+    assert "an Opsgenie API key looks like" in error_of(
+        refused.content.decode(), "id_channel-secret"
+    )
+    assert not Channel.objects.filter(name="bad").exists()

@@ -38,6 +38,11 @@ urlpatterns = [
         name="heartbeat-ping-fail",
     ),
     path(
+        "heartbeats/<uuid:key>/log",
+        views.PingLogView.as_view(),
+        name="heartbeat-ping-log",
+    ),
+    path(
         "heartbeats/<uuid:key>/<int:exit_code>",
         views.PingExitCodeView.as_view(),
         name="heartbeat-ping-exit",

@@ -438,7 +438,7 @@ class AnyoneWithTheKey(BasePermission):
 
 
 class PingView(APIView):
-    """POST /api/v1/heartbeats/<uuid>[/start|/fail|/<exit code>]; the body is the log tail."""
+    """POST /api/v1/heartbeats/<uuid>[/start|/fail|/log|/<exit code>]; the body is the log tail."""
 
     permission_classes = [AnyoneWithTheKey]
     # No authentication: no session (so no CSRF), no token lookup; one query per ping.
@@ -484,6 +484,17 @@ class PingStartView(PingView):
 @extend_schema_view(post=extend_schema(operation_id="heartbeat_ping_fail", summary="A job failed"))
 class PingFailView(PingView):
     kind = PingKind.FAIL
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="heartbeat_ping_log",
+        summary="Add a message to the history (the body); the heartbeat's state and lateness "
+        "stay as they are",
+    )
+)
+class PingLogView(PingView):
+    kind = PingKind.LOG
 
 
 class PingExitCodeView(PingView):

@@ -162,6 +162,7 @@ PERMISSION_MATRIX = [
     Row("heartbeat-ping", "POST", EVERYONE, kwargs=key_of, setup=a_heartbeat),
     Row("heartbeat-ping-start", "POST", EVERYONE, kwargs=key_of, setup=a_heartbeat),
     Row("heartbeat-ping-fail", "POST", EVERYONE, kwargs=key_of, setup=a_heartbeat),
+    Row("heartbeat-ping-log", "POST", EVERYONE, kwargs=key_of, setup=a_heartbeat),
     Row(
         "heartbeat-ping-exit",
         "POST",

@@ -366,6 +366,8 @@ def test_a_throttled_ping_view_sends_pings_through_django(
     [
         "/api/v1/heartbeats/6f1c2a1e-0000-4000-8000-000000000000",
         "/api/v1/heartbeats/6f1c2a1e-0000-4000-8000-000000000000/start",
+        "/api/v1/heartbeats/6f1c2a1e-0000-4000-8000-000000000000/log",
+        "/api/v1/heartbeats/6f1c2a1e-0000-4000-8000-000000000000/logs",
         "/api/v1/heartbeats/6f1c2a1e-0000-4000-8000-000000000000/fail",
         "/api/v1/heartbeats/6f1c2a1e-0000-4000-8000-000000000000/007",
         "/api/v1/heartbeats/6f1c2a1e-0000-4000-8000-000000000000/",
@@ -405,3 +407,57 @@ def test_odd_pings_get_the_same_clear_answer_on_both_paths(world: Any) -> None:
         heartbeat.refresh_from_db()
         assert heartbeat.last_log == "core\ufffddumped\n"
         assert heartbeat.down_reason == "failed with exit code 2"
+
+
+@committed
+@pytest.mark.parametrize("schedule", [ScheduleKind.PERIOD, ScheduleKind.CRON])
+def test_a_log_ping_is_kept_without_touching_state_on_both_paths(
+    world: Any, django: CountingDjango, schedule: str
+) -> None:
+    # given two identical heartbeats, up after a ping, one pinged through the fast path
+    cron = {"schedule_kind": schedule, "cron": "0 3 * * *"} if schedule == ScheduleKind.CRON else {}
+    ours, theirs = make_heartbeat(world, "ours", **cron), make_heartbeat(world, "theirs", **cron)
+    for heartbeat in (ours, theirs):
+        assert ping(heartbeat, body=b"done").status_code == 200
+        heartbeat.refresh_from_db()
+    django.paths.clear()
+    fields = ["status", "down_reason", "deadline", "last_ping_at", "last_ping_kind", "last_log"]
+    before = {h.pk: [getattr(h, f) for f in fields] for h in (ours, theirs)}
+    # when each gets a /log ping with a long body, by the fast path and by Django
+    log = b"z" * 12_000 + b"\nrotated 3 files\n"
+    fast = ping(ours, "/log", log)
+    slow = request(django_asgi_app, f"/api/v1/heartbeats/{theirs.uuid}/log", log)
+    # then both answer the same, and neither heartbeat's state or lateness moved
+    assert answer(fast) == answer(slow) and fast.status_code == 200
+    for heartbeat in (ours, theirs):
+        heartbeat.refresh_from_db()
+        assert [getattr(heartbeat, f) for f in fields] == before[heartbeat.pk]
+        assert heartbeat.status == HeartbeatStatus.UP and heartbeat.ping_count == 2
+        # and the history has the log row, its body capped to the tail like any ping
+        newest = HeartbeatPing.objects.filter(heartbeat=heartbeat).order_by("-n").first()
+        assert newest is not None
+        assert (newest.n, newest.kind, newest.exit_code) == (2, "log", None)
+        assert len(newest.body) == 10_000 and newest.body.endswith("rotated 3 files\n")
+    assert not Event.objects.filter(subject_id__in=[str(ours.pk), str(theirs.pk)]).exists()
+    # a period heartbeat's log ping never reached Django; LOG_SQL serves cron ones too
+    assert django.paths == []
+
+
+@committed
+def test_a_log_ping_does_not_save_a_late_heartbeat(backup: Heartbeat) -> None:
+    # given a heartbeat past its deadline
+    ping(backup)
+    Heartbeat.objects.filter(pk=backup.pk).update(deadline=backup.created_at - timedelta(minutes=1))
+    # when only a /log ping arrives before the sweep
+    assert ping(backup, "/log", b"still alive?").status_code == 200
+    # then the sweep still marks it down: a log is not a sign of life
+    assert heartbeats.mark_late() == 1
+    backup.refresh_from_db()
+    assert backup.status == HeartbeatStatus.DOWN
+
+
+@committed
+def test_a_log_ping_for_an_unknown_uuid_is_404(django: CountingDjango) -> None:
+    response = request(application, "/api/v1/heartbeats/6f1c2a1e-0000-4000-8000-000000000000/log")
+    assert response.status_code == 404
+    assert django.paths == ["/api/v1/heartbeats/6f1c2a1e-0000-4000-8000-000000000000/log"]
