@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("alerts", "0005_apprise_channels_and_rollout_subscriptions"),
+        ("alerts", "0006_channel_secret_source"),
     ]
 
     operations = [
