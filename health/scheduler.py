@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -203,21 +204,37 @@ def _load(ids: list[int], now: datetime, lease: datetime | None = None) -> list[
 
 
 async def _probe_all(rows: list[_Row]) -> None:
+    """Each row's probe starts at its own due time from a loop timer (no task, no sleep per
+    row); returns when every row has its result."""
     probe = runtime()
-    await asyncio.gather(*(_probe_at_due_time(probe, r) for r in rows))
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    left = len(rows)
+    # Wall clock to loop clock, once per batch.
+    offset = loop.time() - time.time()
 
+    def start(row: _Row) -> None:
+        row.started = datetime.now(UTC)
+        port = row.spec.port or row.port
 
-async def _probe_at_due_time(probe: Any, row: _Row) -> None:
-    delay = (row.due - datetime.now(UTC)).total_seconds()
-    if delay > 0:
-        await asyncio.sleep(delay)
-    row.started = datetime.now(UTC)
-    port = row.spec.port or row.port
-    try:
-        row.result = await probe.probe(row.spec, row.host, port)
-    except Exception as exc:  # a probe bug must not lose the batch; it shows as a failure
-        logger.exception("probe of check %s (%s:%s) crashed", row.id, row.host, port)
-        row.result = ProbeResult.failed(f"probe error: {type(exc).__name__}", 0.0)
+        def done(result: ProbeResult) -> None:
+            nonlocal left
+            row.result = result
+            left -= 1
+            if left == 0 and not finished.done():
+                finished.set_result(None)
+
+        try:
+            probe.start(row.spec, row.host, port, done)
+        except Exception as exc:  # a probe bug must not lose the batch; it shows as a failure
+            logger.exception("probe of check %s (%s:%s) crashed", row.id, row.host, port)
+            if row.result is None:
+                done(ProbeResult.failed(f"probe error: {type(exc).__name__}", 0.0))
+
+    for row in rows:
+        loop.call_at(row.due.timestamp() + offset, start, row)
+    if rows:
+        await finished
 
 
 def next_due(due: datetime, interval: int, now: datetime) -> datetime:
