@@ -45,10 +45,10 @@ CLAIM_HORIZON_SECONDS = 1.0
 # worker's rows are probed again at most this long after their claim.
 LEASE_SECONDS = CLAIM_HORIZON_SECONDS + MAX_TIMEOUT_SECONDS + 10
 # Per tick, at most this many rows; 10,000 instances at 10 s need ~1,000 (bench/RESULTS.md).
-MAX_CLAIM = 5000
+MAX_CLAIM = 20_000
 # Ids per batch task: one tick's worth at the benchmark's 1,000 checks/s, so one batch
 # per second keeps one worker busy without a backlog of task messages (bench/RESULTS.md).
-BATCH_SIZE = 1000
+BATCH_SIZE = 5000
 
 
 @dataclass
