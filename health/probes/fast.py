@@ -189,10 +189,12 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.uses = 0
+        # One parser for the connection's life: httptools starts over after each complete
+        # response, and a connection whose response was not complete is never reused.
+        self.parser = httptools.HttpResponseParser(self)
         self._reset()
 
     def _reset(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
         self.headers: list[str] = ["", "", ""]
         self.body: list[bytes] = []
         self.received = 0
