@@ -365,7 +365,7 @@ class Worker:
         from controlplane.celery import app
 
         with app.connection_for_write() as conn:
-            conn.default_channel.queue_purge("probes")  # a previous run's leftovers
+            conn.default_channel.queue_purge("probes")  # type: ignore[attr-defined]  # leftovers
         command = [
             str(ROOT / ".venv" / "bin" / "celery"), "-A", "controlplane", "worker", "-Q",
             "probes", "--concurrency", "2", "--without-gossip", "--without-mingle",

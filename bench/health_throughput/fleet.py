@@ -19,6 +19,7 @@ import json
 import resource
 import signal
 import socket
+from functools import partial
 
 PASS_BODY = json.dumps(
     {"status": "pass", "checks": {"db:ping": [{"status": "pass", "observedValue": 1}]}}
@@ -74,9 +75,7 @@ async def serve(endpoints: list[tuple[str, int, int]]) -> None:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        servers.append(
-            await loop.create_server(lambda r=reply: Instance(r), sock=sock, backlog=128)
-        )
+        servers.append(await loop.create_server(partial(Instance, reply), sock=sock, backlog=128))
     print(f"fleet: {len(endpoints)} instances listening ({endpoints[0][0]}:{endpoints[0][1]}...)")
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
