@@ -46,9 +46,9 @@ USER_AGENT = "Signalbox-Health/1"
 # instance finds its socket open (same figure as the aiohttp pool kept).
 KEEPALIVE_SECONDS = 30.0
 # Descriptors left for everything else in the process (database, Redis, in-flight
-# connects, the aiohttp pool): the idle pool holds at most RLIMIT_NOFILE minus this, the
-# least recently used connection closing first. 20,000 fds (this machine's hard limit)
-# keep 18,976 instances warm per process.
+# connects, the aiohttp pool): the idle pool holds at most RLIMIT_NOFILE minus this; past
+# that a connection closes after its probe. 20,000 fds (this machine's hard limit) keep
+# 18,976 instances warm per process.
 FD_RESERVE = 1024
 # Request-bytes cache entries before it is dropped and rebuilt (one per instance and spec).
 MAX_REQUEST_CACHE = 200_000
@@ -316,7 +316,7 @@ class FastHttp:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.idle: dict[tuple[str, int], list[_Conn]] = {}
-        self.lru: dict[_Conn, None] = {}  # every idle connection, least recently used first
+        self.lru: dict[_Conn, None] = {}  # every idle connection, longest idle first
         self.max_idle = idle_limit()
         self.requests: dict[tuple[Any, ...], _Request] = {}
         self.resolver: GuardedResolver | None = None
@@ -415,13 +415,15 @@ class FastHttp:
             if not conn.closed:
                 conn.transport.close()  # type: ignore[union-attr]
             return
+        if len(self.lru) >= self.max_idle:
+            # Full: this one closes and the kept ones stay. Probes come round in a cycle,
+            # and evicting the least recently used on a cycle longer than the pool would
+            # make every probe miss; keeping the first max_idle makes that share hit.
+            conn.transport.close()  # type: ignore[union-attr]
+            return
         conn.idle_since = self.loop.time()
         self.idle.setdefault(conn.key, []).append(conn)
         self.lru[conn] = None
-        while len(self.lru) > self.max_idle:
-            oldest = next(iter(self.lru))
-            self.forget(oldest)
-            oldest.transport.close()  # type: ignore[union-attr]
 
     def forget(self, conn: _Conn) -> None:
         if self.lru.pop(conn, False) is None:
