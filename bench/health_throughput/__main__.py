@@ -437,7 +437,11 @@ class RowClock:
 
 
 def drive_celery(
-    worker: Worker, seconds: float, rss_every: float = 60.0, until_steady: float = 0.0
+    worker: Worker,
+    seconds: float,
+    rss_every: float = 60.0,
+    until_steady: float = 0.0,
+    fleet_pids: list[int] | None = None,
 ) -> dict[str, Any]:
     """Play beat (schedule_due every second, as beat sends it) for `seconds` (with
     `until_steady`, on until a poll's p90 lateness is under 0.5 s, at most that long); the
@@ -448,6 +452,7 @@ def drive_celery(
     lateness: list[float] = []
     started = time.monotonic()
     cpu0, rss0 = proc_cpu_rss(worker.pids())
+    fleet0 = proc_cpu_rss(fleet_pids or [])[0]
     rss_samples: list[tuple[float, float]] = [(0.0, rss0)]
     children_rss = [worker.children_rss()]
     next_tick = next_poll = started
@@ -476,12 +481,13 @@ def drive_celery(
     elapsed = time.monotonic() - started
     lateness += clock.poll()
     cpu1, rss1 = proc_cpu_rss(worker.pids())
+    fleet_cpu = proc_cpu_rss(fleet_pids or [])[0] - fleet0
     rss_samples.append((elapsed, rss1))
     children_rss.append(worker.children_rss())
     return {
         "elapsed": elapsed, "cpu": cpu1 - cpu0, "written": len(lateness),
         "lateness": lateness, "rss": rss_samples, "children_rss": children_rss,
-        "transitions": 0, "batches": 0,
+        "transitions": 0, "batches": 0, "fleet_cpu": fleet_cpu,
     }  # fmt: skip
 
 
@@ -542,7 +548,7 @@ def main() -> None:
             print(f"   {warm['written']} checks in {warm['elapsed']:.0f} s", flush=True)
             before = history_counts()
             print(f"== sustained: {sustain:.0f} s through the worker", flush=True)
-            run = drive_celery(worker, sustain)
+            run = drive_celery(worker, sustain, fleet_pids=[p.pid for p in fleet])
             after = history_counts()
             worker.stop()
             worker = None
@@ -635,6 +641,9 @@ def main() -> None:
             figures["saturation_cpu_s_per_1000"] / max(figures["ceiling_cpu_s_per_1000"], 1e-9), 2
         )
     if use_celery:
+        figures["fleet_cpu_s_per_1000_checks"] = round(
+            run["fleet_cpu"] / max(run["written"], 1) * 1000, 3
+        )
         rss = run["rss"]
         figures["worker_rss_mib_start"] = round(rss[0][1], 1)
         figures["worker_rss_mib_end"] = round(rss[-1][1], 1)
@@ -674,6 +683,11 @@ def main() -> None:
             f" {figures['worker_rss_mib_end']:.1f} MiB at end,"
             f" slope {figures['worker_rss_slope_mib_per_min']:+.3f} MiB/min over"
             f" {run['elapsed'] / 60:.1f} min (children {figures['worker_children_rss_mib_end']})"
+        )
+        print(
+            f"simulated fleet: {figures['fleet_cpu_s_per_1000_checks']:.3f} CPU-s per 1,000"
+            f" checks ({run['fleet_cpu'] / run['elapsed']:.2f} cores); the worker:"
+            f" {figures['worker_cpu_utilisation']:.2f} cores"
         )
     print(f"figures written to {out.relative_to(ROOT)}")
 
