@@ -44,10 +44,12 @@ CLAIM_HORIZON_SECONDS = 1.0
 # Long enough for the horizon, the longest allowed timeout and the bulk write; a killed
 # worker's rows are probed again at most this long after their claim.
 LEASE_SECONDS = CLAIM_HORIZON_SECONDS + MAX_TIMEOUT_SECONDS + 10
-# Per tick, at most this many rows; 10,000 instances at 10 s need ~1,000 (bench/RESULTS.md).
+# Per tick, at most this many rows; 50,000 instances at 10 s need ~5,000 a tick, and a tick
+# that ran late claims its backlog too (bench/RESULTS.md, health_throughput, issue 16).
 MAX_CLAIM = 20_000
-# Ids per batch task: one tick's worth at the benchmark's 1,000 checks/s, so one batch
-# per second keeps one worker busy without a backlog of task messages (bench/RESULTS.md).
+# Ids per batch task: one tick's worth at 50,000 instances / 10 s. A batch holds its child
+# for the one-second horizon plus its write, so at 1,000 a tick of 5,000 made five tasks
+# and the two prefork children fell behind; one batch a tick lets them take turns.
 BATCH_SIZE = 5000
 
 
