@@ -57,7 +57,10 @@ HISTORY_TABLES = ("health_rollup", "health_transition", "controlplane_event")
 
 def setup_django() -> None:
     """Its own database (BENCH_DATABASE_URL, else signalbox_bench; created and migrated if
-    missing), never the development one. DATABASE_URL is set to it for the worker too."""
+    missing), never the development one. DATABASE_URL is set to it for the worker too, and
+    DEBUG is off (as in production) unless set: with DEBUG on, Django formats and keeps
+    every query's SQL, a 5,000-row batch write's arrays included, in each process."""
+    os.environ["DEBUG"] = os.environ.get("DEBUG") or "false"
     common.setup_django("postgres://postgres@127.0.0.1:5432/signalbox_bench")
 
 
