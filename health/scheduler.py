@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,11 +44,13 @@ CLAIM_HORIZON_SECONDS = 1.0
 # Long enough for the horizon, the longest allowed timeout and the bulk write; a killed
 # worker's rows are probed again at most this long after their claim.
 LEASE_SECONDS = CLAIM_HORIZON_SECONDS + MAX_TIMEOUT_SECONDS + 10
-# Per tick, at most this many rows; 10,000 instances at 10 s need ~1,000 (bench/RESULTS.md).
-MAX_CLAIM = 5000
-# Ids per batch task: one tick's worth at the benchmark's 1,000 checks/s, so one batch
-# per second keeps one worker busy without a backlog of task messages (bench/RESULTS.md).
-BATCH_SIZE = 1000
+# Per tick, at most this many rows; 50,000 instances at 10 s need ~5,000 a tick, and a tick
+# that ran late claims its backlog too (bench/RESULTS.md, health_throughput, issue 16).
+MAX_CLAIM = 20_000
+# Ids per batch task: one tick's worth at 50,000 instances / 10 s. A batch holds its child
+# for the one-second horizon plus its write, so at 1,000 a tick of 5,000 made five tasks
+# and the two prefork children fell behind; one batch a tick lets them take turns.
+BATCH_SIZE = 5000
 
 
 @dataclass
@@ -154,22 +157,23 @@ def run_batch(ids: list[int], lease: datetime | None = None) -> BatchReport:
     return report
 
 
+# One statement, the ids as one array parameter: the ORM's `id__in` spelled out 5,000
+# placeholders and cost ~45 us a row (bench/RESULTS.md, health_throughput, issue 16).
+_LOAD_SQL = """
+SELECT c.id, c.status, c.consecutive_successes, c.consecutive_failures, c.status_since,
+       c.next_due_at, c.lease_until, i.id, i.host, i.port, i.service_id, i.environment_id
+FROM health_instancecheck AS c JOIN catalog_instance AS i ON i.id = c.instance_id
+WHERE c.id = ANY(%s) AND {held}
+"""
+
+
 def _load(ids: list[int], now: datetime, lease: datetime | None = None) -> list[_Row]:
-    held = {"lease_until": lease} if lease is not None else {"lease_until__gte": now}
-    found = InstanceCheck.objects.filter(id__in=ids, **held).values_list(
-        "id",
-        "status",
-        "consecutive_successes",
-        "consecutive_failures",
-        "status_since",
-        "next_due_at",
-        "lease_until",
-        "instance_id",
-        "instance__host",
-        "instance__port",
-        "instance__service_id",
-        "instance__environment_id",
+    held, value = (
+        ("c.lease_until = %s", lease) if lease is not None else ("c.lease_until >= %s", now)
     )
+    with connection.cursor() as cursor:
+        cursor.execute(_LOAD_SQL.format(held=held), [list(ids), value])
+        found = cursor.fetchall()
     rows = [
         _Row(
             id=i,
@@ -203,21 +207,37 @@ def _load(ids: list[int], now: datetime, lease: datetime | None = None) -> list[
 
 
 async def _probe_all(rows: list[_Row]) -> None:
+    """Each row's probe starts at its own due time from a loop timer (no task, no sleep per
+    row); returns when every row has its result."""
     probe = runtime()
-    await asyncio.gather(*(_probe_at_due_time(probe, r) for r in rows))
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    left = len(rows)
+    # Wall clock to loop clock, once per batch.
+    offset = loop.time() - time.time()
 
+    def start(row: _Row) -> None:
+        row.started = datetime.now(UTC)
+        port = row.spec.port or row.port
 
-async def _probe_at_due_time(probe: Any, row: _Row) -> None:
-    delay = (row.due - datetime.now(UTC)).total_seconds()
-    if delay > 0:
-        await asyncio.sleep(delay)
-    row.started = datetime.now(UTC)
-    port = row.spec.port or row.port
-    try:
-        row.result = await probe.probe(row.spec, row.host, port)
-    except Exception as exc:  # a probe bug must not lose the batch; it shows as a failure
-        logger.exception("probe of check %s (%s:%s) crashed", row.id, row.host, port)
-        row.result = ProbeResult.failed(f"probe error: {type(exc).__name__}", 0.0)
+        def done(result: ProbeResult) -> None:
+            nonlocal left
+            row.result = result
+            left -= 1
+            if left == 0 and not finished.done():
+                finished.set_result(None)
+
+        try:
+            probe.start(row.spec, row.host, port, done)
+        except Exception as exc:  # a probe bug must not lose the batch; it shows as a failure
+            logger.exception("probe of check %s (%s:%s) crashed", row.id, row.host, port)
+            if row.result is None:
+                done(ProbeResult.failed(f"probe error: {type(exc).__name__}", 0.0))
+
+    for row in rows:
+        loop.call_at(row.due.timestamp() + offset, start, row)
+    if rows:
+        await finished
 
 
 def next_due(due: datetime, interval: int, now: datetime) -> datetime:

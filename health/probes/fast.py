@@ -1,0 +1,461 @@
+"""The plain-HTTP probe client: HTTP/1.1 keep-alive on asyncio transports, parsed by httptools.
+
+Why not aiohttp here: a probe asks one small thing of one instance every period, and a
+general client's per-request machinery (a task, a response object, a header multidict, a
+stream reader, cookie and redirect handling) cost more CPU than the whole rest of the
+scheduler (bench/RESULTS.md, health_throughput: aiohttp 0.265 CPU-s per 1,000 requests).
+This client keeps one connection per instance across periods, pre-builds each request's
+bytes once, keeps only the three response headers a probe reads (Content-Type, Location,
+Content-Encoding), and times out with one `loop.call_at` timer per probe; nothing runs in
+a task except opening a new connection.
+
+What it keeps of docs/health.md: the request aiohttp sent (same target, Host, User-Agent
+and configured headers), same-host redirects only (at most MAX_REDIRECTS, judged by
+`health.probes.http.judge` exactly as before), the SSRF guard on the address connected
+to (IP literals checked before connecting, names resolved through `GuardedResolver` on
+every new connection), the 64 KiB body cap and the timeout over the whole exchange.
+HTTPS probes stay on aiohttp (TLS details), see health/probes/runtime.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import httptools
+
+from controlplane.outbound import GuardedResolver, Refused, check_host, is_ip
+from health.choices import HttpMethod
+from health.probes import ProbeResult
+from health.probes.http import (
+    MAX_BODY_BYTES,
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    _same_origin,
+    base_url,
+    judge,
+)
+from health.specs import ProbeSpec, instance_url
+
+USER_AGENT = "Signalbox-Health/1"
+# Idle connections live longer than the default 10 s period, so the next probe of each
+# instance finds its socket open (same figure as the aiohttp pool kept).
+KEEPALIVE_SECONDS = 30.0
+# Descriptors left for everything else in the process (database, Redis, in-flight
+# connects, the aiohttp pool): the idle pool holds at most RLIMIT_NOFILE minus this; past
+# that a connection closes after its probe. 20,000 fds (this machine's hard limit) keep
+# 18,976 instances warm per process.
+FD_RESERVE = 1024
+# Request-bytes cache entries before it is dropped and rebuilt (one per instance and spec).
+MAX_REQUEST_CACHE = 200_000
+
+Done = Callable[[ProbeResult], None]
+_WANTED = {b"content-type": 0, b"location": 1, b"content-encoding": 2}
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+
+
+def idle_limit() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, soft - FD_RESERVE)
+
+
+class _Request:
+    """One request's bytes and where it goes, built once per (instance, spec path)."""
+
+    __slots__ = ("error", "head", "origin", "url")
+
+    def __init__(self, spec: ProbeSpec, host: str, port: int, path: str | None = None) -> None:
+        self.origin = base_url("http", host, port)
+        self.url = instance_url(self.origin, spec.path if path is None else path)
+        self.error = ""
+        self.head = b""
+        if self.url is None:
+            self.error = f"refused: path {spec.path!r} leaves the instance"
+            return
+        netloc = f"[{host}]" if ":" in host else host
+        if port != 80:
+            netloc = f"{netloc}:{port}"
+        lines = [f"{spec.method} {self.url.raw_path_qs} HTTP/1.1", f"Host: {netloc}"]
+        names = {name.lower() for name, _ in spec.headers}
+        if "user-agent" not in names:
+            lines.append(f"User-Agent: {USER_AGENT}")
+        if "accept" not in names:
+            lines.append("Accept: */*")
+        for name, value in spec.headers:
+            if any(c in name + value for c in "\r\n\0") or not name or ":" in name:
+                self.error = f"error: header {name!r} has a line break or a colon in its name"
+                return
+            lines.append(f"{name}: {value}")
+        if spec.method == HttpMethod.POST and "content-length" not in names:
+            lines.append("Content-Length: 0")
+        try:
+            self.head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        except UnicodeEncodeError:
+            self.error = "error: a header is not Latin-1 text"
+
+
+class _Exchange:
+    """One probe in flight: its request, its deadline, what came back so far."""
+
+    __slots__ = (
+        "client", "conn", "connecting", "done", "hop", "host", "key", "port", "refused_redirect",
+        "request", "retried", "spec", "started", "timer",
+    )  # fmt: skip
+
+    def __init__(self, client: FastHttp, spec: ProbeSpec, host: str, port: int, done: Done) -> None:
+        self.client = client
+        self.spec = spec
+        self.host = host
+        self.port = port
+        self.key = (host, port)
+        self.done: Done | None = done
+        self.started = time.perf_counter()
+        self.hop = 0
+        self.retried = False
+        self.refused_redirect = ""
+        self.conn: _Conn | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.request: _Request = client.request_for(spec, host, port)
+        self.timer: asyncio.TimerHandle | None = None
+
+    def ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def finish(self, result: ProbeResult) -> None:
+        done, self.done = self.done, None
+        if done is None:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.conn = None
+        done(result)
+
+    def fail(self, reason: str) -> None:
+        self.finish(ProbeResult.failed(reason, self.ms()))
+
+    def on_timeout(self) -> None:
+        if self.done is None:
+            return
+        if self.connecting is not None:
+            self.connecting.cancel()
+        conn = self.conn
+        if conn is not None:
+            conn.exchange = None
+            conn.transport.abort()  # type: ignore[union-attr]
+        self.fail(f"timeout after {self.spec.timeout_seconds:g} s")
+
+    def answered(
+        self, status: int, content_type: str, location: str, body: bytes, conn: _Conn
+    ) -> None:
+        """A whole response: follow a same-host redirect on the same connection, or judge."""
+        if status in REDIRECT_STATUSES and location:
+            target = instance_url(self.request.url, location)  # type: ignore[arg-type]
+            if (
+                target is not None
+                and _same_origin(target, self.request.origin)
+                and self.hop < MAX_REDIRECTS
+            ):
+                self.hop += 1
+                self.request = _Request(self.spec, self.host, self.port, target.raw_path_qs)
+                if conn.reusable():
+                    self.client.send(self, conn)
+                else:
+                    self.client.release(conn)  # closes it
+                    self.client.send(self, None)
+                return
+            self.refused_redirect = str(target) if target is not None else location
+        self.client.release(conn)
+        self.finish(judge(self.spec, status, content_type, body, self.ms(), self.refused_redirect))
+
+
+class _Conn(asyncio.Protocol):
+    """One kept-alive connection to one instance, answering one exchange at a time."""
+
+    __slots__ = (
+        "body", "capped", "client", "closed", "complete", "exchange", "framed", "headers",
+        "idle_since", "keep_alive", "key", "parser", "received", "size", "status", "transport",
+        "uses",
+    )  # fmt: skip
+
+    def __init__(self, client: FastHttp, key: tuple[str, int]) -> None:
+        self.client = client
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.exchange: _Exchange | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.uses = 0
+        # One parser for the connection's life: httptools starts over after each complete
+        # response, and a connection whose response was not complete is never reused.
+        self.parser = httptools.HttpResponseParser(self)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.headers: list[str] = ["", "", ""]
+        self.body: list[bytes] = []
+        self.received = 0
+        self.size = 0
+        self.framed = False
+        self.status = 0
+        self.complete = False
+        self.capped = False
+        self.keep_alive = True
+
+    def reusable(self) -> bool:
+        return not self.closed and self.keep_alive and not self.capped
+
+    # -- asyncio -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, exchange: _Exchange) -> None:
+        self.exchange = exchange
+        exchange.conn = self
+        self.uses += 1
+        self._reset()
+        self.transport.write(exchange.request.head)  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:  # bytes nobody asked for: this connection cannot be trusted
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        self.received += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.keep_alive = False
+            self.complete = True
+        except httptools.HttpParserError as exc:
+            self.exchange = None
+            self.transport.close()  # type: ignore[union-attr]
+            exchange.fail(f"error: malformed HTTP response: {_parser_reason(exc)}")
+            return
+        if self.complete:
+            self._answered(exchange)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.client.forget(self)
+        exchange, self.exchange = self.exchange, None
+        if exchange is None or exchange.done is None:
+            return
+        if self.status and not self.framed and not self.complete:
+            # No Content-Length, not chunked: the body ends where the connection does.
+            self.keep_alive = False
+            self._answered(exchange)
+        elif self.received == 0 and self.uses > 1 and not exchange.retried:
+            # A kept-alive connection the instance closed as the request went out (its
+            # idle timeout): nothing was answered, so ask once more on a new connection.
+            exchange.retried = True
+            self.client.send(exchange, None)
+        else:
+            why = f": {exc}" if exc else ""
+            exchange.fail(f"error: the instance closed the connection mid-response{why}")
+
+    def _answered(self, exchange: _Exchange) -> None:
+        self.exchange = None
+        body = b"".join(self.body)
+        content_type, location, encoding = self.headers
+        if encoding and body:
+            try:
+                body = _decoded(body, encoding)
+            except zlib.error as exc:
+                self.keep_alive = False
+                self.client.release(self)
+                exchange.fail(f"error: cannot decode {encoding} body: {exc}")
+                return
+        exchange.answered(self.status, content_type, location, body, self)
+
+    # -- httptools callbacks -------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lowered = name.lower()
+        index = _WANTED.get(lowered)
+        if index is not None:
+            self.headers[index] = value.decode("latin-1")
+        elif lowered in _FRAMING:
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        exchange = self.exchange
+        if exchange is not None and exchange.spec.method == HttpMethod.HEAD:
+            # A HEAD answer has no body whatever its Content-Length says; httptools cannot
+            # be told, so this connection ends here.
+            self.keep_alive = False
+            self.complete = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            return
+        room = MAX_BODY_BYTES - self.size
+        if len(body) >= room:
+            # The cap: judge what fits; the rest is never read, so the connection goes.
+            self.body.append(body[:room])
+            self.size = MAX_BODY_BYTES
+            self.capped = True
+            self.complete = True
+            return
+        self.size += len(body)
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class FastHttp:
+    """The client: a pool of idle connections by instance, and the probes started on it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.idle: dict[tuple[str, int], list[_Conn]] = {}
+        self.lru: dict[_Conn, None] = {}  # every idle connection, longest idle first
+        self.max_idle = idle_limit()
+        self.requests: dict[tuple[Any, ...], _Request] = {}
+        self.resolver: GuardedResolver | None = None
+        self.opened = 0  # connections opened, for tests and the benchmark
+        self._next_sweep = 0.0
+
+    def request_for(self, spec: ProbeSpec, host: str, port: int) -> _Request:
+        key = (spec.method, spec.path, spec.headers, host, port)
+        found = self.requests.get(key)
+        if found is None:
+            if len(self.requests) >= MAX_REQUEST_CACHE:
+                self.requests.clear()
+            found = self.requests[key] = _Request(spec, host, port)
+        return found
+
+    def start(self, spec: ProbeSpec, host: str, port: int, done: Done) -> None:
+        """Probe host:port with `spec` (plain HTTP); `done` gets the result, exactly once."""
+        exchange = _Exchange(self, spec, host, port, done)
+        if exchange.request.error:
+            exchange.finish(ProbeResult.failed(exchange.request.error, 0.0))
+            return
+        try:
+            check_host(host)
+        except Refused as exc:
+            exchange.fail(str(exc))
+            return
+        exchange.timer = self.loop.call_at(
+            self.loop.time() + spec.timeout_seconds, exchange.on_timeout
+        )
+        self.send(exchange, self._take(exchange.key))
+
+    async def probe(self, spec: ProbeSpec, host: str, port: int) -> ProbeResult:
+        future: asyncio.Future[ProbeResult] = self.loop.create_future()
+        self.start(spec, host, port, future.set_result)
+        return await future
+
+    def send(self, exchange: _Exchange, conn: _Conn | None) -> None:
+        if conn is not None:
+            conn.send(exchange)
+            return
+        exchange.conn = None
+        exchange.connecting = self.loop.create_task(self._connect(exchange))
+
+    async def _connect(self, exchange: _Exchange) -> None:
+        host, port = exchange.key
+        try:
+            if is_ip(host):
+                address = host.strip("[]")
+            else:
+                # Names: resolved and every address checked on each new connection.
+                if self.resolver is None:
+                    self.resolver = GuardedResolver()
+                address = (await self.resolver.resolve(host, port))[0]["host"]
+            _, conn = await self.loop.create_connection(
+                lambda: _Conn(self, exchange.key), address, port
+            )
+        except asyncio.CancelledError:
+            return  # the probe timed out while connecting; it has already been answered
+        except Refused as exc:
+            exchange.fail(str(exc))
+            return
+        except ConnectionRefusedError:
+            exchange.fail("connection refused")
+            return
+        except OSError as exc:
+            exchange.fail(f"cannot connect: {exc}")
+            return
+        finally:
+            exchange.connecting = None
+        self.opened += 1
+        if exchange.done is None:  # answered (timed out) meanwhile
+            conn.transport.close()  # type: ignore[union-attr]
+            return
+        conn.send(exchange)
+
+    # -- the idle pool -------------------------------------------------------------------
+
+    def _take(self, key: tuple[str, int]) -> _Conn | None:
+        now = self.loop.time()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        conns = self.idle.get(key)
+        while conns:
+            conn = conns.pop()
+            if not conns:
+                del self.idle[key]
+            self.lru.pop(conn, None)
+            if not conn.closed and not conn.transport.is_closing():  # type: ignore[union-attr]
+                return conn
+            conns = self.idle.get(key)
+        return None
+
+    def release(self, conn: _Conn) -> None:
+        """Back to the pool if it can answer again, else closed."""
+        if not conn.reusable():
+            if not conn.closed:
+                conn.transport.close()  # type: ignore[union-attr]
+            return
+        if len(self.lru) >= self.max_idle:
+            # Full: this one closes and the kept ones stay. Probes come round in a cycle,
+            # and evicting the least recently used on a cycle longer than the pool would
+            # make every probe miss; keeping the first max_idle makes that share hit.
+            conn.transport.close()  # type: ignore[union-attr]
+            return
+        conn.idle_since = self.loop.time()
+        self.idle.setdefault(conn.key, []).append(conn)
+        self.lru[conn] = None
+
+    def forget(self, conn: _Conn) -> None:
+        if self.lru.pop(conn, False) is None:
+            conns = self.idle.get(conn.key)
+            if conns and conn in conns:
+                conns.remove(conn)
+                if not conns:
+                    del self.idle[conn.key]
+
+    def _sweep(self, now: float) -> None:
+        """Close connections idle past KEEPALIVE_SECONDS (the oldest come first)."""
+        self._next_sweep = now + KEEPALIVE_SECONDS / 3
+        for conn in list(self.lru):
+            if now - conn.idle_since < KEEPALIVE_SECONDS:
+                break
+            self.forget(conn)
+            conn.transport.close()  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        for conn in list(self.lru):
+            self.forget(conn)
+            conn.transport.close()  # type: ignore[union-attr]
+
+
+def _decoded(body: bytes, encoding: str) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        # 47: a gzip or zlib header, detected; at most the cap comes out.
+        return zlib.decompressobj(47).decompress(body, MAX_BODY_BYTES)
+    return body  # an encoding it cannot read is judged as sent (body checks then fail)
+
+
+def _parser_reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:200]
