@@ -47,9 +47,10 @@ from deployments.models import (
 
 HISTORY_ROWS = 25
 # Active rollouts per board page. At 10,000 services the fleet had 200 under way: one table
-# of them was 116 KB and 1.2 s p95 under load (bench/RESULTS.md); 50 rows keep a page small
-# and still show every problem first (paused and rolling back sort ahead of the rest).
-BOARD_PAGE_ROWS = 50
+# of them was 116 KB and 1.2 s p95 under load 16 (bench/RESULTS.md); 50 a page were 41 KB,
+# p50 74 / p95 109 ms under load 3.3; 25 keep it under 100 ms, problems first (paused and
+# rolling back sort ahead of the rest).
+BOARD_PAGE_ROWS = 25
 # The board's order: rollouts needing a look first, then the newest.
 BOARD_PROBLEMS_FIRST = Case(
     When(state__in=(RolloutState.PAUSED, RolloutState.ROLLING_BACK), then=Value(0)),

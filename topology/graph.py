@@ -282,6 +282,7 @@ def build_scoped_graph(
     services = list(
         Service.objects.filter(Q(pk__in=service_ids) | Q(slug__in=named))
         .select_related("team")
+        .only("slug", "name", "tier", "team__slug")
         .order_by("slug")
     )
     externals = list(

@@ -17,12 +17,14 @@ from health.choices import ServiceStatus
 from health.models import ServiceHealth
 
 # Past this many services the map opens on a scope, not the whole fleet. Measured (bench
-# dashboard, 2026-12-04, load ≈ 15): the whole map took 0.57 s and 568 KB at 200 services
-# and 51 s / 29 MB at 10,000, well past the 100 ms target; 100 services keep the demo
-# (a dozen) and a small company's whole map on one page.
-FULL_MAP_SERVICES = 100
+# dashboard, 2026-12-04 20:17 UTC, load 3.8): the whole map of 100 services took p50 85 ms,
+# p95 128 ms and 286 KB, over the 100 ms target (10,000: 51 s, 29 MB); 60 keeps the demo's
+# dozen and a small company's whole map on one page, under it.
+FULL_MAP_SERVICES = 60
 # Seeds a scope takes at most (a team of 400 services, a search for "svc"): first by slug.
-MAX_SEEDS = 60
+# At 10,000 services 60 problem seeds made 385 nodes and a 157 ms p50 page (load 3.3);
+# 25 is a team's size in the bench, whose map took 78 ms.
+MAX_SEEDS = 25
 # How far a service's neighbourhood reaches (hops along declared dependencies, the last one
 # along every source), and the default.
 MAX_DEPTH = 3

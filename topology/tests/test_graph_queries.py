@@ -57,7 +57,7 @@ def test_the_graph_and_its_blast_radius_cost_a_constant_number_of_queries(
     assert len(hurt) == size - 1
 
 
-@pytest.mark.parametrize("size", [10, 60])
+@pytest.mark.parametrize("size", [10, 50])
 def test_the_map_page_costs_a_constant_number_of_queries(
     world: Any, size: int, client: Any, django_assert_max_num_queries: Any
 ) -> None:
