@@ -81,7 +81,9 @@ def catalog(*, missing: bool = False) -> _Catalog:
     found = _catalog
     generation = _generation()
     stale = (
-        found is None or now - found.loaded_at > CATALOG_SECONDS or found.generation != generation
+        found is None
+        or now - found.loaded_at > CATALOG_SECONDS
+        or found.generation != generation
     )
     if missing and found is not None and now - found.loaded_at > _MISS_RELOAD_SECONDS:
         stale = True
