@@ -18,6 +18,8 @@ from deployments.choices import TERMINAL_STATES, RolloutEvent
 from deployments.models import Rollout
 
 BOARD_TOPIC = "rollouts"
+# Pages after the first of the board watch only their rows: a redraw of the board is page 1.
+BOARD_ROWS_TOPIC = "rollouts:rows"
 # Events after which a rollout joins or leaves the active table: the whole board is redrawn.
 BOARD_CHANGES = (RolloutEvent.CREATED, RolloutEvent.SUCCEEDED)
 
@@ -32,13 +34,14 @@ def render_board() -> str:
     return render_to_string("deployments/partials/board.html", {**board_context(), "oob": True})
 
 
-def render_row(rollout_id: int) -> str:
+def render_row(rollout_id: int, board: bool = True) -> str:
+    """The rollout's row; on page 1 (`board`) a finished one redraws the board instead."""
     from deployments.views import latest_verdicts
 
     rollout = Rollout.objects.select_related("team", "service", "environment").get(pk=rollout_id)
     rollout.verdicts = latest_verdicts([rollout_id]).get(rollout_id, [])  # type: ignore[attr-defined]
     if rollout.is_terminal:  # it leaves the active table for the history
-        return render_board()
+        return render_board() if board else ""
     return render_to_string(
         "deployments/partials/board_row.html", {"rollout": rollout, "oob": True}
     )
@@ -69,15 +72,21 @@ def rollout_fragments(event: Event) -> Iterable[Fragment]:
         return []
     rollout_id = int(event.subject_id)
     service_topic = f"service:{event.service.slug}" if event.service is not None else ""
-    looked_at = watched([t for t in (BOARD_TOPIC, rollout_topic(rollout_id), service_topic) if t])
+    topics = (BOARD_TOPIC, BOARD_ROWS_TOPIC, rollout_topic(rollout_id), service_topic)
+    looked_at = watched([t for t in topics if t])
     fragments: list[Fragment] = []
+    state = event.payload.get("state")
+    moved = event.action in BOARD_CHANGES or event.payload.get("action") == "retry"
     if BOARD_TOPIC in looked_at:
-        state = event.payload.get("state")
-        moved = event.action in BOARD_CHANGES or event.payload.get("action") == "retry"
         if moved or state in TERMINAL_STATES:
             fragments.append(Tile(BOARD_TOPIC, "board", render_board))
         else:
             fragments.append(Tile(BOARD_TOPIC, f"row-{rollout_id}", lambda: render_row(rollout_id)))
+    if BOARD_ROWS_TOPIC in looked_at and not moved and state not in TERMINAL_STATES:
+        # a later page swaps the row only if it shows it (the swap finds no id otherwise)
+        fragments.append(
+            Tile(BOARD_ROWS_TOPIC, f"row-{rollout_id}", lambda: render_row(rollout_id, board=False))
+        )
     if rollout_topic(rollout_id) in looked_at:
         fragments.append(
             Tile(rollout_topic(rollout_id), "main", lambda: render_rollout(rollout_id))

@@ -11,12 +11,13 @@ colour, never an edge.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
@@ -27,6 +28,7 @@ from circuits.choices import SEVERITY, AggregateState
 from circuits.models import Circuit
 from circuits.services import current_state
 from health.choices import ExternalState, ServiceStatus
+from health.models import ServiceHealth
 from health.services import service_healths
 from topology.choices import ERRORS_AT_PERCENT, FAILING_AT_PERCENT, EdgeLevel, EdgeSource
 from topology.models import LATENCY_BOUNDS_MS, EdgeMinute, NodeKind
@@ -186,12 +188,13 @@ class Graph:
             found.setdefault(target, []).append(source)
         return found
 
-    def around_team(self, team: str) -> Graph:
-        """The team's services, what they call and what calls them, and those edges."""
-        own = {key for key, node in self.nodes.items() if node.team == team}
-        edges = {pair: e for pair, e in self.edges.items() if own & set(pair)}
-        keep = own | {key for pair in edges for key in pair}
+    def capped(self, limit: int, first: set[str]) -> Graph:
+        """At most `limit` nodes: those in `first` (a scope's own), then the rest by id,
+        and only the edges between the nodes kept."""
+        order = sorted(self.nodes, key=lambda key: (key not in first, key))
+        keep = set(order[:limit])
         nodes = {key: node for key, node in self.nodes.items() if key in keep}
+        edges = {pair: e for pair, e in self.edges.items() if keep.issuperset(pair)}
         return Graph(self.environment, nodes, edges)
 
 
@@ -199,52 +202,142 @@ class Graph:
 EdgeFactory = Callable[[str, str], Edge]
 
 
+def _service_node(service: Service) -> Node:
+    key = node_id(NodeKind.SERVICE, service.slug)
+    return Node(
+        key,
+        NodeKind.SERVICE,
+        service.slug,
+        service.name,
+        team=service.team.slug,
+        tier=service.tier,
+        url=reverse("dashboard:service", args=[service.slug]),
+    )
+
+
+def _external_node(external: ExternalDependency) -> Node:
+    key = node_id(NodeKind.EXTERNAL, external.slug)
+    health = _vendor_health(external)
+    return Node(key, NodeKind.EXTERNAL, external.slug, external.name, health=health)
+
+
 def build_graph(environment: Environment | None = None, now: datetime | None = None) -> Graph:
     """The whole map of one environment (None: every environment), in seven queries."""
     now = now or timezone.now()
-    nodes: dict[str, Node] = {}
     services = list(Service.objects.select_related("team").order_by("slug"))
-    service_keys = {s.pk: node_id(NodeKind.SERVICE, s.slug) for s in services}
-    for service in services:
-        key = service_keys[service.pk]
-        nodes[key] = Node(
-            key,
-            NodeKind.SERVICE,
-            service.slug,
-            service.name,
-            team=service.team.slug,
-            tier=service.tier,
-            url=reverse("dashboard:service", args=[service.slug]),
-        )
-    # Joined, not a query more: an external node is coloured by its watched state.
     externals = list(ExternalDependency.objects.select_related("vendor_status").order_by("slug"))
-    external_keys = {e.pk: node_id(NodeKind.EXTERNAL, e.slug) for e in externals}
-    for external in externals:
-        key = external_keys[external.pk]
-        nodes[key] = Node(
-            key,
-            NodeKind.EXTERNAL,
-            external.slug,
-            external.name,
-            health=_vendor_health(external),
-        )
-    _colour_by_health(nodes, service_keys, environment)
+    nodes, service_keys, external_keys = _nodes(services, externals)
+    rows = service_healths(environment.pk if environment is not None else None)
+    _colour_by_health(nodes, service_keys, [(s, status) for (s, _), status in rows.items()])
+    declared = Service.depends_on.through.objects.values_list("from_service_id", "to_service_id")
+    uses = Service.external_dependencies.through.objects.values_list(
+        "service_id", "externaldependency_id"
+    )
+    circuits = _circuits(environment, None)
+    sums = _trace_sums(environment, now, None)
+    return _assemble(
+        environment, nodes, service_keys, external_keys, declared, uses, circuits, sums, now
+    )
 
+
+def build_scoped_graph(
+    environment: Environment | None, seeds: list[Service], now: datetime | None = None
+) -> Graph:
+    """The map around `seeds` (services): them, what they call and what calls them, and
+    those edges, as if cut from the whole map (test_graph.py checks that), but with every
+    query filtered to the seeds and their neighbours in SQL, so it costs what the scope
+    holds, not the catalog: seven queries whatever the scope or the fleet."""
+    now = now or timezone.now()
+    seed_ids = {s.pk for s in seeds}
+    slugs = [s.slug for s in seeds]
+    declared = list(
+        Service.depends_on.through.objects.filter(
+            Q(from_service_id__in=seed_ids) | Q(to_service_id__in=seed_ids)
+        ).values_list("from_service_id", "to_service_id")
+    )
+    uses = list(
+        Service.external_dependencies.through.objects.filter(service_id__in=seed_ids).values_list(
+            "service_id", "externaldependency_id"
+        )
+    )
+    circuits = _circuits(
+        environment, Q(service_id__in=seed_ids) | Q(protects_service_id__in=seed_ids)
+    )
+    sums = _trace_sums(environment, now, Q(client__in=slugs) | Q(server__in=slugs))
+    named = {name for row in sums for name in row[:2]}
+    service_ids = seed_ids | {i for pair in declared for i in pair}
+    service_ids |= {c.service_id for c in circuits}
+    service_ids |= {c.protects_service_id for c in circuits if c.protects_service_id}
+    external_ids = {e for _, e in uses} | {
+        c.protects_external_id for c in circuits if c.protects_external_id
+    }
+    services = list(
+        Service.objects.filter(Q(pk__in=service_ids) | Q(slug__in=named))
+        .select_related("team")
+        .only("slug", "name", "tier", "team__slug")
+        .order_by("slug")
+    )
+    externals = list(
+        ExternalDependency.objects.filter(Q(pk__in=external_ids) | Q(slug__in=named))
+        .select_related("vendor_status")
+        .order_by("slug")
+    )
+    nodes, service_keys, external_keys = _nodes(services, externals)
+    healths = ServiceHealth.objects.filter(service_id__in=list(service_keys))
+    if environment is not None:
+        healths = healths.filter(environment=environment)
+    _colour_by_health(nodes, service_keys, healths.values_list("service_id", "status"))
+    whole = _assemble(
+        environment, nodes, service_keys, external_keys, declared, uses, circuits, sums, now
+    )
+    own = {service_keys[pk] for pk in seed_ids}
+    edges = {pair: e for pair, e in whole.edges.items() if own & set(pair)}
+    keep = own | {key for pair in edges for key in pair}
+    return Graph(environment, {k: n for k, n in whole.nodes.items() if k in keep}, edges)
+
+
+def _nodes(
+    services: list[Service], externals: list[ExternalDependency]
+) -> tuple[dict[str, Node], dict[int, str], dict[int, str]]:
+    """The nodes of these services and externals, and each one's node id by primary key."""
+    nodes: dict[str, Node] = {}
+    service_keys: dict[int, str] = {}
+    external_keys: dict[int, str] = {}
+    for service in services:
+        node = _service_node(service)
+        nodes[node.id] = node
+        service_keys[service.pk] = node.id
+    # Joined, not a query more: an external node is coloured by its watched state.
+    for external in externals:
+        node = _external_node(external)
+        nodes[node.id] = node
+        external_keys[external.pk] = node.id
+    return nodes, service_keys, external_keys
+
+
+def _assemble(
+    environment: Environment | None,
+    nodes: dict[str, Node],
+    service_keys: dict[int, str],
+    external_keys: dict[int, str],
+    declared: Iterable[tuple[int, int]],
+    uses: Iterable[tuple[int, int]],
+    circuits: list[Circuit],
+    sums: list[tuple[Any, ...]],
+    now: datetime,
+) -> Graph:
+    """The edges from every source, merged per (caller, callee), on the given nodes."""
     edges: dict[tuple[str, str], Edge] = {}
 
     def edge(source: str, target: str) -> Edge:
         return edges.setdefault((source, target), Edge(source, target))
 
-    for caller, callee in Service.depends_on.through.objects.values_list(
-        "from_service_id", "to_service_id"
-    ):
+    for caller, callee in declared:
         edge(service_keys[caller], service_keys[callee]).sources.add(EdgeSource.DECLARED)
-    for user, used in Service.external_dependencies.through.objects.values_list(
-        "service_id", "externaldependency_id"
-    ):
+    for user, used in uses:
         edge(service_keys[user], external_keys[used]).sources.add(EdgeSource.DECLARED)
-    _add_circuits(edge, service_keys, external_keys, environment, now)
-    _add_traces(nodes, edge, environment, now)
+    _add_circuits(edge, service_keys, external_keys, circuits, now)
+    _add_traces(nodes, edge, sums)
     return Graph(environment, nodes, edges)
 
 
@@ -267,26 +360,19 @@ def _vendor_health(external: ExternalDependency) -> str:
 
 
 def _colour_by_health(
-    nodes: dict[str, Node], service_keys: dict[int, str], environment: Environment | None
+    nodes: dict[str, Node], service_keys: dict[int, str], rows: Iterable[tuple[int, str]]
 ) -> None:
     """Each service's health in the environment; across environments, its worst verdict."""
     seen: set[str] = set()
-    for (service_id, _), status in service_healths(
-        environment.pk if environment is not None else None
-    ).items():
+    for service_id, status in rows:
         node = nodes[service_keys[service_id]]
         if node.id not in seen or HEALTH_RANK.get(status, 0) > HEALTH_RANK.get(node.health, 0):
             node.health = status
         seen.add(node.id)
 
 
-def _add_circuits(
-    edge: EdgeFactory,
-    service_keys: dict[int, str],
-    external_keys: dict[int, str],
-    environment: Environment | None,
-    now: datetime,
-) -> None:
+def _circuits(environment: Environment | None, where: Q | None) -> list[Circuit]:
+    """The circuits guarding a service or an external (those touching `where`'s services)."""
     circuits = (
         Circuit.objects.exclude(protects_service__isnull=True, protects_external__isnull=True)
         .select_related("environment")
@@ -306,6 +392,18 @@ def _add_circuits(
     )
     if environment is not None:
         circuits = circuits.filter(environment=environment)
+    if where is not None:
+        circuits = circuits.filter(where)
+    return list(circuits)
+
+
+def _add_circuits(
+    edge: EdgeFactory,
+    service_keys: dict[int, str],
+    external_keys: dict[int, str],
+    circuits: list[Circuit],
+    now: datetime,
+) -> None:
     for circuit in circuits:
         if circuit.protects_service_id is not None:
             target = service_keys[circuit.protects_service_id]
@@ -326,23 +424,22 @@ def _add_circuits(
         )
 
 
-def _add_traces(
-    nodes: dict[str, Node],
-    edge: EdgeFactory,
-    environment: Environment | None,
-    now: datetime,
-) -> None:
-    """Sum the window's EdgeMinute rows per client and server, in the database (one row
-    per pair, each bucket summed by index); unknown names become virtual nodes."""
+def _trace_sums(
+    environment: Environment | None, now: datetime, where: Q | None
+) -> list[tuple[Any, ...]]:
+    """The window's EdgeMinute rows summed per client and server, in the database (one row
+    per pair, each bucket summed by index)."""
     since = now.replace(second=0, microsecond=0) - timedelta(minutes=TRACE_WINDOW_MINUTES - 1)
     rows = EdgeMinute.objects.filter(minute__gte=since)
     if environment is not None:
         rows = rows.filter(environment=environment)
+    if where is not None:
+        rows = rows.filter(where)
     bucket_sums = {
         f"b{i}": Coalesce(Sum(f"latency_buckets__{i}"), 0)
         for i in range(len(LATENCY_BOUNDS_MS) + 1)
     }
-    sums = (
+    return list(
         rows.order_by()
         .values("client", "server", "server_kind")
         .annotate(
@@ -351,6 +448,10 @@ def _add_traces(
         .order_by("client", "server", "server_kind")
         .values_list("client", "server", "server_kind", "n", "failed", "latency", *bucket_sums)
     )
+
+
+def _add_traces(nodes: dict[str, Node], edge: EdgeFactory, sums: list[tuple[Any, ...]]) -> None:
+    """The traced calls on their edges; names the catalog does not know become virtual nodes."""
     for client, server, server_kind, calls, failures, latency, *buckets in sums:
         source = _trace_node(nodes, client, NodeKind.SERVICE)
         target = _trace_node(nodes, server, server_kind)

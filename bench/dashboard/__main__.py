@@ -1,6 +1,7 @@
 """Dashboard page benchmark: server time and SQL queries per page as the fleet grows.
 
     python -m bench.dashboard [--small 200] [--large 2000] [--requests 60] [--skip /topology/]
+                              [--only /topology/ --only /deployments/]
 
 Against real PostgreSQL (its own database, signalbox_bench_dash unless BENCH_DATABASE_URL
 says otherwise), emptied first. Seeds a fleet with bulk inserts (5 instances per service,
@@ -340,6 +341,7 @@ def pages(seeder: Seeder) -> list[str]:
         f"/alerts/incidents/{incident.pk}/",
         "/alerts/silences/",
         "/deployments/",
+        "/deployments/?page=2",
         f"/deployments/rollouts/{rollout.pk}/",
         "/deployments/freezes/",
         "/circuits/",
@@ -347,6 +349,8 @@ def pages(seeder: Seeder) -> list[str]:
         "/scaling/",
         f"/scaling/groups/{group.pk}/",
         "/topology/",
+        f"/topology/?team={team}",
+        f"/topology/?service={service.slug}&depth=2",
         "/events/",
         f"/search?q={service.slug}",
         "/dependencies/",
@@ -380,6 +384,10 @@ def main() -> int:
         "--skip", action="append", default=[], metavar="PATH",
         help="leave out pages whose path starts with this (repeatable), e.g. /topology/",
     )  # fmt: skip
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="PATH",
+        help="measure only pages whose path starts with this (repeatable), e.g. /deployments/",
+    )  # fmt: skip
     args = parser.parse_args()
     setup_django()
     from django.contrib.auth import get_user_model
@@ -403,6 +411,7 @@ def main() -> int:
             measure(p, client, args.requests)
             for p in pages(seeder)
             if not any(p.startswith(skip) for skip in args.skip)
+            and (not args.only or any(p.startswith(only) for only in args.only))
         ]
         for row in results[str(size)]:
             flag = (

@@ -242,3 +242,57 @@ def test_the_service_history_block_lists_its_rollouts(world: Any) -> None:
         "deployments/partials/service_history.html", service_history(world.other_service)
     )
     assert "Never deployed through Signalbox" in empty
+
+
+def test_the_board_pages_active_rollouts_problems_first_and_keeps_them_live(
+    world: Any, watching: Any
+) -> None:
+    # given more rollouts under way than a page holds, one of the oldest paused
+    from deployments.views import BOARD_PAGE_ROWS
+
+    rollouts = []
+    for index in range(BOARD_PAGE_ROWS + 5):
+        service = Service.objects.create(slug=f"svc{index:03d}", name="s", team=world.team)
+        rollouts.append(make_rollout(world, service, state=RolloutState.PROGRESSING))
+    stuck = rollouts[0]
+    stuck.state = RolloutState.PAUSED
+    stuck.save()
+    client = signed_in(world.viewer)
+    # when page 1 is looked at: the paused one first, then the newest; 50 rows and a note
+    first = client.get("/deployments/").content.decode()
+    assert first.count('<tr id="rollout-row-') == BOARD_PAGE_ROWS
+    assert first.index(f'id="rollout-row-{stuck.pk}"') < first.index(
+        f'id="rollout-row-{rollouts[-1].pk}"'
+    )
+    assert f'id="rollout-row-{rollouts[1].pk}"' not in first  # the oldest is on page 2
+    assert f"Showing 1\u2013{BOARD_PAGE_ROWS} of {BOARD_PAGE_ROWS + 5} active rollouts" in first
+    assert 'href="?page=2" rel="next"' in first
+    assert '<meta name="sb-live-topics" content="rollouts">' in first
+    # page 2 holds the rest, and watches only its rows
+    second = client.get("/deployments/", {"page": 2}).content.decode()
+    assert second.count('<tr id="rollout-row-') == 5
+    assert f'id="rollout-row-{rollouts[1].pk}"' in second
+    assert '<meta name="sb-live-topics" content="rollouts:rows">' in second
+    assert client.get("/deployments/", {"page": "two"}).status_code == 400
+    assert client.get("/deployments/", {"page": 0}).status_code == 400
+    # a row that moves is pushed to both (each page swaps it only if it shows it)
+    watching("rollouts")
+    watching("rollouts:rows")
+    rollouts[1].applied_weight = 40.0
+    rollouts[1].save()
+    moved = rollout_fragments(publish("rollout.step_started", subject=rollouts[1]))
+    tiles = {t.topic: t for t in moved if isinstance(t, Tile)}
+    assert f'<tr id="rollout-row-{rollouts[1].pk}" hx-swap-oob="outerHTML">' in (
+        tiles["rollouts:rows"].render()
+    )
+    assert "40% / 60%" in tiles["rollouts"].render()
+    # a new rollout redraws page 1 with it on it; later pages are not redrawn as page 1
+    service = Service.objects.create(slug="newest", name="s", team=world.team)
+    newest = make_rollout(world, service, state=RolloutState.PENDING)
+    created = rollout_fragments(publish("rollout.created", subject=newest))
+    tiles = {t.topic: t for t in created if isinstance(t, Tile)}
+    assert set(tiles) == {"rollouts"}
+    board = tiles["rollouts"].render()
+    assert 'id="rollout-board" hx-swap-oob="true"' in board
+    assert f'id="rollout-row-{newest.pk}"' in board
+    assert f'id="rollout-row-{rollouts[2].pk}"' not in board  # pushed to page 2 by it

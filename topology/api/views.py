@@ -15,14 +15,26 @@ from catalog.models import Environment, Team
 from catalog.permissions import ScopeRule
 from controlplane.api import refuse_unknown_parameters
 from topology.api import serializers as s
-from topology.graph import Graph, blast_radius, build_graph, node_id
+from topology.graph import Graph, blast_radius, build_graph, build_scoped_graph, node_id
 from topology.models import NodeKind
+from topology.scope import MAX_DEPTH, ScopeError, pick_scope
 
 READ_ONLY = {"GET": Scope.READ}
 ENVIRONMENT = OpenApiParameter(
     "environment", str, description="an environment's slug; without it, every environment"
 )
 TEAM = OpenApiParameter("team", str, description="only this team's services and their neighbours")
+SCOPE = [
+    OpenApiParameter(
+        "service", str, description="a service's slug: it and its neighbourhood (see depth)"
+    ),
+    OpenApiParameter(
+        "depth", int, description=f"with service: hops around it, 1 to {MAX_DEPTH} (default 1)"
+    ),
+    OpenApiParameter(
+        "q", str, description="services whose slug or name contains this, and their neighbours"
+    ),
+]
 # The blast-radius parameters naming its origin, and the kind of node each names.
 ORIGINS = {"service": NodeKind.SERVICE, "external": NodeKind.EXTERNAL, "virtual": NodeKind.VIRTUAL}
 
@@ -39,10 +51,27 @@ def _by_slug(request: Request, name: str, model: Any) -> Any:
 
 
 def _graph(request: Request) -> Graph:
+    """The whole graph, or the scope the parameters ask for (team, service and depth, q),
+    built in SQL around it; unlike the page, no scope means the whole graph."""
     environment = _by_slug(request, "environment", Environment)
     team = _by_slug(request, "team", Team)
-    graph = build_graph(environment)
-    return graph.around_team(team.slug) if team is not None else graph
+    params = request.query_params
+    if team is None and not params.get("service") and not params.get("q", "").strip():
+        if params.get("depth"):
+            raise exceptions.ValidationError({"depth": ["give it with service"]})
+        return build_graph(environment)
+    try:
+        scope = pick_scope(
+            environment=environment,
+            total_services=0,
+            team=team.slug if team is not None else "",
+            service=params.get("service", ""),
+            depth=params.get("depth", ""),
+            search=params.get("q", ""),
+        )
+    except ScopeError as error:
+        raise exceptions.ValidationError({error.field: [error.reason]}) from error
+    return build_scoped_graph(environment, scope.seeds)
 
 
 class GraphView(APIView):
@@ -52,9 +81,9 @@ class GraphView(APIView):
 
     permission_classes = [ScopeRule]
     scopes = READ_ONLY
-    query_parameters = ("environment", "team")
+    query_parameters = ("environment", "team", "service", "depth", "q")
 
-    @extend_schema(parameters=[ENVIRONMENT, TEAM], responses={200: s.GraphSerializer})
+    @extend_schema(parameters=[ENVIRONMENT, TEAM, *SCOPE], responses={200: s.GraphSerializer})
     def get(self, request: Request) -> Response:
         refuse_unknown_parameters(request, self)
         graph = _graph(request)

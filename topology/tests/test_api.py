@@ -105,6 +105,34 @@ def test_without_an_environment_the_graph_spans_all_and_a_team_narrows_it(
     ]
 
 
+def test_the_graph_of_a_service_neighbourhood_or_a_search_is_its_scope(
+    shop: None, api_as: Any
+) -> None:
+    api = api_as("viewer")
+    # checkout's neighbourhood at depth 1: who it calls (stripe, traced postgresql), who calls it
+    near = api.get(GRAPH, {"environment": "production", "service": "checkout"}).json()
+    assert {n["id"] for n in near["nodes"]} == {
+        "service:checkout",
+        "service:web",
+        "external:stripe",
+        "virtual:postgresql",
+    }
+    # web at depth 1 stops at checkout; at depth 2 it reaches what checkout calls
+    assert {n["id"] for n in api.get(GRAPH, {"service": "web"}).json()["nodes"]} == {
+        "service:web",
+        "service:checkout",
+    }
+    far = api.get(GRAPH, {"service": "web", "depth": 2}).json()
+    assert "external:stripe" in {n["id"] for n in far["nodes"]}
+    found = api.get(GRAPH, {"q": "index"}).json()
+    assert {n["id"] for n in found["nodes"]} == {"service:indexer"}
+    assert fields(api.get(GRAPH, {"service": "web", "depth": 0})) == {
+        "depth": ["a whole number from 1 to 3"]
+    }
+    assert fields(api.get(GRAPH, {"depth": 2})) == {"depth": ["give it with service"]}
+    assert fields(api.get(GRAPH, {"service": "nope"})) == {"service": ["no service 'nope'"]}
+
+
 def test_unknown_slugs_and_parameters_are_400s_naming_the_field(shop: None, api_as: Any) -> None:
     api = api_as("viewer")
     assert fields(api.get(GRAPH, {"environment": "moon"})) == {
@@ -152,4 +180,10 @@ def test_the_endpoints_are_in_the_openapi_schema(api_as: Any) -> None:
     paths = schema.json()["paths"]
     assert {"/api/v1/topology/graph", "/api/v1/topology/blast-radius"} <= set(paths)
     graph_get = paths["/api/v1/topology/graph"]["get"]
-    assert {p["name"] for p in graph_get["parameters"]} == {"environment", "team"}
+    assert {p["name"] for p in graph_get["parameters"]} == {
+        "environment",
+        "team",
+        "service",
+        "depth",
+        "q",
+    }

@@ -15,7 +15,7 @@ from circuits.models import Circuit
 from health.choices import ServiceStatus
 from health.models import ServiceHealth
 from topology.choices import EdgeLevel, EdgeSource
-from topology.graph import build_graph, quantile_ms
+from topology.graph import build_graph, build_scoped_graph, quantile_ms
 from topology.models import NodeKind
 from topology.tests.conftest import buckets_at, edge_minute
 
@@ -177,10 +177,46 @@ def test_nodes_take_their_health_in_the_environment_and_the_worst_across_all(
 
 
 def test_the_graph_can_be_narrowed_to_a_team_and_its_neighbours(shop: dict[str, Any]) -> None:
-    graph = build_graph().around_team("search")
+    graph = build_scoped_graph(None, list(Service.objects.filter(team__slug="search")))
 
     assert set(graph.nodes) == {"service:frontend", "service:checkout", "service:indexer"}
     assert set(graph.edges) == {("service:frontend", "service:checkout")}
+
+
+@pytest.mark.parametrize("team", ["payments", "search"])
+@pytest.mark.parametrize("environment", [None, "production"])
+def test_a_scope_built_in_sql_is_the_whole_graph_cut_to_the_scope(
+    shop: dict[str, Any], world: Any, team: str, environment: str | None
+) -> None:
+    # every source: declared (the fixture), a circuit, traces to a service, an unknown peer
+    # and an external, health in two environments, a staging-only trace
+    Circuit.objects.create(
+        service=world.service,
+        environment=world.production,
+        name="inventory",
+        protects_service=shop["inventory"],
+        state="open",
+    )
+    edge_minute("frontend", "checkout", environment=world.production, failures=6)
+    edge_minute("checkout", "redis", environment=world.production, kind=NodeKind.VIRTUAL)
+    edge_minute("indexer", "stripe", environment=world.staging, kind=NodeKind.EXTERNAL)
+    ServiceHealth.objects.create(
+        service=world.service, environment=world.production, status=ServiceStatus.DOWN
+    )
+    ServiceHealth.objects.create(
+        service=shop["frontend"], environment=world.staging, status=ServiceStatus.DEGRADED
+    )
+    env = getattr(world, environment) if environment else None
+    seeds = list(Service.objects.filter(team__slug=team))
+    whole = build_graph(env)
+    own = {f"service:{s.slug}" for s in seeds}
+    edges = {pair: e for pair, e in whole.edges.items() if own & set(pair)}
+    keep = own | {key for pair in edges for key in pair}
+
+    scoped = build_scoped_graph(env, seeds)
+
+    assert scoped.nodes == {key: node for key, node in whole.nodes.items() if key in keep}
+    assert scoped.edges == edges
 
 
 def test_quantiles_interpolate_inside_the_bucket_and_cap_at_the_last_bound() -> None:
