@@ -38,6 +38,7 @@ MINUTE_ROLLUPS_KEPT = timedelta(hours=24)
 # A minute is folded once it is this old: batches write a probe's minute when the batch ends
 # (seconds later); a write later than this still lands in both tables (see upsert).
 FOLD_GRACE = timedelta(minutes=2)
+FOLD_JUMP = timedelta(hours=2)
 # Partitions made ahead of time by the periodic task (every 10 min) and at migrate time; the
 # DEFAULT partition takes anything outside them, so an insert never fails.
 PARTITIONS_AHEAD = 3
@@ -194,7 +195,8 @@ def fold(now: datetime | None = None) -> int:
     """Add every minute finished FOLD_GRACE ago into its hour row; returns the minute rows
     folded. Idempotent and safe with two workers: the watermark row is locked (FOR UPDATE)
     while it moves, in the same transaction as the hour rows change. At most an hour of
-    minutes per transaction (the first fold after the migration has a day to do)."""
+    minutes per transaction (the first fold after the migration has a day to do); a gap of
+    more than FOLD_JUMP is skipped to its first minute row."""
     until = minute_of(now or timezone.now()) - FOLD_GRACE
     folded = 0
     while True:
@@ -205,6 +207,13 @@ def fold(now: datetime | None = None) -> int:
             (since,) = cursor.fetchone()
             if since >= until:
                 return folded
+            if until - since > FOLD_JUMP:  # a fresh database, or one caught up after a stop
+                cursor.execute(
+                    "SELECT min(bucket) FROM health_rollup_minute WHERE bucket >= %s"
+                    " AND bucket < %s",
+                    [since, until],
+                )
+                since = cursor.fetchone()[0] or until
             step = min(until, hour_of(since) + timedelta(hours=1))
             cursor.execute(_FOLD, [since, step])
             folded += cursor.fetchone()[0]
@@ -352,10 +361,10 @@ rows AS (
 _FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
-def _in_window(name: str) -> str:
-    """Rows of window `name` (params name_since, name_first): hours from its first whole hour,
-    minutes before that hour and from the watermark on."""
-    since, first = f"%({name}_since)s", f"%({name}_first)s"
+def _in_window(name: str, first: str | None = None) -> str:
+    """Rows of window `name` (params name_since, name_first, or the SQL `first`): hours from
+    its first whole hour, minutes before that hour and from the watermark on."""
+    since, first = f"%({name}_since)s", first or f"%({name}_first)s"
     return (
         f"(kind = 'h' AND bucket >= {first} OR kind = 'm' AND bucket >= {since}"
         f" AND (bucket < {first} OR bucket >= w))"
@@ -379,18 +388,26 @@ def _read(
 _PAIR = "r.service_id = %(service)s AND r.environment_id = %(environment)s"
 
 
-def probe_counts(
-    service_id: int, environment_id: int, since: datetime, first: datetime | None = None
-) -> tuple[int, int]:
-    """(probes, failed) from `since` (minute rows until `first`, default its next whole hour,
-    hour rows from there)."""
+# The window's first hour: from its minutes while they are kept, else the whole hour row.
+_FIRST_HOUR = f"""(CASE WHEN EXISTS (SELECT 1 FROM {MINUTE_TABLE} r WHERE {_PAIR}
+  AND r.bucket >= %(w_hour)s AND r.bucket < %(w_first)s) THEN %(w_first)s ELSE %(w_hour)s END)"""  # noqa: S608
+
+
+def probe_counts(service_id: int, environment_id: int, since: datetime) -> tuple[int, int]:
+    """(probes, failed) from the minute `since` is in: its hour from the minute rows while
+    they are kept (the first day), else the whole hour row (a window is never shorter)."""
     ((total, failed),) = _read(
         _PAIR,
-        f"SELECT coalesce(sum(count), 0), coalesce(sum(failures), 0) FROM rows"  # noqa: S608
-        f" WHERE {_in_window('w')}",
-        min(since, first or since),
+        "SELECT coalesce(sum(count), 0), coalesce(sum(failures), 0) FROM rows"  # noqa: S608
+        f" WHERE {_in_window('w', _FIRST_HOUR)}",
+        since,
         None,
-        {"service": service_id, "environment": environment_id, **_window_params("w", since, first)},
+        {
+            "service": service_id,
+            "environment": environment_id,
+            "w_hour": hour_of(since),
+            **_window_params("w", since),
+        },
     )
     return int(total), int(failed)
 

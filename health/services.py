@@ -16,7 +16,7 @@ from catalog.models import Instance, Service
 from health import derive
 from health.choices import CheckStatus, ServiceStatus
 from health.models import CheckSpec, InstanceCheck, ServiceHealth
-from health.rollups import MINUTE_ROLLUPS_KEPT, hour_of, minute_of, probe_counts
+from health.rollups import minute_of, probe_counts
 from health.scheduler import initial_due
 from health.specs import DEFAULT_SPEC, ProbeSpec
 
@@ -86,11 +86,7 @@ def availability_counts(service_id: int, environment_id: int, since: datetime) -
     longer than asked. A probe is good unless it failed (a warning is good), as in uptime.
     """
     since = since.astimezone(UTC)  # buckets are whole UTC minutes and hours
-    start = minute_of(since)
-    if since >= timezone.now() - MINUTE_ROLLUPS_KEPT:
-        total, failures = probe_counts(service_id, environment_id, start)
-    else:
-        total, failures = probe_counts(service_id, environment_id, start, hour_of(since))
+    total, failures = probe_counts(service_id, environment_id, minute_of(since))
     return total - failures, total
 
 

@@ -6,7 +6,8 @@ Histograms are stored without their trailing zero buckets (a 24-bucket int array
 answering in under 100 ms keeps 12 of them): health_hist_add/health_hist_sum add such arrays.
 The existing rows move over (minutes into the DEFAULT partition, which ensure_partitions then
 splits into hourly ones); the watermark starts at the oldest remaining minute, so the minutes
-still kept are folded on top of the hours already made. Irreversible: the old table is dropped.
+still kept are folded on top of the hours already made (no minutes: from 1970, nothing
+before it). Irreversible: the old table is dropped.
 """
 
 from django.contrib.postgres.fields import ArrayField
@@ -66,7 +67,7 @@ SELECT service_id, environment_id, bucket, latency_sum_ms, latency_max_ms, count
 FROM health_rollup WHERE resolution = 'hour';
 INSERT INTO health_rollup_watermark (id, folded_until)
 SELECT 1, coalesce((SELECT min(bucket) FROM health_rollup WHERE resolution = 'minute'),
-                   date_trunc('minute', now()));
+                   '1970-01-01 00:00+00');
 DROP TABLE health_rollup;
 """
 
