@@ -163,7 +163,8 @@ def upsert(
     keys = sorted(buckets)
     rows = [buckets[k] for k in keys]
     histograms = [trimmed(b.histogram) for b in rows]
-    starts, flat = [], []
+    starts: list[int] = []
+    flat: list[int] = []
     for histogram in histograms:
         starts.append(len(flat) + 1)
         flat.extend(histogram)
@@ -201,6 +202,11 @@ def fold(now: datetime | None = None) -> int:
     folded = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
+            # (the row is made again if a flush emptied the table)
+            cursor.execute(
+                "INSERT INTO health_rollup_watermark VALUES (1, '1970-01-01 00:00+00')"
+                " ON CONFLICT DO NOTHING"
+            )
             cursor.execute(
                 "SELECT folded_until FROM health_rollup_watermark WHERE id = 1 FOR UPDATE"
             )
@@ -223,9 +229,11 @@ def fold(now: datetime | None = None) -> int:
 
 
 def watermark() -> datetime:
+    """Up to where minutes are folded (the epoch: none yet)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT folded_until FROM health_rollup_watermark WHERE id = 1")
-        return cursor.fetchone()[0]
+        found = cursor.fetchone()
+    return found[0] if found else datetime(1970, 1, 1, tzinfo=UTC)
 
 
 MINUTE_TABLE = "health_rollup_minute"
@@ -349,7 +357,8 @@ def prune(now: datetime | None = None) -> tuple[int, int]:
 # Readers: hour rows before the watermark and minute rows, with the watermark, in one
 # statement (one snapshot: a fold commits hour rows and watermark together).
 _ROWS = """
-WITH wm AS (SELECT folded_until AS w FROM health_rollup_watermark WHERE id = 1),
+WITH wm AS (SELECT coalesce((SELECT folded_until FROM health_rollup_watermark WHERE id = 1),
+                            '-infinity') AS w),
 rows AS (
   SELECT 'h' AS kind, wm.w, r.* FROM health_rollup_hour r, wm
   WHERE {where} AND r.bucket >= %(since_hour)s AND r.bucket < wm.w AND r.bucket < %(until)s
@@ -382,7 +391,8 @@ def _read(
     params = {"since": since, "since_hour": hour_of(since), "until": until or _FOREVER, **params}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        found: list[tuple[Any, ...]] = cursor.fetchall()
+    return found
 
 
 _PAIR = "r.service_id = %(service)s AND r.environment_id = %(environment)s"
