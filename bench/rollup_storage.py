@@ -141,6 +141,7 @@ def main() -> None:
         now = minute + timedelta(seconds=1)
         t = time.perf_counter()
         rollups.fold(now)  # health.tasks.fold_rollups, every minute
+        rollups.vacuum_hot(now)
         fold_ms.append((time.perf_counter() - t) * 1000)
         if minute.minute % 10 == 0:  # health.tasks.compact_rollups, every 10 minutes
             t = time.perf_counter()

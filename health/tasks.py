@@ -49,8 +49,11 @@ def announce_maintenance() -> int:
 
 @shared_task(name="health.tasks.fold_rollups")
 def fold_rollups() -> int:
-    """Every minute (beat): finished minutes are added into their hour rows (the watermark)."""
-    return rollups.fold()
+    """Every minute (beat): finished minutes are added into their hour rows (the watermark),
+    and the partitions being written are vacuumed (room for HOT updates)."""
+    folded = rollups.fold()
+    rollups.vacuum_hot()
+    return folded
 
 
 @shared_task(name="health.tasks.compact_rollups")
