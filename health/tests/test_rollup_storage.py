@@ -75,10 +75,11 @@ def test_partitions_are_made_ahead_packed_when_finished_and_dropped_after_a_day(
     rollups.upsert({(*key, hour + timedelta(minutes=1)): probes(5)})
     assert rollups.partition_name(hour) not in partitions()
     rollups.compact(now)
-    # then partitions exist from the last hour to 3 hours ahead, hot (fillfactor 50), and
-    # the minute moved into its own
+    # then partitions exist from the last hour (over 10 minutes ago: packed) to 3 hours
+    # ahead (hot: fillfactor 50), and the minute moved into its own
     made = partitions()
-    for offset in range(-1, rollups.PARTITIONS_AHEAD + 1):
+    assert made[rollups.partition_name(hour - timedelta(hours=1))] == ["fillfactor=100"]
+    for offset in range(rollups.PARTITIONS_AHEAD + 1):
         name = rollups.partition_name(hour + timedelta(hours=offset))
         assert made[name] == ["fillfactor=50"]
     with connection.cursor() as cursor:
