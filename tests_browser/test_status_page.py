@@ -38,7 +38,7 @@ def _publish(world: Any) -> StatusPage:
                 histogram=[0] * HISTOGRAM_SIZE)
          for d in range(1, 20)]
     )  # fmt: skip
-    RollupWatermark.objects.update(folded_until=now)  # those hours are folded
+    RollupWatermark.objects.update_or_create(id=1, defaults={"folded_until": now})  # folded
     incident = PublicIncident.objects.create(
         page=page, title="Some card payments fail", message="We are on it.", impact=Indicator.MINOR
     )
