@@ -162,6 +162,6 @@ def test_the_real_probe_asks_only_its_instance(recorder: tuple[Recorder, int], p
     assert host == f"127.0.0.1:{port}"
     # (dot segments removed as RFC 3986 resolves a reference: "/." asks "/")
     resolved = URL("http://instance").join(URL(path))
-    assert asked in (str(URL(path).raw_path_qs), str(resolved.raw_path_qs)) or asked.split("?")[
-        0
-    ] in (URL(path).raw_path, resolved.raw_path)
+    assert asked in (str(URL(path).raw_path_qs), str(resolved.raw_path_qs)) or asked.split(
+        "?"
+    )[0] in (URL(path).raw_path, resolved.raw_path)
