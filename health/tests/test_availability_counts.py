@@ -106,7 +106,9 @@ def test_a_window_given_in_another_timezone_means_the_same_moment(world: Any) ->
         failures=10,
         histogram=[0] * len(Bucket().histogram),
     )
-    RollupWatermark.objects.update(folded_until=hour + timedelta(hours=1))  # it is folded
+    RollupWatermark.objects.update_or_create(
+        id=1, defaults={"folded_until": hour + timedelta(hours=1)}
+    )
     # when the start is given in India (UTC+05:30, so its local hour starts at 12:30 UTC)
     since = (hour + timedelta(minutes=40)).astimezone(ZoneInfo("Asia/Kolkata"))
     # then the UTC hour row still overlaps the window

@@ -42,7 +42,7 @@ def test_finished_minutes_fold_into_their_hour_once_and_readers_count_each_minut
     # given 30 minutes of probes (2 of 10 failing each minute) and nothing folded yet
     now = timezone.now().astimezone(UTC)
     start = rollups.minute_of(now) - timedelta(minutes=30)
-    RollupWatermark.objects.update(folded_until=start)
+    RollupWatermark.objects.update_or_create(id=1, defaults={"folded_until": start})
     key = (world.service.pk, world.production.pk)
     for minute in range(30):
         rollups.upsert({(*key, start + timedelta(minutes=minute)): probes(8, 2)})

@@ -77,7 +77,7 @@ def test_minutes_older_than_a_day_fold_into_hours_and_old_history_is_pruned(
         histogram=[0] * HISTOGRAM_SIZE,
     )
     # (written straight into the table: not folded yet, the watermark is before them)
-    RollupWatermark.objects.update(folded_until=old_hour)
+    RollupWatermark.objects.update_or_create(id=1, defaults={"folded_until": old_hour})
     Transition.objects.create(
         level=TransitionLevel.SERVICE,
         service=world.service,

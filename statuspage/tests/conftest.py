@@ -41,7 +41,9 @@ def add_rollup(service: Any, environment: Any, at: Any, count: int, failures: in
     )  # fmt: skip
     # A whole hour row: its minutes are folded, so the watermark is past it.
     end = hour + timedelta(hours=1)
-    RollupWatermark.objects.filter(folded_until__lt=end).update(folded_until=end)
+    mark, _ = RollupWatermark.objects.get_or_create(id=1, defaults={"folded_until": end})
+    if mark.folded_until < end:
+        RollupWatermark.objects.filter(id=1).update(folded_until=end)
 
 
 @pytest.fixture
