@@ -64,7 +64,6 @@ def seed(services: int, days: int) -> None:
     from catalog.models import Environment, Service, Team
     from health.choices import ServiceStatus
     from health.models import MaintenanceWindow, ServiceHealth
-    from health.models.history import HISTOGRAM_SIZE
     from statuspage.models import PublicIncident, StatusPage, StatusPageService
 
     print("== migrating and emptying the database", flush=True)
@@ -99,23 +98,27 @@ def seed(services: int, days: int) -> None:
         incident = PublicIncident.objects.create(page=page, title=title, message="Looking.")
         incident.entries.add(*entries[:3])
     ids = [s.pk for s in made]
-    with connection.cursor() as cursor:  # one INSERT per resolution: seconds, not minutes
-        for resolution, step, span in [("hour", "1 hour", f"{days} days"),
-                                       ("minute", "1 minute", "1 day")]:  # fmt: skip
+    with connection.cursor() as cursor:  # one INSERT per table: seconds, not minutes
+        # Hours before the last day, minutes in it, the watermark between them.
+        day = "date_trunc('hour', now()) - interval '1 day'"
+        for table, step, first, last in [
+            ("health_rollup_hour", "1 hour", f"{day} - interval '{days} days'",
+             f"{day} - interval '1 hour'"),
+            ("health_rollup_minute", "1 minute", day, "date_trunc('hour', now())"),
+        ]:  # fmt: skip
             cursor.execute(
-                """
-                INSERT INTO health_rollup (service_id, environment_id, resolution, bucket,
+                f"""
+                INSERT INTO {table} (service_id, environment_id, bucket,
                     count, failures, warnings, latency_sum_ms, latency_max_ms, histogram)
-                SELECT s, %s, %s, b, 60, (random() < 0.02)::int * 3, 0, 600, 20,
-                       array_fill(0, ARRAY[%s])
+                SELECT s, %s, b, 60, (random() < 0.02)::int * 3, 0, 600, 20, '{{}}'
                 FROM unnest(%s::bigint[]) AS s,
-                     generate_series(date_trunc('hour', now()) - %s::interval,
-                                     date_trunc('hour', now()), %s::interval) AS b
+                     generate_series({first}, {last}, %s::interval) AS b
                 ON CONFLICT DO NOTHING
-                """,
-                [production.pk, resolution, HISTOGRAM_SIZE, ids, span, step],
+                """,  # noqa: S608 (our constants)
+                [production.pk, ids, step],
             )
-        cursor.execute("ANALYZE health_rollup")
+        cursor.execute(f"UPDATE health_rollup_watermark SET folded_until = {day}")  # noqa: S608
+        cursor.execute("ANALYZE health_rollup_hour, health_rollup_minute")
 
 
 def measure(path: str, requests: int) -> dict[str, Any]:
@@ -170,9 +173,10 @@ def main() -> int:
     args = parser.parse_args()
     setup_django()
     seed(args.services, args.days)
-    from health.models import Rollup
+    from health.models import HourRollup, MinuteRollup
 
-    print(f"== {Rollup.objects.count():,} rollup rows; {args.requests} requests per path")
+    rows = MinuteRollup.objects.count() + HourRollup.objects.count()
+    print(f"== {rows:,} rollup rows; {args.requests} requests per path")
     for path in ["/status/shop/", "/status/shop/api/v2/summary.json"]:
         figures = measure(path, args.requests)
         print(

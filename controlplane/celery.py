@@ -76,6 +76,11 @@ app.conf.beat_schedule = {
         "schedule": 15.0,
         "options": {"expires": 15},
     },
+    "health-fold-rollups": {
+        "task": "health.tasks.fold_rollups",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
     "health-compact-rollups": {
         "task": "health.tasks.compact_rollups",
         "schedule": 600.0,

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count
 from django.utils import timezone
 
 from catalog.choices import LIVE_LIFECYCLES, Lifecycle
 from catalog.models import Instance, Service
 from health import derive
-from health.choices import CheckStatus, Resolution, ServiceStatus
-from health.models import CheckSpec, InstanceCheck, Rollup, ServiceHealth
-from health.rollups import hour_of, minute_of
+from health.choices import CheckStatus, ServiceStatus
+from health.models import CheckSpec, InstanceCheck, ServiceHealth
+from health.rollups import minute_of, probe_counts
 from health.scheduler import initial_due
 from health.specs import DEFAULT_SPEC, ProbeSpec
 
@@ -86,14 +86,8 @@ def availability_counts(service_id: int, environment_id: int, since: datetime) -
     longer than asked. A probe is good unless it failed (a warning is good), as in uptime.
     """
     since = since.astimezone(UTC)  # buckets are whole UTC minutes and hours
-    totals = Rollup.objects.filter(
-        Q(resolution=Resolution.MINUTE, bucket__gte=minute_of(since))
-        | Q(resolution=Resolution.HOUR, bucket__gte=hour_of(since)),
-        service_id=service_id,
-        environment_id=environment_id,
-    ).aggregate(total=Sum("count"), failures=Sum("failures"))
-    total = totals["total"] or 0
-    return total - (totals["failures"] or 0), total
+    total, failures = probe_counts(service_id, environment_id, minute_of(since))
+    return total - failures, total
 
 
 def spec_for_service(service: Service) -> CheckSpec:

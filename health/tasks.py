@@ -47,9 +47,19 @@ def announce_maintenance() -> int:
     return maintenance.announce()
 
 
+@shared_task(name="health.tasks.fold_rollups")
+def fold_rollups() -> int:
+    """Every minute (beat): finished minutes are added into their hour rows (the watermark),
+    and the partitions being written are vacuumed (room for HOT updates)."""
+    folded = rollups.fold()
+    rollups.vacuum_hot()
+    return folded
+
+
 @shared_task(name="health.tasks.compact_rollups")
 def compact_rollups() -> int:
-    """Minute rollups older than a day become hourly; anything past retention is deleted."""
+    """Every 10 min (beat): minute partitions made ahead, finished ones packed, those past a
+    day dropped (after their minutes are folded); anything past retention is deleted."""
     folded = rollups.compact()
     rollups.prune()
     return folded

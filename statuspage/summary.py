@@ -14,14 +14,13 @@ from datetime import UTC, date, datetime, timedelta
 
 from croniter import croniter
 from django.core.cache import cache
-from django.db.models import Sum
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from catalog.models import Service
+from health import rollups
 from health.choices import ServiceStatus
-from health.models import MaintenanceWindow, Rollup, ServiceHealth
+from health.models import MaintenanceWindow, ServiceHealth
 from statuspage.choices import (
     INDICATOR_RANK,
     MAINTENANCE_DESCRIPTION,
@@ -265,22 +264,11 @@ def _past_key(entry: StatusPageService, environment_id: int, today: datetime) ->
 def _uptime_by_day(
     service_ids: list[int], environment_id: int, since: datetime, until: datetime | None
 ) -> dict[int, dict[date, float]]:
-    rows = Rollup.objects.filter(
-        service_id__any=service_ids, environment_id=environment_id, bucket__gte=since
-    )
-    if until is not None:
-        rows = rows.filter(bucket__lt=until)
-    grouped = (
-        rows.annotate(day=TruncDate("bucket", tzinfo=UTC))
-        .values("service_id", "day")
-        .annotate(probes=Sum("count"), failed=Sum("failures"))
-        .order_by()
-    )
+    counts = rollups.counts_by_day(service_ids, environment_id, since, until)
     days: dict[int, dict[date, float]] = {}
-    for row in grouped:
-        if row["probes"]:
-            share = 100.0 * (row["probes"] - row["failed"]) / row["probes"]
-            days.setdefault(row["service_id"], {})[row["day"]] = round(share, 3)
+    for (service_id, day), (probes, failed) in counts.items():
+        if probes:
+            days.setdefault(service_id, {})[day] = round(100.0 * (probes - failed) / probes, 3)
     return days
 
 

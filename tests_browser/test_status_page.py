@@ -10,8 +10,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from health.choices import Resolution, ServiceStatus
-from health.models import Rollup, ServiceHealth
+from health.choices import ServiceStatus
+from health.models import HourRollup, RollupWatermark, ServiceHealth
 from health.models.history import HISTOGRAM_SIZE
 from statuspage.choices import Indicator
 from statuspage.models import PublicIncident, StatusPage, StatusPageService
@@ -32,12 +32,13 @@ def _publish(world: Any) -> StatusPage:
         service=world.service, environment=world.production, status=ServiceStatus.DEGRADED
     )
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
-    Rollup.objects.bulk_create(
-        [Rollup(service=world.service, environment=world.production, resolution=Resolution.HOUR,
+    HourRollup.objects.bulk_create(
+        [HourRollup(service=world.service, environment=world.production,
                 bucket=now - timedelta(days=d), count=100, failures=5 if d == 3 else 0,
                 histogram=[0] * HISTOGRAM_SIZE)
          for d in range(1, 20)]
     )  # fmt: skip
+    RollupWatermark.objects.update_or_create(id=1, defaults={"folded_until": now})  # folded
     incident = PublicIncident.objects.create(
         page=page, title="Some card payments fail", message="We are on it.", impact=Indicator.MINOR
     )

@@ -16,8 +16,7 @@ from alerts.defaults import DEFAULT_RULES
 from alerts.evaluation import sweep_rules
 from alerts.models import Incident
 from alerts.rules.slo import Window, burn_rate, burning_window
-from health.choices import Resolution
-from health.models import Rollup
+from health.models import HourRollup
 
 PAGE = [Window(3600, 300, 14.4), Window(21600, 1800, 6.0)]
 
@@ -99,7 +98,7 @@ def slo(world: Any) -> Any:
             rollups.upsert(buckets)
 
         def compact(self) -> None:
-            """What health's compaction task does every 10 minutes: day-old minutes to hours."""
+            """What health's fold and compaction tasks do: finished minutes into hours."""
             while rollups.compact(now):
                 pass
 
@@ -165,7 +164,7 @@ def test_a_budget_spent_over_days_opens_a_ticket_from_hourly_history(slo: Any) -
     # given one failed probe every 10 minutes for three days: 1 in 180, 0.56 % -> 5.6x, under
     # both page thresholds; two days of it live only in hourly rows (6 of 1080 an hour)
     clean_days(slo, lambda ago: 1 if ago % 10 == 0 else 0)
-    assert Rollup.objects.filter(resolution=Resolution.HOUR).count() >= 47
+    assert HourRollup.objects.count() >= 47
     # when swept
     incidents = sweep(slo.at)
     # then a ticket, from the 3-day and 6-hour windows; no page

@@ -52,7 +52,9 @@ INSTANCES_PER_FLEET_PROCESS = 6_000
 # Ports 2,000 .. the ephemeral range's start (32,768 here) per loopback address.
 PORTS_PER_ADDRESS = 25_000
 CEILING_URLS = 10_000  # the bare loop's sample: 3 rounds over at most this many instances
-HISTORY_TABLES = ("health_rollup", "health_transition", "controlplane_event")
+HISTORY_TABLES = (
+    "health_rollup_minute", "health_rollup_hour", "health_transition", "controlplane_event"
+)
 
 
 def setup_django() -> None:
@@ -133,13 +135,21 @@ def register(endpoints: list[Endpoint]) -> None:
 
     from catalog.models import Environment, Instance, Service, Team
     from health import derive
-    from health.models import CheckSpec, InstanceCheck, Rollup, ServiceHealth, Transition
+    from health.models import (
+        CheckSpec,
+        HourRollup,
+        InstanceCheck,
+        MinuteRollup,
+        ServiceHealth,
+        Transition,
+    )  # fmt: skip
     from health.scheduler import initial_due
     from health.specs import DEFAULT_SPEC
 
     with transaction.atomic():
         Transition.objects.all().delete()
-        Rollup.objects.all().delete()
+        MinuteRollup.objects.all().delete()
+        HourRollup.objects.all().delete()
         InstanceCheck.objects.all().delete()
         ServiceHealth.objects.all().delete()
         Instance.objects.filter(service__team__slug="bench").delete()
@@ -210,10 +220,10 @@ def ceiling(endpoints: list[Endpoint], concurrency: int, rounds: int = 3) -> dic
 
 def history_counts() -> dict[str, int]:
     from controlplane.models import Event
-    from health.models import Rollup, Transition
+    from health.models import MinuteRollup, Transition
 
     return {
-        "rollups": Rollup.objects.count(),
+        "rollups": MinuteRollup.objects.count(),
         "transitions": Transition.objects.count(),
         "events": Event.objects.count(),
     }
@@ -229,7 +239,12 @@ def compact_row_bytes() -> dict[str, float]:
         for table in HISTORY_TABLES:
             cursor.execute(f"VACUUM FULL {table}")
             # The table names are our own constants, not input.
-            cursor.execute(f"SELECT pg_total_relation_size(%s), count(*) FROM {table}", [table])  # noqa: S608
+            # (all partitions of a partitioned one)
+            cursor.execute(
+                "SELECT (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%s)),"  # noqa: S608
+                f" count(*) FROM {table}",
+                [table],
+            )
             size, rows = cursor.fetchone()
             sizes[table] = size / rows if rows else 0.0
     return sizes
@@ -588,7 +603,7 @@ def main() -> None:
     rate = run["written"] / run["elapsed"]
     lateness = run["lateness"]
     per_day = 86400 / run["elapsed"]
-    rollup_bytes = row_bytes["health_rollup"]
+    rollup_bytes = row_bytes["health_rollup_minute"]
     transitions_per_day = (after["transitions"] - before["transitions"]) * per_day
     events_per_day = (after["events"] - before["events"]) * per_day
     hour_rows_mb = pairs * 24 * rollup_bytes / 1e6

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from health.models.checks import CheckSpec, InstanceCheck, ServiceHealth
 from health.models.heartbeats import Heartbeat, HeartbeatPing
-from health.models.history import Rollup, Transition
+from health.models.history import HourRollup, MinuteRollup, RollupWatermark, Transition
 from health.models.maintenance import MaintenanceWindow
 from health.models.vendors import VendorStatus
 
@@ -13,9 +13,11 @@ __all__ = [
     "CheckSpec",
     "Heartbeat",
     "HeartbeatPing",
+    "HourRollup",
     "InstanceCheck",
     "MaintenanceWindow",
-    "Rollup",
+    "MinuteRollup",
+    "RollupWatermark",
     "ServiceHealth",
     "Transition",
     "VendorStatus",

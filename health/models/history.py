@@ -7,7 +7,7 @@ from django.db import models
 from django.utils import timezone
 
 from catalog.models import Environment, Instance, Service, Team
-from health.choices import Resolution, TransitionLevel
+from health.choices import TransitionLevel
 
 
 class Transition(models.Model):
@@ -73,29 +73,58 @@ LATENCY_BOUNDS_MS: tuple[float, ...] = (
 HISTOGRAM_SIZE = len(LATENCY_BOUNDS_MS) + 1
 
 
-class Rollup(models.Model):
-    """Probe results of one service in one environment over one minute (or hour)."""
+class RollupFields(models.Model):
+    """Probe results of one service in one environment over one minute (or hour).
 
-    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="rollups")
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="rollups")
-    resolution = models.CharField(max_length=8, choices=Resolution.choices)
+    Tables made by migration 0005 (the minute one partitioned by hour, see health.rollups);
+    the primary key is (service, environment, bucket), no surrogate id. The histogram is
+    stored without trailing zero buckets (fewer than HISTOGRAM_SIZE entries)."""
+
+    pk = models.CompositePrimaryKey("service", "environment", "bucket")
+    # No index on environment (the primary key leads with service): 22 B a row saved; an
+    # environment's deletion scans the rollups once.
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="+", db_index=False)
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     bucket = models.DateTimeField()
     count = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
     warnings = models.PositiveIntegerField(default=0)
     latency_sum_ms = models.FloatField(default=0)
     latency_max_ms = models.FloatField(default=0)
-    histogram = ArrayField(models.IntegerField(), size=HISTOGRAM_SIZE)
+    histogram = ArrayField(models.IntegerField(), size=HISTOGRAM_SIZE, default=list)
 
     class Meta:
+        abstract = True
         ordering = ["bucket"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["service", "environment", "resolution", "bucket"],
-                name="rollup_unique_bucket",
-            )
-        ]
-        indexes = [models.Index(fields=["resolution", "bucket"], name="rollup_resolution_bucket")]
 
     def __str__(self) -> str:
-        return f"{self.service_id}@{self.environment_id} {self.resolution} {self.bucket:%H:%M}"
+        return f"{self.service_id}@{self.environment_id} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class MinuteRollup(RollupFields):
+    """One minute; kept a day (hourly partitions dropped whole, see health.rollups)."""
+
+    class Meta(RollupFields.Meta):
+        db_table = "health_rollup_minute"
+
+
+class HourRollup(RollupFields):
+    """One hour: its minutes up to the watermark, folded continuously; kept for retention."""
+
+    class Meta(RollupFields.Meta):
+        db_table = "health_rollup_hour"
+
+
+class RollupWatermark(models.Model):
+    """The single row: every minute before folded_until is in its hour row, none after."""
+
+    id = models.SmallIntegerField(primary_key=True)
+    folded_until = models.DateTimeField()
+
+    class Meta:
+        db_table = "health_rollup_watermark"
+
+    def __str__(self) -> str:
+        return f"folded until {self.folded_until:%Y-%m-%d %H:%M}"

@@ -11,7 +11,7 @@ from django.utils import timezone
 from catalog.models import Instance, Service
 from health import rollups, services
 from health.choices import ServiceStatus
-from health.models import CheckSpec, InstanceCheck, Rollup, ServiceHealth
+from health.models import CheckSpec, InstanceCheck, MinuteRollup, ServiceHealth
 from health.models.history import HISTOGRAM_SIZE
 
 
@@ -102,10 +102,9 @@ def test_history_series_and_uptime(api_as: Any, world: Any) -> None:
     for minutes_ago, failures in [(3, 1), (2, 0)]:
         histogram = [0] * HISTOGRAM_SIZE
         histogram[5] = 10 - failures  # 7-10 ms
-        Rollup.objects.create(
+        MinuteRollup.objects.create(
             service=world.service,
             environment=world.production,
-            resolution="minute",
             bucket=rollups.minute_of(now - timedelta(minutes=minutes_ago)),
             count=10,
             failures=failures,

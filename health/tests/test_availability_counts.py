@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from health import rollups
-from health.choices import CheckStatus, Resolution
-from health.models import Rollup
+from health.choices import CheckStatus
+from health.models import HourRollup, RollupWatermark
 from health.rollups import Bucket
 from health.services import availability_counts
 
@@ -83,7 +83,7 @@ def test_older_windows_read_the_hourly_rows_without_counting_twice(world: Any) -
     before = availability_counts(world.service.pk, world.production.pk, three_days)
     # when the old minutes are folded into an hourly row
     assert rollups.compact(now) == 2
-    assert Rollup.objects.filter(resolution=Resolution.HOUR).count() == 1
+    assert HourRollup.objects.count() == 1
     # then a 3-day window reads the hour row and the recent minute, each probe once
     assert availability_counts(world.service.pk, world.production.pk, three_days) == before
     assert before == (48, 54)
@@ -98,14 +98,16 @@ def test_a_window_given_in_another_timezone_means_the_same_moment(world: Any) ->
 
     # given failures in the UTC hour 12:00 (compacted) and a window from 12:40 UTC
     hour = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-    Rollup.objects.create(
+    HourRollup.objects.create(
         service=world.service,
         environment=world.production,
-        resolution=Resolution.HOUR,
         bucket=hour,
         count=1000,
         failures=10,
         histogram=[0] * len(Bucket().histogram),
+    )
+    RollupWatermark.objects.update_or_create(
+        id=1, defaults={"folded_until": hour + timedelta(hours=1)}
     )
     # when the start is given in India (UTC+05:30, so its local hour starts at 12:30 UTC)
     since = (hour + timedelta(minutes=40)).astimezone(ZoneInfo("Asia/Kolkata"))

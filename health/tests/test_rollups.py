@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from controlplane.models import Event
 from health import maintenance, rollups
-from health.choices import Resolution, TransitionLevel
-from health.models import MaintenanceWindow, Rollup, Transition
+from health.choices import TransitionLevel
+from health.models import HourRollup, MaintenanceWindow, MinuteRollup, RollupWatermark, Transition
 from health.models.history import HISTOGRAM_SIZE
 from health.rollups import Bucket
 
@@ -43,7 +43,7 @@ def test_upserts_from_two_batches_add_up(world: Any) -> None:
         for latency in latencies:
             batch.add("pass", latency)
         rollups.upsert({key: batch})
-    row = Rollup.objects.get()
+    row = MinuteRollup.objects.get()
     assert (row.count, row.latency_max_ms, sum(row.histogram)) == (3, 20.0, 3)
     assert row.latency_sum_ms == 27.0
 
@@ -59,10 +59,9 @@ def test_minutes_older_than_a_day_fold_into_hours_and_old_history_is_pruned(
     for minute in range(3):
         histogram = [0] * HISTOGRAM_SIZE
         histogram[2] = 5
-        Rollup.objects.create(
+        MinuteRollup.objects.create(
             service=world.service,
             environment=world.production,
-            resolution=Resolution.MINUTE,
             bucket=old_hour + timedelta(minutes=minute),
             count=6,
             failures=1,
@@ -70,14 +69,15 @@ def test_minutes_older_than_a_day_fold_into_hours_and_old_history_is_pruned(
             latency_max_ms=3,
             histogram=histogram,
         )
-    Rollup.objects.create(
+    MinuteRollup.objects.create(
         service=world.service,
         environment=world.production,
-        resolution=Resolution.MINUTE,
         bucket=rollups.minute_of(now),
         count=1,
         histogram=[0] * HISTOGRAM_SIZE,
     )
+    # (written straight into the table: not folded yet, the watermark is before them)
+    RollupWatermark.objects.update_or_create(id=1, defaults={"folded_until": old_hour})
     Transition.objects.create(
         level=TransitionLevel.SERVICE,
         service=world.service,
@@ -92,16 +92,17 @@ def test_minutes_older_than_a_day_fold_into_hours_and_old_history_is_pruned(
     # then the old minutes became one hour row with the same totals, and the old
     # transition is gone
     assert folded == 3
-    hour = Rollup.objects.get(resolution=Resolution.HOUR)
+    hour = HourRollup.objects.get()
     assert (hour.bucket, hour.count, hour.failures, hour.histogram[2]) == (old_hour, 18, 3, 15)
-    assert Rollup.objects.filter(resolution=Resolution.MINUTE).count() == 1
+    assert MinuteRollup.objects.count() == 1
     assert pruned == (0, 1)
     # and uptime still counts the folded probes
     assert rollups.uptime(world.service.pk, world.production.pk, now)["7d"] == round(
         100 * (19 - 3) / 19, 3
     )
     # and past the retention the hour row goes too
-    assert rollups.prune(now + timedelta(days=40))[0] == 2
+    assert rollups.prune(now + timedelta(days=40))[0] == 1
+    assert not HourRollup.objects.exists()
 
 
 @pytest.mark.django_db

@@ -16,7 +16,7 @@ from health.models import (
     CheckSpec,
     InstanceCheck,
     MaintenanceWindow,
-    Rollup,
+    MinuteRollup,
     ServiceHealth,
     Transition,
 )
@@ -241,7 +241,7 @@ def test_rollups_count_per_service_and_minute_not_per_probe(
     probe_now(*checks)
     probe_now(*checks)
     # then one row per service, environment and minute holds the counts
-    rows = list(Rollup.objects.all())
+    rows = list(MinuteRollup.objects.all())
     assert len(rows) in (1, 2)  # two if the minute turned between the batches
     assert sum(r.count for r in rows) == 6
     assert sum(r.failures for r in rows) == 2

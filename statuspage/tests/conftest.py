@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from catalog.models import Instance
-from health.choices import Resolution, ServiceStatus
-from health.models import Rollup, ServiceHealth
+from health.choices import ServiceStatus
+from health.models import HourRollup, RollupWatermark, ServiceHealth
 from health.models.history import HISTOGRAM_SIZE
 from statuspage.models import StatusPage, StatusPageService
 
@@ -34,11 +34,16 @@ def set_health(service: Any, environment: Any, status: str) -> None:
 
 
 def add_rollup(service: Any, environment: Any, at: Any, count: int, failures: int) -> None:
-    Rollup.objects.create(
-        service=service, environment=environment, resolution=Resolution.HOUR,
-        bucket=at.replace(minute=0, second=0, microsecond=0), count=count, failures=failures,
-        histogram=[0] * HISTOGRAM_SIZE,
+    hour = at.replace(minute=0, second=0, microsecond=0)
+    HourRollup.objects.create(
+        service=service, environment=environment, bucket=hour, count=count,
+        failures=failures, histogram=[0] * HISTOGRAM_SIZE,
     )  # fmt: skip
+    # A whole hour row: its minutes are folded, so the watermark is past it.
+    end = hour + timedelta(hours=1)
+    mark, _ = RollupWatermark.objects.get_or_create(id=1, defaults={"folded_until": end})
+    if mark.folded_until < end:
+        RollupWatermark.objects.filter(id=1).update(folded_until=end)
 
 
 @pytest.fixture
