@@ -1,4 +1,4 @@
-"""What the tiles' last day costs a page: `health.daily.day_summaries` over a full day of
+"""What the tiles' last day costs a page: `health.rollups.day_summaries` over a full day of
 minute rollups.
 
     python -m bench.tile_days [--services 200] [--page 100] [--runs 30]
@@ -38,6 +38,7 @@ def seed(services: int) -> list[tuple[int, int]]:
         [Service(slug=f"svc-{i}", name=f"Service {i}", team=team) for i in range(services)]
     )
     now = rollups.minute_of(timezone.now())
+    rollups.ensure_partitions(hours_back=24)  # the day's hourly partitions, as a running box has
     for hour in range(24):
         buckets = {}
         for minute in range(60):
@@ -48,6 +49,7 @@ def seed(services: int) -> list[tuple[int, int]]:
                     bucket.add("fail" if (n + minute + probe) % 500 == 0 else "pass", 5.0 + n % 40)
                 buckets[(service.pk, production.pk, at)] = bucket
         rollups.upsert(buckets)
+    rollups.compact()  # what the periodic task does: minutes folded into hours, packed
     return [(s.pk, production.pk) for s in made]
 
 
@@ -69,14 +71,14 @@ def main() -> None:
     common.setup_django("postgres://postgres@127.0.0.1:5432/signalbox_bench_tiles", flush=True)
     from django.db import connection
 
-    from health.daily import day_summaries
-    from health.rollups import uptime
+    from health.rollups import day_summaries, uptime
 
     began = time.monotonic()
     pairs = seed(args.services)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE health_rollup")
-        cursor.execute("SELECT count(*) FROM health_rollup")
+        cursor.execute("ANALYZE health_rollup_minute")
+        cursor.execute("ANALYZE health_rollup_hour")
+        cursor.execute("SELECT count(*) FROM health_rollup_minute")
         rows = cursor.fetchone()[0]
     took = time.monotonic() - began
     print(f"== seeded {args.services} services, {rows} minute rollups in {took:.0f} s")

@@ -25,7 +25,7 @@ from dashboard.home import (
 )
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Rollout
-from health.daily import DaySummary, day_summaries
+from health.rollups import DaySummary, day_summaries
 from health.models import ServiceHealth
 
 Context = dict[str, Any]

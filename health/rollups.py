@@ -572,7 +572,8 @@ class DaySummary:
     latency_ms: tuple[float | None, ...]
 
 
-NO_DAY = DaySummary(None, (None,) * 24)
+HOURS = 24  # a tile's sparkline: one point an hour over the last day
+NO_PROBES = DaySummary(None, (None,) * HOURS)
 
 
 def day_summaries(
@@ -583,7 +584,7 @@ def day_summaries(
     if not pairs:
         return {}
     now = now or timezone.now()
-    first_hour = hour_of(now) - timedelta(hours=23)
+    first_hour = hour_of(now) - timedelta(hours=HOURS - 1)
     found = _read(
         "(r.service_id, r.environment_id) IN"
         " (SELECT * FROM unnest(%(services)s::bigint[], %(environments)s::bigint[]))",
@@ -598,15 +599,15 @@ def day_summaries(
         },
     )
     probes: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
-    latency: dict[tuple[int, int], list[float | None]] = defaultdict(lambda: [None] * 24)
+    latency: dict[tuple[int, int], list[float | None]] = defaultdict(lambda: [None] * HOURS)
     for service_id, environment_id, hour, count, failures, latency_sum in found:
         key = (service_id, environment_id)
         probes[key][0] += count
         probes[key][1] += failures
         index = int((hour - first_hour) / timedelta(hours=1))
-        if 0 <= index < 24 and count > failures:
+        if 0 <= index < HOURS and count > failures:
             latency[key][index] = round(latency_sum / (count - failures), 1)
     return {
-        key: DaySummary(_share(*probes[key]), tuple(latency[key])) if key in probes else NO_DAY
+        key: DaySummary(_share(*probes[key]), tuple(latency[key])) if key in probes else NO_PROBES
         for key in pairs
     }

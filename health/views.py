@@ -28,7 +28,7 @@ from health import overview as overview_queries
 from health import rollups, trial
 from health.api.serializers import CheckSpecSerializer, MaintenanceWindowSerializer
 from health.choices import CHECK_SPEC_EVENTS, MAINTENANCE_EVENTS, ServiceStatus
-from health.daily import day_summaries
+from health.rollups import day_summaries
 from health.maintenance import in_maintenance
 from health.models import (
     CheckSpec,

@@ -1,6 +1,6 @@
 """A tile's last day: its 24-hour uptime and an SVG sparkline of hourly latency.
 
-The page computes every tile's `DaySummary` in one query (`health.daily.day_summaries`)
+The page computes every tile's `DaySummary` in one query (`health.rollups.day_summaries`)
 and passes the dict as `days`; `{% tile_day days health %}` only looks its tile's up.
 """
 
@@ -14,7 +14,7 @@ from django import template
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from health.daily import NO_PROBES, DaySummary
+from health.rollups import NO_PROBES, DaySummary
 
 register = template.Library()
 

@@ -13,7 +13,7 @@ import pytest
 
 from catalog.models import Service
 from health import rollups
-from health.daily import HOURS, DaySummary, day_summaries
+from health.rollups import HOURS, DaySummary, day_summaries
 from health.rollups import Bucket
 
 pytestmark = pytest.mark.django_db
