@@ -26,6 +26,12 @@ logger = logging.getLogger(__name__)
 # for long. 4 x RUN_BATCH: a set_weight step and the pause after it are two runs.
 MAX_BATCH_RUNS = 200
 
+# In a batch, one run does up to 1 + this many steps that fall due one after another, in one
+# transaction and row lock (a set_weight and the pause after it: two). Measured with the
+# in-process profile of bench/rollouts (100 rollouts): a chained step costs 3 statements
+# fewer (lock, final UPDATE, COMMIT). Kept small so a person's abort waits for little.
+CHAINED_STEPS = 3
+
 # A run this close to its due time counts as due: ETA timers and hosts' clocks differ a little.
 CLOCK_SLACK = timedelta(milliseconds=50)
 
@@ -37,13 +43,18 @@ class Outcome:
     did: str
     next_action_at: datetime | None = None
     measured: list[str] = field(default_factory=list)
+    # Every step this run did, in order (more than one when steps were chained); `did` is
+    # the last of them.
+    steps: list[str] = field(default_factory=list)
 
 
-def advance(rollout_id: int, schedule: Scheduler | None = None) -> Outcome:
+def advance(rollout_id: int, schedule: Scheduler | None = None, chain: int = 0) -> Outcome:
     """Do the one step that is due for this rollout, if any.
 
     `schedule(id, at)` queues the next run when it is due soon (the fast path); without it
-    the lease is released and the beat's claim finds the row when it is due.
+    the lease is released and the beat's claim finds the row when it is due. With `chain`,
+    up to that many more steps that fall due at once (a set_weight's pause, say) are done
+    in the same transaction: each still opens, announces and closes its own step row.
     """
     job: MeasureJob | None = None
     with transaction.atomic():
@@ -61,9 +72,14 @@ def advance(rollout_id: int, schedule: Scheduler | None = None) -> Outcome:
         now = max(now, rollout.next_action_at)
         due_at = rollout.next_action_at
         job, did = _run(rollout, now, due_at)
+        done = [did]
+        while job is None and len(done) <= chain and _due_at_once(rollout, now):
+            assert rollout.next_action_at is not None
+            job, did = _run(rollout, now, rollout.next_action_at)
+            done.append(did)
         if job is None:
             _finish_run(rollout, now, schedule)
-            return Outcome(did, rollout.next_action_at)
+            return Outcome(did, rollout.next_action_at, steps=done)
         # Keep the lease while measuring, so the beat does not hand the row to another worker.
         rollout.lease_until = now + lease()
         rollout.save(update_fields=["lease_until"])
@@ -78,7 +94,14 @@ def advance(rollout_id: int, schedule: Scheduler | None = None) -> Outcome:
             return Outcome("superseded", rollout.next_action_at)
         record(rollout, job, results, now)
         _finish_run(rollout, now, schedule)
-        return Outcome("measured", rollout.next_action_at, [m["name"] for m in job.metrics])
+        measured = [m["name"] for m in job.metrics]
+        return Outcome("measured", rollout.next_action_at, measured, [*done, "measured"])
+
+
+def _due_at_once(rollout: Rollout, now: datetime) -> bool:
+    return (
+        rollout.is_active and rollout.next_action_at is not None and rollout.next_action_at <= now
+    )
 
 
 @dataclass
@@ -112,11 +135,10 @@ def advance_many(
         rollout_id = queue.popleft()
         if len(done.runs) + len(done.errors) >= max_runs:
             # Hand the rest on (each already leased), rather than hold this process longer.
-            for rest in (rollout_id, *queue):
-                _hand_on(rest, schedule)
+            _hand_on([rollout_id, *queue], schedule)
             break
         try:
-            outcome = advance(rollout_id, schedule=chain)
+            outcome = advance(rollout_id, schedule=chain, chain=CHAINED_STEPS)
         except Exception as exc:
             logger.exception("rollout %s: run failed; the beat retries after its lease", rollout_id)
             done.errors[rollout_id] = f"{type(exc).__name__}: {exc}"
@@ -132,11 +154,13 @@ def advance_many(
     return done
 
 
-def _hand_on(rollout_id: int, schedule: Scheduler | None) -> None:
+def _hand_on(rollout_ids: list[int], schedule: Scheduler | None) -> None:
     if schedule is not None:
-        schedule(rollout_id, timezone.now())
-    else:  # no queue to hand it to: free the row for the beat's next claim
-        Rollout.objects.filter(pk=rollout_id).update(lease_until=None)
+        now = timezone.now()
+        for rollout_id in rollout_ids:
+            schedule(rollout_id, now)
+    else:  # no queue to hand them to: free the rows for the beat's next claim
+        Rollout.objects.filter(pk__in=rollout_ids).update(lease_until=None)
 
 
 def _locked(rollout_id: int) -> Rollout | None:

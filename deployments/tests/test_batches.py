@@ -38,7 +38,9 @@ def canary_weight(sock: str, backend: str) -> int:
     return int(answer.split()[0])
 
 
-def rollouts_behind_one_haproxy(world: Any, haproxy_factory: Any, count: int) -> tuple[Any, list]:
+def rollouts_behind_one_haproxy(
+    world: Any, haproxy_factory: Any, count: int
+) -> tuple[Any, list[Any]]:
     """`count` services (checkout and more), each two 1.0 servers and one 2.0 (s2) on its
     own backend be_N, each with a rollout to 2.0 due now."""
     backends = {
@@ -94,7 +96,7 @@ def test_two_workers_given_the_same_batch_do_each_step_once(
         try:
             gate.wait()
             batch = reconciler.advance_many(ids)
-            outcomes.extend(outcome.did for _, outcome in batch.runs)
+            outcomes.extend(step for _, outcome in batch.runs for step in outcome.steps)
         finally:
             connection.close()
 
