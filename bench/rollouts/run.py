@@ -156,7 +156,7 @@ def main() -> None:
     from catalog.models import Environment, Instance, Service, Team
     from catalog.permissions import Access
     from deployments import actions
-    from deployments.choices import RolloutState, RouterKind, StepKind
+    from deployments.choices import RolloutState, RouterKind, StepKind, StepOutcome
     from deployments.models import Rollout, RolloutStep, TrafficRoute, TrafficRouter
     from deployments.tasks import claim_due_rollouts
 
@@ -280,16 +280,22 @@ def main() -> None:
     ).count()
 
     lags: list[float] = []
-    by_kind: dict[str, list[float]] = {"step start": [], "pause end": []}
+    by_kind: dict[str, list[float]] = {"step start": [], "pause end": [], "still waiting": []}
+    looked_at = timezone.now()
     for row in RolloutStep.objects.filter(rollout__team=team, started_at__lte=window_end):
         if row.due_at is not None and row.due_at >= measured_from:
             lags.append((row.started_at - row.due_at).total_seconds())
             by_kind["step start"].append(lags[-1])
-        if row.kind == StepKind.PAUSE and row.finished_at is not None:
+        if row.kind == StepKind.PAUSE and row.outcome != StepOutcome.SKIPPED:  # not aborted
             due = row.started_at + timedelta(seconds=row.spec.get("seconds", 0))
-            if measured_from <= due <= window_end:
+            if not measured_from <= due <= window_end:
+                continue
+            if row.finished_at is not None:
                 lags.append((row.finished_at - due).total_seconds())
                 by_kind["pause end"].append(lags[-1])
+            else:  # a pause that should have ended and has not: late by at least this much
+                lags.append((looked_at - due).total_seconds())
+                by_kind["still waiting"].append(lags[-1])
     done = Rollout.objects.filter(team=team)
     states = {s: done.filter(state=s).count() for s in RolloutState.values}
     worker.send_signal(signal.SIGTERM)

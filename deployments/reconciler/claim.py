@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -109,23 +110,21 @@ def celery_schedule_batch(rollout_ids: list[int], at: datetime) -> None:
     """Queue one run of many rollouts for `at` (no ETA when due already)."""
     from deployments.tasks import advance_batch
 
-    try:
-        if at <= timezone.now():
-            advance_batch.apply_async(args=(rollout_ids,))
-        else:
-            advance_batch.apply_async(args=(rollout_ids,), eta=at)
-    except Exception:
-        logger.warning("could not queue %d rollouts for %s; the beat will", len(rollout_ids), at)
+    _send(advance_batch, rollout_ids, at, f"{len(rollout_ids)} rollouts")
 
 
 def celery_schedule(rollout_id: int, at: datetime) -> None:
     """Queue a run for `at` (no ETA when it is due already: it goes straight to a worker)."""
     from deployments.tasks import advance as advance_task
 
+    _send(advance_task, rollout_id, at, f"rollout {rollout_id}")
+
+
+def _send(task: Any, argument: Any, at: datetime, what: str) -> None:
     try:
         if at <= timezone.now():
-            advance_task.apply_async(args=(rollout_id,))
+            task.apply_async(args=(argument,))
         else:
-            advance_task.apply_async(args=(rollout_id,), eta=at)
+            task.apply_async(args=(argument,), eta=at)
     except Exception:
-        logger.warning("could not queue rollout %s for %s; the beat will", rollout_id, at)
+        logger.warning("could not queue %s for %s; the beat will", what, at)

@@ -9,13 +9,11 @@ run breaks, leaves the others to go on.
 from __future__ import annotations
 
 import socket
-import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from catalog.models import Instance, Service
@@ -23,7 +21,7 @@ from controlplane.models import Event
 from deployments import reconciler
 from deployments.choices import PauseCause, RolloutEvent, RolloutState, StepKind
 from deployments.models import Rollout, RolloutStep, TrafficRoute
-from deployments.tests.conftest import VersionServer, free_port, make_route, start
+from deployments.tests.conftest import VersionServer, at_once, free_port, make_route, start
 
 STEPS = [{"set_weight": 40}, {"pause": {"seconds": 60}}, {"set_weight": 100}]
 
@@ -89,22 +87,8 @@ def test_two_workers_given_the_same_batch_do_each_step_once(
     proxy, rollouts = rollouts_behind_one_haproxy(world, haproxy_factory, 4)
     ids = [rollout_id for rollout_id, _ in reconciler.claim_due()]
     assert sorted(ids) == sorted(r.pk for r in rollouts)
-    gate = threading.Barrier(2)
-    outcomes: list[str] = []
-
-    def worker() -> None:
-        try:
-            gate.wait()
-            batch = reconciler.advance_many(ids)
-            outcomes.extend(step for _, outcome in batch.runs for step in outcome.steps)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    batches = at_once(lambda: reconciler.advance_many(ids))
+    outcomes = [step for batch in batches for _, outcome in batch.runs for step in outcome.steps]
     # then each rollout set 40 % once and began its pause once, whichever worker did which
     done = Counter(outcomes)
     assert done["set weight 40"] == 4
