@@ -23,11 +23,14 @@ logger = logging.getLogger(__name__)
 CLAIM_BATCH = 2000
 # Claimed rollouts go to workers as `advance_batch` messages of at most this many ids: one
 # Celery message, one task start and one connection check per batch instead of per run.
-# Measured (bench/rollouts/run.py, 1,000 rollouts): 50 kept both pool processes busy with
-# lag p99 under 1 s; see bench/RESULTS.md.
+# Measured (bench/rollouts/run.py, 1,000 rollouts, prefork x2, loaded machine): worker CPU
+# per step 28 ms -> 14 ms with batches alone, 9 ms with chained steps; 50 ids is ~0.5 s of
+# work, so both pool processes share a second's claim (bench/RESULTS.md, issue 16). Not
+# compared with other sizes yet.
 RUN_BATCH = 50
 # Rollouts due within this window of each other share a batch; the batch's ETA is the
-# latest due time in it, so a step starts at most this late because of batching.
+# latest due time in it, so a step starts at most this late because of batching (chosen,
+# not measured against other windows: a tenth of the 1 s lag target).
 BATCH_WINDOW = timedelta(milliseconds=100)
 # The claim looks this far ahead and queues what it finds with an ETA of its due time, so
 # a timed step starts on time rather than up to a tick late. Kept short: Celery holds ETA
