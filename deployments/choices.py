@@ -158,4 +158,3 @@ class RecurringFreezeWindowEvent(EventNames):
 
 FREEZE_WINDOW_EVENTS = FreezeWindowEvent.resource("freeze window")
 RECURRING_FREEZE_WINDOW_EVENTS = RecurringFreezeWindowEvent.resource("recurring freeze window")
-

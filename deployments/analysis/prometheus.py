@@ -68,9 +68,7 @@ class PrometheusQuery(AnalysisProvider):
                 max_bytes=MAX_ANSWER_BYTES,
             )
         except outbound.Refused as exc:
-            return Result(
-                Verdict.FAIL, f"not querying {metric['url']}: {exc}", threshold=condition
-            )
+            return Result(Verdict.FAIL, f"not querying {metric['url']}: {exc}", threshold=condition)
         except (httpx.HTTPError, OSError) as exc:
             return Result.no_data(
                 f"cannot read Prometheus at {metric['url']}: {exc}", threshold=condition

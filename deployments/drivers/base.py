@@ -21,6 +21,10 @@ T = TypeVar("T")
 
 BREAKER_THRESHOLD = 5  # consecutive failed calls (after their retries) that open the breaker
 BREAKER_COOLDOWN = 15.0  # seconds the breaker stays open before letting one call try
+# A breaker found closed is not read again for this long by the same driver object (a
+# driver lives for one step, one drift pass): another worker opening it meanwhile is seen
+# that much later. Saves 3 of the 4 Redis round trips of an HAProxy step.
+BREAKER_RECHECK = 1.0
 BACKOFF_BASE = 0.1  # seconds before the first retry; doubles each retry, plus jitter
 
 
@@ -152,10 +156,17 @@ class Breaker:
         self.key = f"signalbox:breaker:{name}"
         self.client = client or redis_clients.client()
         self.failing = True  # unknown until checked: the first success clears any count
+        self.clear_until = 0.0  # monotonic time until which a clear check is taken as still true
 
     def check(self) -> None:
+        if not self.failing and time.monotonic() < self.clear_until:
+            # Checked clear a moment ago and no call failed since: one step's several calls
+            # (read, set, read back) cost one Redis round trip instead of four.
+            return
         state = self.client.hgetall(self.key)
         self.failing = bool(state)
+        if not self.failing:
+            self.clear_until = time.monotonic() + BREAKER_RECHECK
         until = state.get(b"open_until")
         if until is not None and float(until) > time.time():
             wait = float(until) - time.time()

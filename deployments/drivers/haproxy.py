@@ -162,15 +162,20 @@ class HAProxyDriver(Driver):
         stable = {t.address for t in split.stable}
         canary = {t.address for t in split.canary}
         wanted: dict[str, int] = {}
+        commands: list[str] = []
         for server in self._ensure(split.stable + split.canary, backend):
             # Servers of neither side (an older version left behind) get no traffic.
             weight = canary_weight if server.address in canary else 0
             weight = stable_weight if server.address in stable else weight
             wanted[server.name] = weight
             if server.weight != weight:
-                self.command("set weight", f"set weight {backend}/{server.name} {weight}")
+                commands.append(f"set weight {backend}/{server.name} {weight}")
             if weight and server.admin_state & ADMIN_DRAIN:
-                self.command("set server state", f"set server {backend}/{server.name} state ready")
+                commands.append(f"set server {backend}/{server.name} state ready")
+        if commands:
+            # One connection for all of them: the runtime API runs commands separated by ';'
+            # in order and answers nothing for each that succeeds (anything else is refused).
+            self.command("set weight", "; ".join(commands))
         return wanted
 
     def apply(self, split: Split, state: dict[str, Any]) -> Applied:

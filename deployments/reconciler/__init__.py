@@ -15,22 +15,33 @@ events, drift, rollout_wants), and a test that patches one patches it there.
 
 from __future__ import annotations
 
-from deployments.reconciler.claim import Scheduler, celery_schedule, claim_due, kick
+from deployments.reconciler.claim import (
+    Scheduler,
+    batches,
+    celery_schedule,
+    celery_schedule_batch,
+    claim_due,
+    kick,
+)
 from deployments.reconciler.drift import Wanted, reconcile_routers, wanted_state
 from deployments.reconciler.rollout_wants import rollout_wants  # registers its source
-from deployments.reconciler.runs import Outcome, advance
+from deployments.reconciler.runs import BatchOutcome, Outcome, advance, advance_many
 from deployments.reconciler.step_rows import complete_step
 from deployments.reconciler.traffic import ROUTABLE
 from deployments.reconciler.transitions import begin_rollback, pause, rollback_now
 
 __all__ = [
     "ROUTABLE",
+    "BatchOutcome",
     "Outcome",
     "Scheduler",
     "Wanted",
     "advance",
+    "advance_many",
+    "batches",
     "begin_rollback",
     "celery_schedule",
+    "celery_schedule_batch",
     "claim_due",
     "complete_step",
     "kick",

@@ -388,3 +388,26 @@ def run_cli(env: dict[str, str], *argv: str) -> tuple[int, str, str]:
             else:
                 os.environ[key] = value
     return code, out.getvalue(), err.getvalue()
+
+
+def at_once(work: Any, workers: int = 2, timeout: float = 30) -> list[Any]:
+    """Run `work()` in `workers` threads released at the same moment (as that many worker
+    processes would); their results, each thread closing its own database connection."""
+    from django.db import connection
+
+    gate = threading.Barrier(workers)
+    results: list[Any] = []
+
+    def worker() -> None:
+        try:
+            gate.wait(5)
+            results.append(work())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return results

@@ -134,6 +134,7 @@ def test_an_unreachable_hook_fails(rollout: Rollout) -> None:
 
 # --- Prometheus ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def prometheus(
     shared_endpoint: Endpoint, tmp_path_factory: pytest.TempPathFactory

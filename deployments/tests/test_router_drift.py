@@ -30,6 +30,7 @@ from deployments.tests.conftest import (
     HAProxy,
     VersionServer,
     VersionServers,
+    at_once,
     drive,
     free_port,
     make_route,
@@ -210,21 +211,7 @@ def test_two_workers_repair_a_drifted_router_once(world: Any, canary_added_at_ru
     drive(rollout.pk, lambda r: r.paused_for == PauseCause.PROMOTION)
     restart(proxy)
     # when two workers run the pass at the same moment
-    gate = threading.Barrier(2)
-    reports: list[drift.Report] = []
-
-    def worker() -> None:
-        try:
-            gate.wait(5)
-            reports.append(reconciler.reconcile_routers())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
+    reports: list[drift.Report] = at_once(reconciler.reconcile_routers)
     # then one of them observed and repaired it, and one event says so
     assert sorted(r.observed for r in reports) == [0, 1]
     assert Event.objects.filter(action=RolloutEvent.TRAFFIC_REAPPLIED).count() == 1
