@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -345,6 +345,14 @@ class Rollout(models.Model):
                 name="rollout_due",
             ),
             models.Index(fields=["service", "environment", "-created_at"], name="rollout_history"),
+            # The board's recent rollouts, newest finished first: without it the page sorted
+            # every finished rollout (20,000 at 10,000 services: ~39 ms of its SQL).
+            models.Index(
+                F("finished_at").desc(),
+                F("id").desc(),
+                condition=Q(state__in=TERMINAL_STATES),
+                name="rollout_finished",
+            ),
         ]
 
     def __str__(self) -> str:
