@@ -18,7 +18,10 @@ from django.conf import settings
 # is either best-effort (live updates) or retried by its own loop (breakers, claims).
 TIMEOUT_SECONDS = 2.0
 
-_pools: dict[tuple[str, float], redis.ConnectionPool] = {}
+# One client per URL and timeout, on its pool: making a redis.Redis (its response callbacks)
+# cost ~0.8 ms of CPU per call, paid on every rollout step (bench/RESULTS.md, rollouts at
+# 1,000). A client is safe to share between threads; its pool notices a fork.
+_clients: dict[tuple[str, float], redis.Redis] = {}
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
     weakref.WeakKeyDictionary()
 )
@@ -30,12 +33,13 @@ def client(url: str | None = None, *, timeout: float = TIMEOUT_SECONDS) -> redis
     redis-py's pools notice a fork and start afresh in the child, so a pool made before
     Celery forks its workers is safe to share."""
     key = (url or settings.REDIS_URL, timeout)
-    pool = _pools.get(key)
-    if pool is None:
-        pool = _pools[key] = redis.ConnectionPool.from_url(
+    found = _clients.get(key)
+    if found is None:
+        pool = redis.ConnectionPool.from_url(
             key[0], socket_timeout=timeout, socket_connect_timeout=timeout
         )
-    return redis.Redis(connection_pool=pool)
+        found = _clients[key] = redis.Redis(connection_pool=pool)
+    return found
 
 
 def async_client() -> aioredis.Redis:
