@@ -52,7 +52,8 @@ KEEPALIVE_SECONDS = 30.0
 # Descriptors left for everything else in the process (database, Redis, log files, the
 # aiohttp pool for HTTPS, TCP/TLS/gRPC probes): the plain-HTTP client opens at most
 # RLIMIT_NOFILE minus this. A Celery prefork child with its PostgreSQL and Redis
-# connections holds ~40 descriptors before it probes anything (measured, docs/operations.md);
+# connections holds 16 descriptors before it probes anything (measured: 2 sockets, 7 pipes,
+# 4 epoll/eventfd, 2 /dev/null; a prefork child adds a few pipes to its parent);
 # 1,024 also covers the aiohttp pool at the default concurrency of 500. Under a small limit
 # (tests run at 256) a quarter of it is kept back instead.
 FD_RESERVE = 1024
