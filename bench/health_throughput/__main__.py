@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -353,6 +354,32 @@ def proc_cpu_rss(pids: list[int]) -> tuple[float, float]:
     return cpu, rss
 
 
+def socket_count(pid: int) -> int:
+    """Open sockets of one process (its kept-alive probe connections, plus a few: the
+    database, Redis)."""
+    count = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            continue
+    return count
+
+
+def tcp_active_opens() -> int:
+    """Machine-wide TCP connects so far (/proc/net/snmp ActiveOpens): includes every other
+    process's, so the rate is an upper bound on the worker's."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    for head, values in itertools.pairwise(lines):
+        if head[0] == "Tcp:" and values[0] == "Tcp:" and "ActiveOpens" in head:
+            return int(values[head.index("ActiveOpens")])
+    return 0
+
+
 def slope_per_minute(samples: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, MiB) samples, in MiB per minute."""
     if len(samples) < 2:
@@ -473,6 +500,8 @@ def drive_celery(
     fleet0 = proc_cpu_rss(fleet_pids or [])[0]
     rss_samples: list[tuple[float, float]] = [(0.0, rss0)]
     children_rss = [worker.children_rss()]
+    sockets = [[socket_count(pid) for pid in proc_children(worker.proc.pid)]]
+    opens0 = tcp_active_opens()
     next_tick = next_poll = started
     next_rss = started + rss_every
     steady = False
@@ -493,7 +522,12 @@ def drive_celery(
         if now >= next_rss:
             rss_samples.append((now - started, proc_cpu_rss(worker.pids())[1]))
             children_rss.append(worker.children_rss())
-            print(f"   {now - started:.0f} s: worker RSS {rss_samples[-1][1]:.1f} MiB", flush=True)
+            sockets.append([socket_count(pid) for pid in proc_children(worker.proc.pid)])
+            print(
+                f"   {now - started:.0f} s: worker RSS {rss_samples[-1][1]:.1f} MiB,"
+                f" sockets per child {sockets[-1]}",
+                flush=True,
+            )
             next_rss += rss_every
         time.sleep(max(0.0, min(next_tick, next_poll) - time.monotonic()))
     elapsed = time.monotonic() - started
@@ -502,7 +536,10 @@ def drive_celery(
     fleet_cpu = proc_cpu_rss(fleet_pids or [])[0] - fleet0
     rss_samples.append((elapsed, rss1))
     children_rss.append(worker.children_rss())
+    sockets.append([socket_count(pid) for pid in proc_children(worker.proc.pid)])
+    opens = tcp_active_opens() - opens0
     return {
+        "children_sockets": sockets, "connects_per_s": opens / elapsed,
         "elapsed": elapsed, "cpu": cpu1 - cpu0, "written": len(lateness),
         "lateness": lateness, "rss": rss_samples, "children_rss": children_rss,
         "transitions": 0, "batches": 0, "fleet_cpu": fleet_cpu,
@@ -668,6 +705,9 @@ def main() -> None:
         figures["worker_rss_slope_mib_per_min"] = round(slope_per_minute(rss), 3)
         figures["worker_children_rss_mib_end"] = [round(x, 1) for x in run["children_rss"][-1]]
         figures["worker_rss_samples"] = [(round(t), round(v, 1)) for t, v in rss]
+        figures["worker_children_sockets_start"] = run["children_sockets"][0]
+        figures["worker_children_sockets_end"] = run["children_sockets"][-1]
+        figures["tcp_connects_per_s_machine_wide"] = round(run["connects_per_s"], 1)
     out = ROOT / "var" / "bench" / "health_throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
@@ -701,6 +741,11 @@ def main() -> None:
             f" {figures['worker_rss_mib_end']:.1f} MiB at end,"
             f" slope {figures['worker_rss_slope_mib_per_min']:+.3f} MiB/min over"
             f" {run['elapsed'] / 60:.1f} min (children {figures['worker_children_rss_mib_end']})"
+        )
+        print(
+            f"open sockets per worker child: {figures['worker_children_sockets_start']} at"
+            f" start, {figures['worker_children_sockets_end']} at end; TCP connects"
+            f" {figures['tcp_connects_per_s_machine_wide']:.1f}/s (machine-wide)"
         )
         print(
             f"simulated fleet: {figures['fleet_cpu_s_per_1000_checks']:.3f} CPU-s per 1,000"

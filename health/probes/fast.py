@@ -20,9 +20,12 @@ HTTPS probes stay on aiohttp (TLS details), see health/probes/runtime.py.
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import resource
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -41,15 +44,26 @@ from health.probes.http import (
 )
 from health.specs import ProbeSpec, instance_url
 
+logger = logging.getLogger(__name__)
 USER_AGENT = "Signalbox-Health/1"
 # Idle connections live longer than the default 10 s period, so the next probe of each
 # instance finds its socket open (same figure as the aiohttp pool kept).
 KEEPALIVE_SECONDS = 30.0
-# Descriptors left for everything else in the process (database, Redis, in-flight
-# connects, the aiohttp pool): the idle pool holds at most RLIMIT_NOFILE minus this; past
-# that a connection closes after its probe. 20,000 fds (this machine's hard limit) keep
-# 18,976 instances warm per process.
+# Descriptors left for everything else in the process (database, Redis, log files, the
+# aiohttp pool for HTTPS, TCP/TLS/gRPC probes): the plain-HTTP client opens at most
+# RLIMIT_NOFILE minus this. A Celery prefork child with its PostgreSQL and Redis
+# connections holds 16 descriptors before it probes anything (measured: 2 sockets, 7 pipes,
+# 4 epoll/eventfd, 2 /dev/null; a prefork child adds a few pipes to its parent);
+# 1,024 also covers the aiohttp pool at the default concurrency of 500. Under a small limit
+# (tests run at 256) a quarter of it is kept back instead.
 FD_RESERVE = 1024
+# Of the connections the client may open, this many stay free for new connections (probes
+# of instances without a kept one) so they need not evict a warm one; the rest may idle.
+CONNECT_HEADROOM = 512
+# After EMFILE/ENFILE (the process or the system is out of descriptors after all) the
+# connect is tried again this much later, after one idle connection was closed; the probe's
+# own timeout still bounds the whole wait.
+EMFILE_RETRY_SECONDS = 0.02
 # Request-bytes cache entries before it is dropped and rebuilt (one per instance and spec).
 MAX_REQUEST_CACHE = 200_000
 
@@ -58,9 +72,32 @@ _WANTED = {b"content-type": 0, b"location": 1, b"content-encoding": 2}
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
 
-def idle_limit() -> int:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return max(16, soft - FD_RESERVE)
+def raise_descriptor_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit (once per process); returns the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # e.g. above fs.nr_open: keep what we have
+            logger.warning("cannot raise RLIMIT_NOFILE from %d to %d", soft, target)
+    return soft
+
+
+def open_limit(soft: int | None = None) -> int:
+    """Connections the plain-HTTP client may hold open (idle, busy or connecting)."""
+    if soft is None:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    reserve = min(FD_RESERVE, max(32, soft // 4))
+    return max(16, soft - reserve)
+
+
+def idle_limit(max_open: int) -> int:
+    """Of those, how many may sit idle: the rest is headroom for new connections."""
+    return max(8, max_open - min(CONNECT_HEADROOM, max_open // 4))
 
 
 class _Request:
@@ -212,6 +249,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.client.made(self)
 
     def send(self, exchange: _Exchange) -> None:
         self.exchange = exchange
@@ -242,6 +280,7 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.client.forget(self)
+        self.client.lost(self)
         exchange, self.exchange = self.exchange, None
         if exchange is None or exchange.done is None:
             return
@@ -317,7 +356,15 @@ class FastHttp:
         self.loop = loop
         self.idle: dict[tuple[str, int], list[_Conn]] = {}
         self.lru: dict[_Conn, None] = {}  # every idle connection, longest idle first
-        self.max_idle = idle_limit()
+        self.conns: set[_Conn] = set()  # every open connection (idle or busy)
+        self.connecting = 0  # connects under way
+        self.max_open = open_limit()
+        self.max_idle = idle_limit(self.max_open)
+        # Probes waiting for a descriptor: every connection busy at the cap, or EMFILE.
+        self.blocked: deque[_Exchange] = deque()
+        self._unblock_at: asyncio.TimerHandle | None = None
+        self.evicted = 0  # idle connections closed to make room (benchmark, tests)
+        self.descriptor_waits = 0  # probes that waited for a descriptor
         self.requests: dict[tuple[Any, ...], _Request] = {}
         self.resolver: GuardedResolver | None = None
         self.opened = 0  # connections opened, for tests and the benchmark
@@ -358,7 +405,67 @@ class FastHttp:
             conn.send(exchange)
             return
         exchange.conn = None
-        exchange.connecting = self.loop.create_task(self._connect(exchange))
+        if self.open_count() >= self.max_open and not self._evict_one():
+            # Every connection is busy at the cap: wait for one to finish, never fail.
+            self._block(exchange, 0.0)
+            return
+        self._start_connect(exchange)
+
+    def _start_connect(self, exchange: _Exchange) -> None:
+        self.connecting += 1
+        task = exchange.connecting = self.loop.create_task(self._connect(exchange))
+        # Counted down when the task ends however it ends (a task cancelled before it ran
+        # never enters the coroutine's `finally`).
+        task.add_done_callback(self._connect_ended)
+
+    def _connect_ended(self, _task: asyncio.Task[None]) -> None:
+        self.connecting -= 1
+        if self.blocked and self._unblock_at is None:  # (an EMFILE retry waits its timer)
+            self._unblock()
+
+    def open_count(self) -> int:
+        return len(self.conns) + self.connecting
+
+    def _block(self, exchange: _Exchange, delay: float) -> None:
+        self.descriptor_waits += 1
+        self.blocked.append(exchange)
+        if delay and self._unblock_at is None:
+            self._unblock_at = self.loop.call_later(delay, self._unblock)
+
+    def _unblock(self) -> None:
+        """Start waiting probes while there is room (a connection closed, or time passed)."""
+        self._unblock_at = None
+        while self.blocked:
+            exchange = self.blocked[0]
+            if exchange.done is None:  # timed out while waiting
+                self.blocked.popleft()
+                continue
+            if self.open_count() >= self.max_open and not self._evict_one():
+                return
+            self.blocked.popleft()
+            conn = self._take(exchange.key)  # one may have come free for this very instance
+            if conn is not None:
+                conn.send(exchange)
+            else:
+                self._start_connect(exchange)
+
+    def _evict_one(self) -> bool:
+        """Close the least recently used idle connection; False when none is idle."""
+        for conn in self.lru:
+            self.forget(conn)
+            self.conns.discard(conn)  # its descriptor goes with the close, counted now
+            self.evicted += 1
+            conn.transport.close()  # type: ignore[union-attr]
+            return True
+        return False
+
+    def made(self, conn: _Conn) -> None:
+        self.conns.add(conn)
+
+    def lost(self, conn: _Conn) -> None:
+        self.conns.discard(conn)
+        if self.blocked:
+            self.loop.call_soon(self._unblock)
 
     async def _connect(self, exchange: _Exchange) -> None:
         host, port = exchange.key
@@ -382,6 +489,19 @@ class FastHttp:
             exchange.fail("connection refused")
             return
         except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                # Out of descriptors after all (something else in the process holds more
+                # than the reserve, or the system table is full): not the instance's fault.
+                # Make room and try again shortly; the probe's timeout bounds the wait.
+                if self.descriptor_waits == 0:
+                    logger.warning(
+                        "out of file descriptors at %d open probe connections (%s)",
+                        self.open_count(),
+                        exc,
+                    )
+                self._evict_one()
+                self._block(exchange, EMFILE_RETRY_SECONDS)
+                return
             exchange.fail(f"cannot connect: {exc}")
             return
         finally:

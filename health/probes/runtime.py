@@ -25,7 +25,7 @@ from django.conf import settings
 from controlplane.outbound import GuardedResolver
 from health.choices import CheckKind, Scheme
 from health.probes import ProbeResult
-from health.probes.fast import FastHttp
+from health.probes.fast import FastHttp, raise_descriptor_limit
 from health.probes.grpc import probe_grpc
 from health.probes.http import probe_http
 from health.probes.tcp import probe_tcp
@@ -55,6 +55,8 @@ class ProbeRuntime:
     def __init__(self, concurrency: int) -> None:
         self.pid = os.getpid()
         self.concurrency = concurrency
+        # Soft RLIMIT_NOFILE to the hard limit before the client sizes its pool from it.
+        self.descriptor_limit = raise_descriptor_limit()
         self.loop = _new_loop()
         self._session: aiohttp.ClientSession | None = None
         self.fast = FastHttp(self.loop)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from health.choices import CheckStatus, HttpMethod
+from health.probes.fast import idle_limit
 from health.probes.http import MAX_BODY_BYTES
 from health.probes.runtime import runtime
 from health.specs import ProbeSpec
@@ -322,3 +323,24 @@ def test_past_the_idle_limit_connections_close_and_the_kept_ones_stay(
             assert probe(ProbeSpec(), server.port).status == CheckStatus.PASS
     # then the first two kept their one connection; the third connected every time
     assert [s.connections for s in servers] == [1, 1, 3]
+
+
+def test_at_the_cap_the_least_recently_used_idle_connection_is_evicted(
+    serve: Callable[[Handler], RawServer],
+) -> None:
+    # given a client allowed three open connections, and four instances
+    s1, s2, s3, s4 = (serve(keep_alive) for _ in range(4))
+    fast = runtime().fast
+    fast.max_open = 3
+    fast.max_idle = idle_limit(3)
+    for server in (s1, s2, s3):
+        assert probe(ProbeSpec(), server.port).status == CheckStatus.PASS
+    # s1 used again: s2 is now the least recently used
+    assert probe(ProbeSpec(), s1.port).status == CheckStatus.PASS
+    # when a fourth instance needs a connection
+    assert probe(ProbeSpec(), s4.port).status == CheckStatus.PASS
+    # then s2's connection went, and s1 and s3 keep theirs
+    for server in (s1, s3, s2):
+        assert probe(ProbeSpec(), server.port).status == CheckStatus.PASS
+    assert [s.connections for s in (s1, s2, s3, s4)] == [1, 2, 1, 1]
+    assert fast.evicted == 2  # s2 for s4, then s4 (least recent by then) for s2's return
