@@ -121,6 +121,11 @@ def main() -> None:
     end = rollups.hour_of(timezone.now())
     start = end - timedelta(hours=args.hours)
     with connection.cursor() as cursor:
+        # The flush empties the partitions but keeps them, packed ones at fillfactor 100, which
+        # the maintenance would then never rewrite: a running box only ever makes them anew
+        # (hot, fillfactor 50). Runs 2 and 3 of 2026-12-04 measured 161 MB that way, not 147.
+        for name, _packed in rollups.partitions().values():
+            cursor.execute(f"DROP TABLE {name}")
         cursor.execute("INSERT INTO health_rollup_watermark VALUES (1, %s)", [start])
     rollups.ensure_partitions(start)
     upsert_ms: list[float] = []

