@@ -49,6 +49,9 @@ def test_the_charts_draw_with_their_markers(world: Any, page: Page) -> None:
     expect(charts.first.locator("canvas")).to_be_visible()
     expect(charts.nth(1).locator("canvas")).to_be_visible()
     expect(page.locator(".sb-chart-legend")).to_contain_text("the instance count changed")
+    # each chart marks (static/js/markers.js) the rollout, the scale-up and the incident
+    for kind in ("deploy", "scale", "incident"):
+        expect(charts.locator(f'.sb-chart-marker[data-kind="{kind}"]')).to_have_count(2)
     # the scaling chart (server-drawn SVG) marks the firing incident as a band up to now
     band = page.locator(".sb-scaling-chart .sb-incident-mark rect")
     expect(band).to_have_count(1)
