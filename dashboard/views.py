@@ -140,7 +140,7 @@ def service_markers(request: HttpRequest, slug: str) -> HttpResponse:
     """What the service page's charts mark (chart_markers: deploys, scale events,
     incidents) in one environment from `since`, as JSON, for the charts of floors below
     the dashboard (the health service page, the circuit page), which name this by URL.
-    Seen by whoever may see the service page; six queries whatever the fleet."""
+    Seen by whoever may see the service page; seven queries whatever the fleet."""
     service = get_object_or_404(Service.objects.select_related("team"), slug=slug)
     wanted = request.GET.get("env", "")
     environments = list(Environment.objects.all())
