@@ -5,15 +5,13 @@ a legend and a title (tooltip) on the marker, and no script error."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from django.utils import timezone
 
 from circuits.choices import AggregateState
 from controlplane.tests.browser import ARTIFACTS, log_in
-from dashboard.tests.conftest import circuit, incident
+from dashboard.tests.conftest import circuit, incident, probe_history
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -24,17 +22,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_the_health_and_circuit_charts_mark_an_incident(world: Any, page: Page) -> None:
     from playwright.sync_api import expect
 
-    from health import rollups
-
-    service, env = world.service, world.production
-    now = timezone.now()
-    buckets = {}
-    for minutes in range(0, 90, 5):
-        bucket = rollups.Bucket()
-        for _ in range(20):
-            bucket.add("pass", 40.0 + minutes)
-        buckets[(service.pk, env.pk, rollups.minute_of(now - timedelta(minutes=minutes)))] = bucket
-    rollups.upsert(buckets)
+    service = world.service
+    probe_history(service, world.production)
     fired = incident(world, service, "checkout is down")
     guard = circuit(world, service, world.other_service, AggregateState.OPEN)
     errors: list[str] = []
