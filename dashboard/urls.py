@@ -68,6 +68,7 @@ urlpatterns = [
     ),
     path("invitations/<str:token>/", team_views.accept_invitation, name="invitation"),
     path("catalog/services/<slug:slug>/", views.service_page, name="service"),
+    path("catalog/services/<slug:slug>/markers", views.service_markers, name="service-markers"),
     path("catalog/services/<slug:slug>/deploy", views.deploy, name="service-deploy"),
     path("catalog/services/<slug:slug>/heartbeats/", heartbeats.heartbeat_list, name="heartbeats"),
     path(

@@ -3,13 +3,16 @@ timeline. Thin views."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from catalog.choices import Scope
@@ -100,6 +103,61 @@ def service_page(request: HttpRequest, slug: str) -> HttpResponse:
         ),
     }
     return render(request, "dashboard/service.html", context)
+
+
+def _since(raw: str) -> datetime | str:
+    """The `since` of the markers endpoint: unix seconds or an ISO 8601 time with its
+    offset, not in the future; earlier than MARKER_DAYS ago reads as MARKER_DAYS ago (the
+    markers go back no further). A string is the reason it was refused."""
+    earliest = timezone.now() - timedelta(days=service_data.MARKER_DAYS)
+    if not raw:
+        return earliest
+    try:
+        at = datetime.fromtimestamp(float(raw), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        try:
+            parsed = parse_datetime(raw)
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            return "not unix seconds nor an ISO 8601 time"
+        if timezone.is_naive(parsed):
+            return "an ISO 8601 time needs its offset (e.g. Z)"
+        at = parsed
+    if at > timezone.now():
+        return "is in the future"
+    return max(at, earliest)
+
+
+def _ends(marker: dict[str, Any], now: float) -> float:
+    if marker["until"] is not None:
+        return float(marker["until"])
+    return float(marker["at"]) if marker["kind"] == "scale" else now
+
+
+@login_required
+def service_markers(request: HttpRequest, slug: str) -> HttpResponse:
+    """What the service page's charts mark (chart_markers: deploys, scale events,
+    incidents) in one environment from `since`, as JSON, for the charts of floors below
+    the dashboard (the health service page, the circuit page), which name this by URL.
+    Seen by whoever may see the service page; seven queries whatever the fleet."""
+    service = get_object_or_404(Service.objects.select_related("team"), slug=slug)
+    wanted = request.GET.get("env", "")
+    environments = list(Environment.objects.all())
+    environment = service_data.pick_environment(environments, wanted)
+    if wanted and (environment is None or environment.slug != wanted):
+        return JsonResponse({"field": "env", "reason": f"no environment {wanted!r}"}, status=400)
+    since = _since(request.GET.get("since", ""))
+    if isinstance(since, str):
+        return JsonResponse({"field": "since", "reason": since}, status=400)
+    markers = service_data.chart_markers(service, environment, service_data.rollouts(service))
+    cut, now = since.timestamp(), timezone.now().timestamp()
+    # what overlaps [since, now]: a rollout or incident not over yet lasts until now
+    shown = [m for m in markers if m["at"] >= cut or _ends(m, now) >= cut]
+    return JsonResponse({
+        "service": service.slug, "environment": environment.slug if environment else None,
+        "since": cut, "markers": shown,
+    })  # fmt: skip
 
 
 @login_required

@@ -60,6 +60,25 @@ def incident(
     )  # fmt: skip
 
 
+def probe_history(service: Service, environment: Any, failing_minute: int | None = None) -> None:
+    """The last 90 minutes of probes in the rollups, one minute in five: 20 probes a minute,
+    latency 40 ms plus the minutes ago; half of them fail `failing_minute` minutes ago."""
+    from datetime import timedelta
+
+    from health import rollups
+
+    now = timezone.now()
+    buckets = {}
+    for minutes in range(0, 90, 5):
+        bucket = rollups.Bucket()
+        for n in range(20):
+            bucket.add("fail" if minutes == failing_minute and n < 10 else "pass", 40.0 + minutes)
+        buckets[
+            (service.pk, environment.pk, rollups.minute_of(now - timedelta(minutes=minutes)))
+        ] = bucket
+    rollups.upsert(buckets)
+
+
 def rollout(world: Any, service: Service, to_version: str = "2.0") -> Rollout:
     return Rollout.objects.create(
         team=service.team, service=service, environment=world.production, from_version="1.0",

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from controlplane.tests.browser import ARTIFACTS, log_in
-from dashboard.tests.conftest import incident, rollout
+from dashboard.tests.conftest import incident, probe_history, rollout
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -21,18 +21,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_the_charts_draw_with_their_markers(world: Any, page: Page) -> None:
     from playwright.sync_api import expect
 
-    from health import rollups
     from scaling.models import Decision, ScalingGroup
 
     service, env = world.service, world.production
     now = timezone.now()
-    buckets = {}
-    for minutes in range(0, 90, 5):
-        bucket = rollups.Bucket()
-        for n in range(20):
-            bucket.add("fail" if minutes == 30 and n < 10 else "pass", 40.0 + minutes)
-        buckets[(service.pk, env.pk, rollups.minute_of(now - timedelta(minutes=minutes)))] = bucket
-    rollups.upsert(buckets)
+    probe_history(service, env, failing_minute=30)
     rollout(world, service, to_version="1.5.0")
     group = ScalingGroup.objects.create(
         service=service, environment=env, driver="process",
@@ -49,6 +42,9 @@ def test_the_charts_draw_with_their_markers(world: Any, page: Page) -> None:
     expect(charts.first.locator("canvas")).to_be_visible()
     expect(charts.nth(1).locator("canvas")).to_be_visible()
     expect(page.locator(".sb-chart-legend")).to_contain_text("the instance count changed")
+    # each chart marks (static/js/markers.js) the rollout, the scale-up and the incident
+    for kind in ("deploy", "scale", "incident"):
+        expect(charts.locator(f'.sb-chart-marker[data-kind="{kind}"]')).to_have_count(2)
     # the scaling chart (server-drawn SVG) marks the firing incident as a band up to now
     band = page.locator(".sb-scaling-chart .sb-incident-mark rect")
     expect(band).to_have_count(1)
