@@ -25,8 +25,8 @@ from dashboard.home import (
 )
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Rollout
-from health.rollups import DaySummary, day_summaries
 from health.models import ServiceHealth
+from health.rollups import DaySummary, day_summaries
 
 Context = dict[str, Any]
 # A pushed section is rendered once for every viewer: who may act is not known (None), so

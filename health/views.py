@@ -28,7 +28,6 @@ from health import overview as overview_queries
 from health import rollups, trial
 from health.api.serializers import CheckSpecSerializer, MaintenanceWindowSerializer
 from health.choices import CHECK_SPEC_EVENTS, MAINTENANCE_EVENTS, ServiceStatus
-from health.rollups import day_summaries
 from health.maintenance import in_maintenance
 from health.models import (
     CheckSpec,
@@ -38,6 +37,7 @@ from health.models import (
     ServiceHealth,
     Transition,
 )
+from health.rollups import day_summaries
 
 HISTORY_RANGES = ("1h", "24h", "7d", "30d")
 

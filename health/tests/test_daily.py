@@ -13,8 +13,7 @@ import pytest
 
 from catalog.models import Service
 from health import rollups
-from health.rollups import HOURS, DaySummary, day_summaries
-from health.rollups import Bucket
+from health.rollups import HOURS, Bucket, DaySummary, day_summaries
 
 pytestmark = pytest.mark.django_db
 # 20 minutes into an hour: the current hour is partial.
