@@ -242,12 +242,13 @@ def compact_row_bytes() -> dict[str, float]:
             # The table names are our own constants, not input.
             # (all partitions of a partitioned one)
             cursor.execute(
-                "SELECT (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%s)),"  # noqa: S608
+                "SELECT coalesce((SELECT sum(pg_total_relation_size(relid))"  # noqa: S608
+                " FROM pg_partition_tree(%s)), pg_total_relation_size(%s)),"
                 f" count(*) FROM {table}",
-                [table],
+                [table, table],
             )
             size, rows = cursor.fetchone()
-            sizes[table] = size / rows if rows else 0.0
+            sizes[table] = float(size) / rows if rows else 0.0
     return sizes
 
 

@@ -368,6 +368,7 @@ FILL: dict[str, Callable[[Case], dict[str, Any]]] = {
     "dashboard:team": lambda c: {"slug": c.world.team.slug},
     "dashboard:service": _service,
     "dashboard:service-deploy": _service,
+    "dashboard:service-markers": _service,
     "dashboard:external-dependency": lambda c: {"slug": c.made["external"].slug},
     "catalog:instance": _pk("instance"),
     "deployments:rollout": _pk("rollout"),
