@@ -29,8 +29,15 @@ from typing import Any
 from alerts.api.serializers import ChannelSerializer
 from alerts.choices import CHANNEL_EVENTS, ChannelKind
 from alerts.models import Channel
-from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, register_kind, save
-from catalog.catalog_yaml.kinds import API_VERSION, Action
+from catalog.catalog_yaml.extensions import (
+    Context,
+    ExtraInvalid,
+    Planned,
+    document,
+    register_kind,
+    save,
+)
+from catalog.catalog_yaml.kinds import Action
 from catalog.catalog_yaml.kinds import Kind as CatalogKind
 from catalog.models import Team
 from controlplane import changes
@@ -103,14 +110,7 @@ def export() -> list[dict[str, Any]]:
             value = getattr(channel, field)
             if key != "type" and value != DEFAULTS[key]:
                 spec[key] = value
-        documents.append(
-            {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "metadata": {"team": channel.team.slug, "name": channel.name},
-                "spec": spec,
-            }
-        )
+        documents.append(document(KIND, {"team": channel.team.slug, "name": channel.name}, spec))
     return documents
 
 

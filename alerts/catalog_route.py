@@ -23,8 +23,15 @@ from alerts.api.serializers import RouteSerializer
 from alerts.catalog_channel import KIND as CHANNEL_KIND
 from alerts.choices import ROUTE_EVENTS
 from alerts.models import Channel, Route
-from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, register_kind, save
-from catalog.catalog_yaml.kinds import API_VERSION, Action
+from catalog.catalog_yaml.extensions import (
+    Context,
+    ExtraInvalid,
+    Planned,
+    document,
+    register_kind,
+    save,
+)
+from catalog.catalog_yaml.kinds import Action
 from catalog.catalog_yaml.kinds import Kind as CatalogKind
 from catalog.models import Team
 from controlplane import changes
@@ -66,17 +73,16 @@ def export() -> list[dict[str, Any]]:
     ):
         spec = {k: getattr(route, f) for k, f in KEYS.items() if getattr(route, f) != DEFAULTS[f]}
         documents.append(
-            {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "metadata": {
+            document(
+                KIND,
+                {
                     "team": route.team.slug,
                     "severity": route.severity,
                     "channel": route.channel.name,
                     "escalationLevel": route.escalation_level,
                 },
-                "spec": spec,
-            }
+                spec,
+            )
         )
     return documents
 

@@ -34,8 +34,15 @@ from alerts.catalog_channel import label, team_and_name
 from alerts.choices import RULE_EVENTS
 from alerts.models import Rule
 from alerts.rules import KINDS
-from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, register_kind, save
-from catalog.catalog_yaml.kinds import API_VERSION, Action
+from catalog.catalog_yaml.extensions import (
+    Context,
+    ExtraInvalid,
+    Planned,
+    document,
+    register_kind,
+    save,
+)
+from catalog.catalog_yaml.kinds import Action
 from catalog.catalog_yaml.kinds import Kind as CatalogKind
 from catalog.models import Service, Team
 from controlplane import changes
@@ -88,14 +95,7 @@ def export() -> list[dict[str, Any]]:
                 spec[key] = values[field]
         if rule.default_key:
             spec["defaultKey"] = rule.default_key
-        documents.append(
-            {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "metadata": {"team": rule.team.slug, "name": rule.name},
-                "spec": spec,
-            }
-        )
+        documents.append(document(KIND, {"team": rule.team.slug, "name": rule.name}, spec))
     return documents
 
 

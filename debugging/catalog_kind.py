@@ -25,8 +25,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, register_kind
-from catalog.catalog_yaml.kinds import API_VERSION, Action
+from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, document, register_kind
+from catalog.catalog_yaml.kinds import Action
 from catalog.catalog_yaml.kinds import Kind as CatalogKind
 from catalog.models import Environment, Service
 from debugging import config
@@ -76,15 +76,14 @@ def export() -> list[dict[str, Any]]:
             else:
                 written[name] = {"kind": entry.kind, "value": entry.value}
         documents.append(
-            {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "metadata": {
+            document(
+                KIND,
+                {
                     "service": version.service.slug,
                     "environment": version.environment.slug,
                 },
-                "spec": {"entries": written},
-            }
+                {"entries": written},
+            )
         )
     return documents
 

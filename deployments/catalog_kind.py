@@ -28,8 +28,8 @@ from typing import Any
 from rest_framework.serializers import ModelSerializer
 
 from catalog.catalog_yaml import CatalogConflict
-from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, register_kind
-from catalog.catalog_yaml.kinds import API_VERSION, Action
+from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, document, register_kind
+from catalog.catalog_yaml.kinds import Action
 from catalog.catalog_yaml.kinds import Kind as CatalogKind
 from catalog.models import Environment
 from controlplane import changes
@@ -134,14 +134,7 @@ def export() -> list[dict[str, Any]]:
             for section in SECTIONS
             if section.name in lists
         }
-        documents.append(
-            {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "metadata": {"environment": slug},
-                "spec": spec,
-            }
-        )
+        documents.append(document(KIND, {"environment": slug}, spec))
     return documents
 
 

@@ -28,8 +28,15 @@ from typing import Any
 
 from django.db.models import Field
 
-from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, register_kind, save
-from catalog.catalog_yaml.kinds import API_VERSION, Action
+from catalog.catalog_yaml.extensions import (
+    Context,
+    ExtraInvalid,
+    Planned,
+    document,
+    register_kind,
+    save,
+)
+from catalog.catalog_yaml.kinds import Action
 from catalog.catalog_yaml.kinds import Kind as CatalogKind
 from catalog.models import Service
 from controlplane import changes
@@ -78,14 +85,7 @@ def export() -> list[dict[str, Any]]:
     for spec in sorted(specs, key=lambda s: s.service.slug if s.service else ""):
         assert spec.service is not None
         written = {key_of(f): value for f, value in _values(spec).items() if value != _default(f)}
-        documents.append(
-            {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "metadata": {"service": spec.service.slug},
-                "spec": written,
-            }
-        )
+        documents.append(document(KIND, {"service": spec.service.slug}, written))
     return documents
 
 

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from catalog.catalog_yaml import CatalogConflict
-from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, register_kind
-from catalog.catalog_yaml.kinds import API_VERSION, Action
+from catalog.catalog_yaml.extensions import Context, ExtraInvalid, Planned, document, register_kind
+from catalog.catalog_yaml.kinds import Action
 from catalog.catalog_yaml.kinds import Kind as CatalogKind
 from catalog.models import Service
 from controlplane import changes
@@ -100,12 +100,9 @@ def export() -> list[dict[str, Any]]:
     for window in MaintenanceWindow.objects.select_related("service", "environment"):
         by_service.setdefault(window.service.slug, []).append(window)
     return [
-        {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "metadata": {"service": slug},
-            "spec": {"windows": [_written(w) for w in sorted(windows, key=_order)]},
-        }
+        document(
+            KIND, {"service": slug}, {"windows": [_written(w) for w in sorted(windows, key=_order)]}
+        )
         for slug, windows in sorted(by_service.items())
     ]
 

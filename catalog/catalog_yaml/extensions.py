@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog.catalog_yaml.kinds import Action, Kind
+from catalog.catalog_yaml.kinds import API_VERSION, Action, Kind
 from catalog.models import Service, Team
 
 
@@ -91,6 +91,11 @@ class ExtraKind:
 
 
 EXTRA_KINDS: dict[str, ExtraKind] = {}
+
+
+def document(kind: str, metadata: dict[str, Any], spec: Any) -> dict[str, Any]:
+    """One exported document of a registered kind, its keys in the files' order."""
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": metadata, "spec": spec}
 
 
 def register_kind(
